@@ -1,0 +1,41 @@
+"""The control socket: how technicians' tools talk to the running agent.
+
+`ControlServer(agent).run()` serves the socket (a supervised task of the
+runtime); `ControlClient(path).call(op, …)` asks it. The wire format and the
+operations are in `agent.control.protocol`; docs/operations.md describes them
+for people.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from agent.control.client import ControlClient
+from agent.control.protocol import AgentUnreachable, ControlError
+from agent.control.server import ControlServer
+
+if TYPE_CHECKING:
+    from agent.runtime import Agent
+
+
+def technician_tasks(agent: Agent) -> dict[str, Callable[[], Awaitable[None]]]:
+    """The long-running tasks for the runtime to supervise: the control socket, and the
+    maintenance page when `control.maintenance_address` is set."""
+    from agent.maintenance import MaintenancePage
+
+    control = ControlServer(agent)
+    tasks: dict[str, Callable[[], Awaitable[None]]] = {"control": control.run}
+    address = agent.config.control.maintenance_address
+    if address:
+        tasks["maintenance"] = MaintenancePage(agent, address, control=control).run
+    return tasks
+
+
+__all__ = [
+    "AgentUnreachable",
+    "ControlClient",
+    "ControlError",
+    "ControlServer",
+    "technician_tasks",
+]

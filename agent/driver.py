@@ -1,0 +1,105 @@
+"""The contract between the agent and a protocol driver, and how drivers are found.
+
+A driver is one package `drivers/<kind>/` with two public names:
+
+* `drivers/<kind>/config.py` defines `Section`, a pydantic model (subclass of
+  `DriverSection`) for one `[[drivers.<kind>]]` table of the config file;
+* `drivers/<kind>/__init__.py` defines `build(section, env) -> Driver`.
+
+Adding a protocol therefore means adding a folder; the config loader and the
+runtime discover it by name. Only the drivers named in a config are imported,
+so a gateway that speaks Modbus alone never loads bleak.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, cast, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agent.model import DeviceHealth, DeviceInfo, Emit, Reading, Value
+
+SHIPPED_CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
+"""`config/` of the source tree: shipped device profiles and codecs live there."""
+
+
+class DriverSection(BaseModel):
+    """Common keys of every `[[drivers.<kind>]]` table."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    enabled: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class DriverEnv:
+    """What a driver may know of its surroundings: where to keep its own state
+    (frame counters, caches) and where to find profiles. Nothing else."""
+
+    state_dir: Path
+    config_dir: Path
+    profile_dirs: tuple[Path, ...] = field(default=(SHIPPED_CONFIG_DIR / "profiles",))
+
+
+@runtime_checkable
+class Driver(Protocol):
+    """One protocol family's long-lived task. Composition, not a base class."""
+
+    name: str
+
+    async def run(self, emit: Emit) -> None:
+        """Open the transport, poll/listen and `await emit(items)` until cancelled.
+
+        Raising means the driver as a whole failed; the supervisor restarts it with
+        backoff. Per-device failures are not raised: they go into `health()`.
+        """
+        ...
+
+    async def read(self, device: str, points: Sequence[str] | None = None) -> list[Reading]:
+        """A live read on demand (technician CLI, command read-back)."""
+        ...
+
+    async def write(self, device: str, point: str, value: Value) -> None:
+        """Write one point. Raises a `DeviceError` subclass on failure."""
+        ...
+
+    def health(self) -> list[DeviceHealth]: ...
+
+    def catalogue(self) -> dict[str, DeviceInfo]:
+        """The devices this driver owns and their points (for policy and the CLI)."""
+        ...
+
+
+class DriverModule(Protocol):
+    def build(self, section: Any, env: DriverEnv) -> Driver: ...
+
+
+def known_kinds() -> list[str]:
+    """Packages under `drivers/` that declare a config section. Shared layers (such
+    as `drivers/serialline`) have no `config.py` and are not drivers."""
+    import drivers
+
+    return sorted(
+        m.name
+        for m in pkgutil.iter_modules(drivers.__path__)
+        if m.ispkg and any((Path(p) / m.name / "config.py").is_file() for p in drivers.__path__)
+    )
+
+
+def section_model(kind: str) -> type[DriverSection]:
+    """The config model of driver `kind`; KeyError if there is no such driver."""
+    if kind not in known_kinds():
+        raise KeyError(kind)
+    module = importlib.import_module(f"drivers.{kind}.config")
+    return cast(type[DriverSection], module.Section)
+
+
+def build_driver(kind: str, section: DriverSection, env: DriverEnv) -> Driver:
+    module = cast(DriverModule, importlib.import_module(f"drivers.{kind}"))
+    return module.build(section, env)

@@ -1,0 +1,1 @@
+"""The simulated street: a private broker and device simulators for the demo and the tests."""

@@ -1,0 +1,77 @@
+"""Keep long-running tasks alive: restart with jittered backoff, say why they stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(slots=True)
+class TaskHealth:
+    name: str
+    restarts: int = 0
+    last_error: str | None = None
+    last_error_at: float | None = None
+    running: bool = False
+
+
+class Backoff:
+    """Exponential backoff with full jitter (no thundering herd after a city-wide outage)."""
+
+    def __init__(self, minimum: float = 0.5, maximum: float = 60.0) -> None:
+        self.minimum = minimum
+        self.maximum = maximum
+        self.attempt = 0
+
+    def next_delay(self) -> float:
+        ceiling = min(self.maximum, self.minimum * (2**self.attempt))
+        self.attempt += 1
+        return random.uniform(self.minimum, max(self.minimum, ceiling))
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+async def supervise(
+    name: str,
+    factory: Callable[[], Awaitable[None]],
+    health: TaskHealth,
+    *,
+    min_delay: float = 0.5,
+    max_delay: float = 60.0,
+    healthy_after: float = 30.0,
+) -> None:
+    """Run `factory()` forever. A return or an exception is logged and followed by a
+    restart after a jittered delay; the delay resets once a run lasted `healthy_after`
+    seconds. Cancellation stops it."""
+    backoff = Backoff(min_delay, max_delay)
+    while True:
+        started = time.monotonic()
+        health.running = True
+        try:
+            await factory()
+            reason = "returned"
+        except asyncio.CancelledError:
+            health.running = False
+            raise
+        except Exception as exc:  # any failure of one task must not take the agent down
+            reason = f"{type(exc).__name__}: {exc}"
+            log.error("task.failed", task=name, error=reason, exc_info=exc)
+        health.running = False
+        health.restarts += 1
+        health.last_error = reason
+        health.last_error_at = time.time()
+        if time.monotonic() - started >= healthy_after:
+            backoff.reset()
+        delay = backoff.next_delay()
+        log.warning(
+            "task.restart", task=name, reason=reason, in_s=round(delay, 2), restarts=health.restarts
+        )
+        await asyncio.sleep(delay)

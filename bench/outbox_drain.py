@@ -1,0 +1,419 @@
+"""The outbox under a long outage: ingest, backlog drain, flash wear, and the way back.
+
+1. Ingest: N readings (default 1,000,000; real `reading_entry` bodies of a
+   100-lamppost street) added to the real `agent.outbox.Outbox` in a temp dir and
+   committed one transaction per window of `--window` rows (10,000 = the 0.1 s
+   commit window at 100,000 readings/s). Prints readings/s, commits and bytes
+   written per 1,000 readings.
+2. Drain: a child process opens that store and runs the real `agent.uplink.Uplink`
+   against a private Mosquitto until every row is sealed, sent and PUBACKed (its
+   peak RSS is the child's VmHWM, so nothing the parent holds pollutes it). The
+   baseline, in the same run, to the same broker: a bare aiomqtt loop in another
+   child publishing payloads of exactly the sizes the uplink sealed, same count,
+   QoS 1, with the same in-flight window. Neither has a subscriber.
+3. Outage: the real agent (a subprocess, default uplink settings) polls simulated
+   lampposts; a verifying command post subscribes; the broker is stopped for
+   `--outage` s and started again. Prints the time from the broker's return to the
+   first reading taken after it arriving at the command post, and to the arrival
+   of the last reading buffered during the outage.
+
+    .venv/bin/python bench/outbox_drain.py [--readings 1000000] [--outage 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import random
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from agent.config import GatewaySection, UplinkSection
+from agent.envelope import reading_entry
+from agent.keys import create_key, load_signing_key
+from agent.model import Reading
+from agent.outbox import Batch, Entry, Outbox, Sealed
+from agent.street.broker import Broker
+from agent.uplink import Uplink
+from drivers.modbus.simulator import ModbusStreet
+from tests.support.agent_process import AgentProcess, to_toml
+from tests.support.command_post import CommandPost
+
+THINGSBOARD_FIRST_LIVE_S = 5.4  # ThingsBoard IoT Gateway, this machine, 30 s outage
+INFLIGHT = UplinkSection().inflight  # the agent's default in-flight window, for both loops
+
+
+# --- measuring a process -----------------------------------------------------------------
+
+
+def proc_status_mb(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def proc_io() -> dict[str, int]:
+    """write_bytes: what reached the block layer; wchar: what went through write()."""
+    out: dict[str, int] = {}
+    for line in Path("/proc/self/io").read_text().splitlines():
+        key, _, value = line.partition(":")
+        out[key] = int(value)
+    return out
+
+
+def progress(label: str, done: int, total: int, started: float) -> None:
+    rate = done / max(time.perf_counter() - started, 1e-9)
+    print(f"\r  {label}: {done:,}/{total:,} ({rate:,.0f}/s)   ", end="", file=sys.stderr)
+
+
+class CountingOutbox(Outbox):
+    """The real store, counting its transactions and the sizes of what it sealed."""
+
+    seal_commits = 0
+    ack_commits = 0
+    sealed_sizes: list[int]
+
+    def seal(self, batches: Sequence[Batch], encode: Callable[[Batch, int], bytes]) -> list[Sealed]:
+        sealed = super().seal(batches, encode)
+        self.seal_commits += 1
+        self.sealed_sizes.extend(len(s.payload) for s in sealed)
+        return sealed
+
+    def _flush_acks(self, *, commit: bool = True) -> None:
+        if commit and self._acked:
+            self.ack_commits += 1
+        super()._flush_acks(commit=commit)
+
+
+# --- 1. ingest -------------------------------------------------------------------------------
+
+
+def street_bodies(count: int = 2000) -> list[bytes]:
+    """Encoded readings as the pipeline makes them: 100 lampposts, a few points each."""
+    points = [("power", "W"), ("voltage", "V"), ("lamp_on", None), ("dimming", "%")]
+    now = time.time()
+    bodies = []
+    for i in range(count):
+        point, unit = points[i % len(points)]
+        value: float | bool = (i % 2 == 0) if unit is None else round(random.uniform(0, 250), 1)
+        reading = Reading(f"lamppost-{i % 100:03d}", point, value, now + i * 0.01, unit)
+        bodies.append(reading_entry(reading))
+    return bodies
+
+
+def ingest(db: Path, total: int, window: int) -> dict[str, float]:
+    outbox = Outbox.open(db, max_bytes=1 << 40, max_age=1e9)
+    bodies = street_bodies()
+    io0 = proc_io()
+    started = time.perf_counter()
+    done = 0
+    while done < total:
+        n = min(window, total - done)
+        ts = time.time()
+        outbox.add([Entry("telemetry", 1, ts, bodies[(done + i) % len(bodies)]) for i in range(n)])
+        outbox.commit()
+        done += n
+        if done % (10 * window) == 0 or done == total:
+            progress("ingest", done, total, started)
+    seconds = time.perf_counter() - started
+    commits = outbox.counters.commits
+    body_bytes = outbox.counters.bytes_committed
+    outbox.close()  # the checkpoint that moves the WAL into the database counts too
+    io1 = proc_io()
+    print(file=sys.stderr)
+    per_k = 1000 / total
+    return {
+        "rate": total / seconds,
+        "seconds": seconds,
+        "commits_per_k": commits * per_k,
+        "write_bytes_per_k": (io1["write_bytes"] - io0["write_bytes"]) * per_k,
+        "wchar_per_k": (io1["wchar"] - io0["wchar"]) * per_k,
+        "body_bytes_per_k": body_bytes * per_k,
+        "db_bytes": db.stat().st_size,
+    }
+
+
+# --- 2. drain (child process) and the bare baseline (child process) -------------------------
+
+
+async def drain_child(db: Path, key_path: Path, port: int, total: int) -> dict[str, Any]:
+    # aiomqtt warns once per publish beyond 10 pending calls; the uplink keeps a whole
+    # in-flight window pending on purpose, so the warnings would only bury the progress.
+    logging.getLogger("mqtt").setLevel(logging.ERROR)
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    outbox = CountingOutbox.open(db, max_bytes=1 << 40, max_age=1e9)
+    assert isinstance(outbox, CountingOutbox)
+    outbox.sealed_sizes = []
+    rss_before = proc_status_mb("VmRSS")
+    uplink = Uplink(
+        UplinkSection(host="127.0.0.1", port=port),
+        GatewaySection(id="gw-bench", site="bench", state_dir=db.parent),
+        outbox,
+        load_signing_key(key_path),
+        birth=dict,
+    )
+    io0 = proc_io()
+    started = time.perf_counter()
+    task = asyncio.create_task(uplink.run())
+    deadline = time.monotonic() + 3600
+    shown = 0.0
+    while time.monotonic() < deadline:
+        await asyncio.sleep(0.01)  # fine-grained: the end time is taken here
+        if time.perf_counter() - shown > 0.5:
+            shown = time.perf_counter()
+            progress("drain (uplink)", uplink.stats.entries_sent, total, started)
+        if uplink.stats.entries_sent >= total:
+            stats = outbox.stats()
+            if not stats.rows and stats.sealed_unacked == 0:
+                break
+        if task.done():
+            task.result()  # raises what stopped the uplink
+    seconds = time.perf_counter() - started
+    progress("drain (uplink)", uplink.stats.entries_sent, total, started)
+    print(file=sys.stderr)
+    await uplink.stop()
+    await asyncio.wait_for(task, 10)
+    outbox.close()
+    io1 = proc_io()
+    return {
+        "seconds": seconds,
+        "messages": uplink.stats.messages_sent,
+        "entries": uplink.stats.entries_sent,
+        "peak_rss_mb": proc_status_mb("VmHWM"),
+        "rss_before_mb": rss_before,
+        "seal_commits": outbox.seal_commits,
+        "ack_commits": outbox.ack_commits,
+        "write_bytes": io1["write_bytes"] - io0["write_bytes"],
+        "wchar": io1["wchar"] - io0["wchar"],
+        "sizes": outbox.sealed_sizes,
+    }
+
+
+async def bare_child(sizes: list[int], port: int) -> dict[str, Any]:
+    import aiomqtt
+
+    blob = os.urandom(max(sizes))
+    window = asyncio.Semaphore(INFLIGHT)
+    started = time.perf_counter()
+    sent = 0
+    async with aiomqtt.Client(
+        "127.0.0.1", port, identifier="bare-loop", max_inflight_messages=INFLIGHT
+    ) as client:
+        client.pending_calls_threshold = INFLIGHT  # a full window is the point, not a warning
+
+        async def one(size: int) -> None:
+            nonlocal sent
+            try:
+                await client.publish("bench/bare", blob[:size], qos=1, timeout=30)
+            finally:
+                window.release()
+            sent += 1
+
+        tasks = []
+        for i, size in enumerate(sizes):
+            await window.acquire()
+            tasks.append(asyncio.create_task(one(size)))
+            if i % 200 == 0:
+                progress("drain (bare aiomqtt loop)", sent, len(sizes), started)
+        await asyncio.gather(*tasks)
+    seconds = time.perf_counter() - started
+    progress("drain (bare aiomqtt loop)", sent, len(sizes), started)
+    print(file=sys.stderr)
+    return {"seconds": seconds, "messages": sent}
+
+
+def run_child(*args: str) -> None:
+    subprocess.run([sys.executable, __file__, *args], check=True)
+
+
+# --- 3. outage with the real agent -------------------------------------------------------------
+
+
+def stored(db: Path) -> set[tuple[str, str, float]]:
+    """Readings waiting in the agent's store (rows and sealed, unacknowledged messages)."""
+    import msgpack
+
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    found = set()
+    try:
+        for (body,) in conn.execute("SELECT body FROM rows WHERE kind = 'telemetry'"):
+            entry = msgpack.unpackb(body)
+            found.add((entry[0], entry[1], entry[3]))
+        for (payload,) in conn.execute("SELECT payload FROM messages WHERE kind = 'telemetry'"):
+            for entry in msgpack.unpackb(msgpack.unpackb(payload)["body"])["data"]:
+                found.add((entry[0], entry[1], entry[3]))
+    finally:
+        conn.close()
+    return found
+
+
+async def outage(workdir: Path, seconds: float, poll: float) -> dict[str, Any]:
+    key = create_key(workdir / "state" / "keys" / "gateway.key")
+    with Broker(workdir=workdir / "broker-outage") as broker:
+        async with ModbusStreet(lampposts=10, meters=0) as street:
+            doc = {
+                "gateway": {"id": "gw-bench", "site": "bench", "state_dir": str(workdir / "state")},
+                "uplink": {"host": "127.0.0.1", "port": broker.port},  # default backoff
+                "pipeline": {"full_report_interval": 0.001},  # every poll goes up
+                "logging": {"level": "warning", "format": "json"},
+                "drivers": {"modbus": [street.driver_tables(name="street", poll_interval=poll)]},
+            }
+            config = workdir / "agent.toml"
+            config.write_text(to_toml(doc))
+            db = workdir / "state" / "outbox.db"
+            async with CommandPost(broker.port, key.public_key) as post:
+                with AgentProcess(config):
+                    if not await post.wait_for(lambda: len(post.readings) > 100, 60):
+                        raise RuntimeError(f"no readings from the agent; see {config}.log")
+                    await asyncio.sleep(2)
+                    broker.stop()
+                    stopped = time.time()
+                    for left in range(int(seconds), 0, -1):
+                        print(f"\r  outage: broker down, {left:3d} s ", end="", file=sys.stderr)
+                        await asyncio.sleep(1)
+                    await asyncio.sleep(seconds - int(seconds))
+                    print(file=sys.stderr)
+                    broker.start()
+                    back = time.time()
+                    backlog = {r for r in stored(db) if r[2] < back}
+
+                    def delivered() -> set[tuple[str, str, float]]:
+                        return {(r.reading.device, r.reading.point, r.reading.ts)
+                                for r in post.readings}  # fmt: skip
+
+                    live = await post.wait_for(
+                        lambda: any(r.reading.ts >= back for r in post.readings), 120
+                    )
+                    complete = await post.wait_for(lambda: backlog <= delivered(), 300)
+                    await asyncio.sleep(1)
+    first_live = min((r.arrived for r in post.readings if r.reading.ts >= back), default=None)
+    last_backlog = max(
+        (r.arrived for r in post.readings if stopped <= r.reading.ts < back), default=None
+    )
+    return {
+        "outage_s": back - stopped,
+        "backlog_readings": len(backlog),
+        "first_live_s": first_live - back if live and first_live else float("nan"),
+        "last_backlog_s": last_backlog - back if complete and last_backlog else float("nan"),
+        "lost": len(backlog - delivered()),
+        "duplicates": post.duplicates,
+    }
+
+
+# --- the whole run -------------------------------------------------------------------------------
+
+
+def verdict(ok: bool) -> str:
+    return "ok" if ok else "MISSED"
+
+
+async def main(args: argparse.Namespace) -> None:
+    workdir = Path(tempfile.mkdtemp(prefix="cityedge-outbox-bench-"))
+    key_path = workdir / "keys" / "gateway.key"
+    create_key(key_path)
+    db = workdir / "drain" / "outbox.db"
+    print(f"1/3 ingest of {args.readings:,} readings into {db.name}", file=sys.stderr)
+    ing = ingest(db, args.readings, args.window)
+
+    with Broker(workdir=workdir / "broker-drain", persistence=False) as broker:
+        print("2/3 drain through the uplink, then the bare loop", file=sys.stderr)
+        drained, bare = workdir / "drain.json", workdir / "bare.json"
+        port = str(broker.port)
+        run_child(
+            "--child", "drain", str(db), str(key_path), port, str(args.readings), str(drained)
+        )
+        run_child("--child", "bare", str(drained), port, str(bare))
+    d = json.loads(drained.read_text())
+    b = json.loads(bare.read_text())
+
+    out = None
+    if args.outage > 0:
+        print(f"3/3 outage of {args.outage:g} s with the real agent", file=sys.stderr)
+        out = await outage(workdir / "outage", args.outage, args.poll)
+
+    n = args.readings
+    per_k = 1000 / n
+    msgs_s = d["messages"] / d["seconds"]
+    bare_s = b["messages"] / b["seconds"]
+    ratio = msgs_s / bare_s
+    mean_kib = sum(d["sizes"]) / len(d["sizes"]) / 1024
+    batch = UplinkSection().batch_max_readings
+    commits = (d["seal_commits"] + d["ack_commits"]) * per_k
+    lines = [
+        f"outbox: {n:,} readings, {d['messages']:,} messages of {mean_kib:.1f} KiB"
+        f" (batch_max_readings {batch}), in-flight window {INFLIGHT}",
+        f"  ingest: {ing['rate']:,.0f} readings/s, commit per {args.window:,} rows"
+        f"  (target >= 100,000: {verdict(ing['rate'] >= 100_000)})",
+        f"    per 1,000 readings: {ing['commits_per_k']:.2f} commits,"
+        f" {ing['write_bytes_per_k'] / 1024:.1f} KiB to disk (write_bytes),"
+        f" {ing['wchar_per_k'] / 1024:.1f} KiB through write();"
+        f" encoded bodies {ing['body_bytes_per_k'] / 1024:.1f} KiB",
+        f"  drain via uplink: {msgs_s:,.0f} msgs/s,"
+        f" {d['entries'] / d['seconds']:,.0f} readings/s ({d['seconds']:.1f} s)",
+        f"  bare aiomqtt loop, same sizes and count: {bare_s:,.0f} msgs/s ({b['seconds']:.1f} s)",
+        f"  ratio uplink / bare: {ratio:.2f}  (target >= 0.8: {verdict(ratio >= 0.8)})",
+        f"  drain peak RSS (child VmHWM): {d['peak_rss_mb']:.1f} MB,"
+        f" {d['rss_before_mb']:.1f} MB before the drain"
+        f"  (target <= 80 MB: {verdict(d['peak_rss_mb'] <= 80)})",
+        f"    drain per 1,000 readings: {commits:.2f} commits"
+        f" ({d['seal_commits']} seal, {d['ack_commits']} ack),"
+        f" {d['write_bytes'] * per_k / 1024:.1f} KiB to disk,"
+        f" {d['wchar'] * per_k / 1024:.1f} KiB through write()",
+    ]
+    if out is not None:
+        first = out["first_live_s"]
+        lines += [
+            f"  outage {out['outage_s']:.1f} s, real agent (default uplink backoff),"
+            f" 10 lampposts polled every {args.poll:g} s, {out['backlog_readings']:,} buffered",
+            f"    broker back -> first live reading at the command post: {first:.2f} s"
+            f"  (target <= 1.5 s: {verdict(first <= 1.5)};"
+            f" ThingsBoard {THINGSBOARD_FIRST_LIVE_S} s)",
+            f"    broker back -> last backlog reading: {out['last_backlog_s']:.2f} s;"
+            f" lost {out['lost']}, duplicates dropped {out['duplicates']}",
+        ]
+    print("\n".join(lines))
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+def child(argv: list[str]) -> None:
+    role, *rest = argv
+    if role == "drain":
+        db, key_path, port, total, out = rest
+        result = asyncio.run(drain_child(Path(db), Path(key_path), int(port), int(total)))
+    elif role == "bare":
+        drained, port, out = rest
+        sizes = json.loads(Path(drained).read_text())["sizes"]
+        result = asyncio.run(bare_child(sizes, int(port)))
+    else:
+        raise SystemExit(f"unknown child role {role!r}")
+    Path(out).write_text(json.dumps(result))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 2 and sys.argv[1] == "--child":
+        child(sys.argv[2:])
+        raise SystemExit(0)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--readings", type=int, default=1_000_000)
+    parser.add_argument("--window", type=int, default=10_000, help="rows per commit at ingest")
+    parser.add_argument("--outage", type=float, default=30.0, help="seconds; 0 skips the scenario")
+    parser.add_argument("--poll", type=float, default=0.2, help="lamppost poll interval, s")
+    parsed = parser.parse_args()
+    if parsed.readings < 1 or parsed.window < 1 or parsed.outage < 0 or parsed.poll <= 0:
+        parser.error("--readings and --window must be >= 1, --outage >= 0, --poll > 0")
+    asyncio.run(main(parsed))

@@ -1,0 +1,310 @@
+"""The Semtech packet forwarder's UDP protocol (GWMP, protocol version 2).
+
+Upstream datagrams, forwarder → agent:
+
+    PUSH_DATA  02 | token(2) | 00 | gateway EUI(8) | JSON {"rxpk": [...], "stat": {...}}
+    PULL_DATA  02 | token(2) | 02 | gateway EUI(8)                (keep-alive for downlinks)
+    TX_ACK     02 | token(2) | 05 | gateway EUI(8) | [JSON {"txpk_ack": {...}}]
+
+answered with PUSH_ACK (02 | token | 01) and PULL_ACK (02 | token | 04).
+`parse_datagram` is pure; `ForwarderListener` is the asyncio endpoint that
+acknowledges, counts and drops what is malformed, and hands every good `rxpk`
+on. Nothing a datagram holds can raise past it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import re
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Final, cast
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+VERSION: Final = 2
+PUSH_DATA, PUSH_ACK, PULL_DATA, PULL_RESP, PULL_ACK, TX_ACK = 0, 1, 2, 3, 4, 5
+MAX_DATAGRAM: Final = 65507
+_DATR = re.compile(r"^SF(\d{1,2})BW(\d{2,3})$")
+
+
+class GwmpError(ValueError):
+    def __init__(self, reason: str, detail: str) -> None:
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason}: {detail}")
+
+
+@dataclass(frozen=True, slots=True)
+class RxPacket:
+    """One frame as one antenna of one forwarder heard it."""
+
+    data: bytes
+    freq: float  # MHz
+    rssi: float
+    lsnr: float
+    spreading_factor: int | None  # None for FSK
+    bandwidth: int | None  # kHz
+    crc_ok: bool
+    tmst: int
+    chan: int = 0
+    rfch: int = 0
+    time: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Stat:
+    rxnb: int = 0  # frames received
+    rxok: int = 0  # with a good CRC
+    rxfw: int = 0  # forwarded
+    ackr: float = 0.0  # % of upstream datagrams acknowledged
+    dwnb: int = 0
+    txnb: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Datagram:
+    kind: int
+    token: int
+    eui: str
+    rxpk: tuple[RxPacket, ...] = ()
+    rejected: tuple[str, ...] = ()  # one line per bad rxpk entry
+    stat: Stat | None = None
+
+
+def parse_datagram(data: bytes) -> Datagram:
+    """GwmpError (reason, detail naming the field) for anything but a well-formed
+    upstream datagram. A bad `rxpk` entry is listed in `rejected`, not fatal."""
+    if len(data) > MAX_DATAGRAM:
+        raise GwmpError("too-large", f"{len(data)} bytes")
+    if len(data) < 4:
+        raise GwmpError("too-short", f"{len(data)} bytes; a GWMP header has 4")
+    if data[0] != VERSION:
+        raise GwmpError("bad-version", f"protocol version {data[0]}, expected 2")
+    token = int.from_bytes(data[1:3], "big")
+    kind = data[3]
+    if kind not in (PUSH_DATA, PULL_DATA, TX_ACK):
+        raise GwmpError("unexpected-type", f"identifier {kind:#04x} is not sent upstream")
+    if len(data) < 12:
+        raise GwmpError("too-short", f"{len(data)} bytes; no room for the gateway EUI")
+    eui = data[4:12].hex().upper()
+    if kind == PULL_DATA:
+        if len(data) != 12:
+            raise GwmpError("bad-length", f"PULL_DATA of {len(data)} bytes, expected 12")
+        return Datagram(kind, token, eui)
+    body = data[12:]
+    if kind == TX_ACK and not body.strip(b"\x00"):
+        return Datagram(kind, token, eui)
+    doc = _json(body)
+    if kind == TX_ACK:
+        return Datagram(kind, token, eui)
+    packets: list[RxPacket] = []
+    rejected: list[str] = []
+    rxpk = doc.get("rxpk", [])
+    if not isinstance(rxpk, list):
+        raise GwmpError("bad-json", "rxpk: expected an array")
+    for i, entry in enumerate(rxpk[:256]):
+        try:
+            packets.append(_rxpk(entry, f"rxpk[{i}]"))
+        except GwmpError as exc:
+            rejected.append(str(exc))
+    stat = _stat(doc["stat"]) if "stat" in doc else None
+    return Datagram(kind, token, eui, tuple(packets), tuple(rejected), stat)
+
+
+def _json(body: bytes) -> dict[str, Any]:
+    try:
+        doc = json.loads(body.rstrip(b"\x00").decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise GwmpError("bad-json", f"payload is not JSON: {str(exc)[:80]}") from None
+    if not isinstance(doc, dict):
+        raise GwmpError("bad-json", f"payload is a JSON {type(doc).__name__}, expected an object")
+    return doc
+
+
+def _number(entry: dict[str, Any], key: str, where: str, lo: float, hi: float) -> float:
+    value = entry.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= hi:
+        raise GwmpError("bad-field", f"{where}.{key}: expected a number in {lo:g}..{hi:g}")
+    return float(value)
+
+
+def _rxpk(entry: Any, where: str) -> RxPacket:
+    if not isinstance(entry, dict):
+        raise GwmpError("bad-field", f"{where}: expected an object")
+    raw = entry.get("data")
+    if not isinstance(raw, str) or len(raw) > 400:
+        raise GwmpError("bad-field", f"{where}.data: expected base64 text")
+    try:
+        data = base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        raise GwmpError("bad-field", f"{where}.data: not valid base64") from None
+    size = entry.get("size")
+    if size is not None and size != len(data):
+        raise GwmpError("bad-field", f"{where}.size: {size!r} but data holds {len(data)} bytes")
+    sf = bw = None
+    if entry.get("modu", "LORA") == "LORA":
+        datr = entry.get("datr")
+        match = _DATR.match(datr) if isinstance(datr, str) else None
+        if match is None:
+            raise GwmpError("bad-field", f'{where}.datr: expected "SF<n>BW<n>", got {datr!r}')
+        sf, bw = int(match[1]), int(match[2])
+    stat = entry.get("stat", 1)
+    tmst = entry.get("tmst", 0)
+    return RxPacket(
+        data=data,
+        freq=_number(entry, "freq", where, 100, 3000),
+        rssi=_number(entry, "rssi", where, -200, 50),
+        lsnr=_number(entry, "lsnr", where, -50, 50) if "lsnr" in entry else 0.0,
+        spreading_factor=sf,
+        bandwidth=bw,
+        crc_ok=stat == 1,
+        tmst=tmst if isinstance(tmst, int) and not isinstance(tmst, bool) else 0,
+        chan=entry.get("chan", 0) if isinstance(entry.get("chan", 0), int) else 0,
+        rfch=entry.get("rfch", 0) if isinstance(entry.get("rfch", 0), int) else 0,
+        time=entry.get("time") if isinstance(entry.get("time"), str) else None,
+    )
+
+
+def _stat(entry: Any) -> Stat:
+    if not isinstance(entry, dict):
+        raise GwmpError("bad-field", "stat: expected an object")
+
+    def count(key: str) -> int:
+        value = entry.get(key, 0)
+        return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+    ackr = entry.get("ackr", 0.0)
+    return Stat(
+        rxnb=count("rxnb"), rxok=count("rxok"), rxfw=count("rxfw"),
+        ackr=float(ackr) if isinstance(ackr, int | float) and not isinstance(ackr, bool) else 0.0,
+        dwnb=count("dwnb"), txnb=count("txnb"),
+    )  # fmt: skip
+
+
+def ack(token: int, kind: int) -> bytes:
+    return bytes([VERSION]) + token.to_bytes(2, "big") + bytes([kind])
+
+
+def push_data(token: int, eui: str, rxpk: list[dict[str, Any]] | None = None,
+              stat: dict[str, Any] | None = None) -> bytes:  # fmt: skip
+    """What a packet forwarder sends (simulators, tests)."""
+    doc: dict[str, Any] = {}
+    if rxpk:
+        doc["rxpk"] = rxpk
+    if stat is not None:
+        doc["stat"] = stat
+    return ack(token, PUSH_DATA) + bytes.fromhex(eui) + json.dumps(doc).encode()
+
+
+def pull_data(token: int, eui: str) -> bytes:
+    return ack(token, PULL_DATA) + bytes.fromhex(eui)
+
+
+def rxpk_json(frame: bytes, *, rssi: float, lsnr: float, sf: int = 9, freq: float = 868.1,
+              chan: int = 0, rfch: int = 0, tmst: int = 0) -> dict[str, Any]:  # fmt: skip
+    return {
+        "tmst": tmst, "chan": chan, "rfch": rfch, "freq": freq, "stat": 1, "modu": "LORA",
+        "datr": f"SF{sf}BW125", "codr": "4/5", "rssi": rssi, "lsnr": lsnr,
+        "size": len(frame), "data": base64.b64encode(frame).decode(),
+    }  # fmt: skip
+
+
+# --- the listener ------------------------------------------------------------------------
+
+
+@dataclass
+class Forwarder:
+    eui: str
+    address: tuple[str, int] | tuple[str, int, int, int]
+    last_seen: float
+    datagrams: int = 0
+    frames: int = 0
+    stat: Stat | None = None
+
+
+@dataclass
+class ListenerStats:
+    datagrams: int = 0
+    frames: int = 0
+    dropped: Counter[str] = field(default_factory=Counter)  # by reason
+
+
+class ForwarderListener(asyncio.DatagramProtocol):
+    """Acknowledges forwarders and hands each good rxpk to `deliver(eui, packet)`.
+
+    `deliver` must not block: the driver puts into a bounded queue and counts what
+    does not fit. `allowed`: gateway EUIs accepted; empty accepts any.
+    """
+
+    def __init__(
+        self,
+        deliver: Callable[[str, RxPacket], bool],
+        allowed: frozenset[str] = frozenset(),
+        clock: Callable[[], float] = time.time,
+        on_stat: Callable[[str, Stat], None] | None = None,
+    ) -> None:
+        self.deliver = deliver
+        self.on_stat = on_stat
+        self.allowed = allowed
+        self.clock = clock
+        self.stats = ListenerStats()
+        self.forwarders: dict[str, Forwarder] = {}
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        self.stats.datagrams += 1
+        try:
+            datagram = parse_datagram(data)
+        except GwmpError as exc:
+            self._drop(exc.reason, f"{addr[0]}:{addr[1]}: {exc.detail}")
+            return
+        except Exception as exc:  # a parser bug must not silence the listener
+            self._drop("parser-error", f"{type(exc).__name__}: {exc}")
+            return
+        if self.allowed and datagram.eui not in self.allowed:
+            self._drop("unknown-forwarder", f"gateway EUI {datagram.eui} is not in forwarders")
+            return
+        if self.transport is not None and datagram.kind in (PUSH_DATA, PULL_DATA):
+            answer = PUSH_ACK if datagram.kind == PUSH_DATA else PULL_ACK
+            self.transport.sendto(ack(datagram.token, answer), addr)
+        now = self.clock()
+        forwarder = self.forwarders.get(datagram.eui)
+        if forwarder is None:
+            forwarder = self.forwarders[datagram.eui] = Forwarder(datagram.eui, addr, now)
+            log.info("lorawan.forwarder.heard", eui=datagram.eui, address=f"{addr[0]}:{addr[1]}")
+        forwarder.address, forwarder.last_seen = addr, now
+        forwarder.datagrams += 1
+        if datagram.stat is not None:
+            forwarder.stat = datagram.stat
+            if self.on_stat is not None:
+                self.on_stat(datagram.eui, datagram.stat)
+        for reason in datagram.rejected:
+            self._drop("bad-rxpk", reason)
+        for packet in datagram.rxpk:
+            if not packet.crc_ok:
+                self._drop("bad-crc", f"{datagram.eui}: frame with a bad radio CRC")
+                continue
+            forwarder.frames += 1
+            self.stats.frames += 1
+            if not self.deliver(datagram.eui, packet):
+                self._drop("queue-full", "the decoder is behind; frame dropped")
+
+    def _drop(self, reason: str, detail: str) -> None:
+        self.stats.dropped[reason] += 1
+        # the first few of each reason are logged; after that they are counted only
+        if self.stats.dropped[reason] <= 5:
+            log.warning("lorawan.datagram.dropped", reason=reason, detail=detail)
+
+    def error_received(self, exc: Exception) -> None:
+        log.warning("lorawan.socket.error", error=str(exc))

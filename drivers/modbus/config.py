@@ -1,0 +1,204 @@
+"""`[[drivers.modbus]]`: one table per bus, its devices and their profiles.
+
+A bus is a Modbus TCP network (`transport = "tcp"`, the default: each device
+names its host and port) or one serial line (`transport = "rtu"`: the table
+names the port and its settings, each device its unit id on the line).
+`Section.model_validate` picks the right model by `transport`, so errors name
+the keys a technician wrote (`drivers.modbus[1].devices[2].unit`).
+
+Profiles are loaded and validated here, at config load: a bad or missing
+profile is an error at `devices[i].profile` naming the file and the problem,
+before anything runs.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    InstanceOf,
+    ModelWrapValidatorHandler,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from agent.driver import DriverSection
+from drivers.modbus.budget import STANDARD_BAUDS, LineFormat
+from drivers.modbus.profile import SHIPPED_PROFILES, Profile, ProfileError, resolve_profile
+
+
+def _load_profile(value: object, info: ValidationInfo) -> object:
+    """A profile name (`lamppost`) or an absolute path, made into a `Profile`.
+
+    Names are looked up in the validation context's `profile_dirs` when the
+    loader passes one (`DriverEnv.profile_dirs`), else among the shipped profiles.
+    """
+    if not isinstance(value, str):
+        return value  # a Profile given in code passes; anything else fails the type check
+    context = info.context if isinstance(info.context, dict) else {}
+    dirs = tuple(context.get("profile_dirs") or (SHIPPED_PROFILES,))
+    try:
+        return resolve_profile(value, dirs)
+    except ProfileError as err:
+        raise ValueError(str(err)) from None
+
+
+ProfileRef = Annotated[InstanceOf[Profile], BeforeValidator(_load_profile)]
+
+
+class TcpDevice(BaseModel):
+    """One device reached over Modbus TCP (directly, or through a gateway's unit id)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    profile: ProfileRef
+    host: str = Field(min_length=1, max_length=253)
+    port: Annotated[int, Field(ge=1, le=65535)] = 502
+    unit: Annotated[int, Field(ge=0, le=247)] = 1
+    poll_interval: Annotated[float, Field(gt=0, le=86400)] = 1.0
+    timeout: Annotated[float, Field(gt=0, le=60)] = 1.0  # per request (and per connect)
+    retries: Annotated[int, Field(ge=0, le=10)] = 1  # extra attempts after a timeout/bad reply
+    backoff_max: Annotated[float, Field(gt=0, le=3600)] = 30.0  # longest wait while down
+
+    @property
+    def endpoint(self) -> tuple[str, int]:
+        return (self.host, self.port)
+
+
+def _problem(loc: tuple[str | int, ...], message: str, value: object) -> InitErrorDetails:
+    return InitErrorDetails(
+        type=PydanticCustomError("modbus_config", message), loc=loc, input=value
+    )
+
+
+class Section(DriverSection):
+    """One `[[drivers.modbus]]` table: validates as `TcpSection` or `RtuSection`."""
+
+    transport: Literal["tcp", "rtu"] = "tcp"
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _by_transport(
+        cls, data: Any, handler: ModelWrapValidatorHandler[Section], info: ValidationInfo
+    ) -> Any:
+        if cls is not Section or not isinstance(data, dict):
+            return handler(data)
+        transport = data.get("transport", "tcp")
+        if transport not in ("tcp", "rtu"):
+            raise ValidationError.from_exception_data(
+                cls.__name__,
+                [_problem(("transport",), 'expected "tcp" or "rtu"', transport)],
+            )
+        model = RtuSection if transport == "rtu" else TcpSection
+        return model.model_validate(data, context=info.context)
+
+
+class TcpSection(Section):
+    """`transport = "tcp"`: devices reached over Modbus TCP, each at its host and port."""
+
+    transport: Literal["tcp"] = "tcp"
+    devices: list[TcpDevice] = Field(min_length=1, max_length=1000)
+
+    @model_validator(mode="after")
+    def _distinct(self) -> TcpSection:
+        names: dict[str, int] = {}
+        units: dict[tuple[str, int, int], int] = {}
+        problems = []
+        for i, device in enumerate(self.devices):
+            if device.name in names:
+                problems.append(f"devices[{i}].name: {device.name!r} already used by "
+                                f"devices[{names[device.name]}]")  # fmt: skip
+            names.setdefault(device.name, i)
+            key = (device.host, device.port, device.unit)
+            if key in units:
+                problems.append(f"devices[{i}].unit: {device.host}:{device.port} unit "
+                                f"{device.unit} is already devices[{units[key]}]")  # fmt: skip
+            units.setdefault(key, i)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+# --- Modbus RTU: one serial line ------------------------------------------------------
+
+
+def _parity(value: object) -> object:
+    """`"E"`, or the word a technician may write: `"even"`, `"none"`, `"odd"`."""
+    words = {"none": "N", "even": "E", "odd": "O", "n": "N", "e": "E", "o": "O"}
+    return words.get(value.lower(), value) if isinstance(value, str) else value
+
+
+class RtuDevice(BaseModel):
+    """One device on a serial line, told apart by its unit id (slave address)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    profile: ProfileRef
+    unit: Annotated[int, Field(ge=1, le=247)]  # 0 is broadcast, 248-255 reserved
+    poll_interval: Annotated[float, Field(gt=0, le=86400)] = 1.0
+    timeout: Annotated[float, Field(gt=0, le=60)] | None = None  # default: the line's
+    retries: Annotated[int, Field(ge=0, le=10)] = 1
+    backoff_max: Annotated[float, Field(gt=0, le=3600)] = 30.0
+
+
+class RtuSection(Section):
+    """`transport = "rtu"`: one serial line (RS-485 usually), several devices on it."""
+
+    transport: Literal["rtu"] = "rtu"
+    port: str = Field(min_length=1, max_length=4096)  # /dev/ttyUSB0, /dev/serial/by-id/…
+    baudrate: int = 19200
+    parity: Annotated[Literal["N", "E", "O"], BeforeValidator(_parity)] = "E"
+    stopbits: Literal[1, 2] = 1
+    bytesize: Literal[8] = 8  # RTU frames carry 8-bit bytes; 7 bits is Modbus ASCII
+    frame_gap: Annotated[float, Field(gt=0, le=1)] | None = None  # default: 3.5 characters
+    timeout: Annotated[float, Field(gt=0, le=60)] = 0.5  # per request
+    reopen_max: Annotated[float, Field(gt=0, le=3600)] = 30.0  # longest wait to reopen a lost port
+    devices: list[RtuDevice] = Field(min_length=1, max_length=247)
+
+    @property
+    def line(self) -> LineFormat:
+        return LineFormat(self.baudrate, self.bytesize, self.parity, self.stopbits)
+
+    @field_validator("port")
+    @classmethod
+    def _port_named(cls, port: str) -> str:
+        if not port.strip():
+            raise PydanticCustomError("modbus_config", "names no serial device")
+        return port
+
+    @field_validator("baudrate")
+    @classmethod
+    def _standard_baud(cls, baudrate: int) -> int:
+        if baudrate not in STANDARD_BAUDS:
+            shown = ", ".join(str(b) for b in STANDARD_BAUDS)
+            raise PydanticCustomError("modbus_config", f"expected one of {shown}")
+        return baudrate
+
+    @model_validator(mode="after")
+    def _distinct(self) -> RtuSection:
+        problems: list[InitErrorDetails] = []
+        names: dict[str, int] = {}
+        units: dict[int, int] = {}
+        for i, device in enumerate(self.devices):
+            if device.name in names:
+                problems.append(_problem(("devices", i, "name"),
+                                f"{device.name!r} already used by devices[{names[device.name]}]",
+                                device.name))  # fmt: skip
+            names.setdefault(device.name, i)
+            if device.unit in units:
+                problems.append(_problem(("devices", i, "unit"),
+                                f"unit {device.unit} is already devices[{units[device.unit]}] "
+                                f"on {self.port}", device.unit))  # fmt: skip
+            units.setdefault(device.unit, i)
+        if problems:
+            raise ValidationError.from_exception_data(type(self).__name__, problems)
+        return self

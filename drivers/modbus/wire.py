@@ -1,0 +1,661 @@
+"""Every pymodbus call of the project, client and server side (pinned 3.11.4).
+
+pymodbus changes its API between minor versions (`slave=` became
+`device_id=`; datastores moved), so it is met here and nowhere else. Its
+exceptions are translated at this edge into ours, each carrying the `reason`
+the driver counts in health:
+
+* `LinkTimeout` ("timeout") and `LinkDown` ("connection"): `DeviceUnreachable`;
+* `BadReply` ("decode"): an answer that is not what was asked; transient too.
+  On a serial line also `CrcError` ("crc") and `TruncatedReply` ("truncated");
+* `PortError` ("port", from `line.py`): the serial port is gone or unusable;
+* `ExceptionReply` ("exception-<code>"): the device said no: `DeviceRejected`.
+
+Modbus TCP uses pymodbus's client. Modbus RTU uses pymodbus for what a frame
+*is* (request and reply PDUs, the RTU framer's CRC) and runs the transaction
+itself on our `SerialPort`: pymodbus's serial client drops a frame with a bad
+CRC without a word (it would count as a timeout), knows no inter-frame gap, and
+cannot say how long each transaction held the line. See docs/modbus.md.
+
+The server side serves `DeviceModel`s (our simulator) on a TCP port, or as
+several unit ids on one serial port, so tests, the demo and the benchmark meet
+real Modbus frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol
+
+import pymodbus.pdu.bit_message as pdu_bit
+import pymodbus.pdu.register_message as pdu_reg
+from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.constants import ExcCodes
+from pymodbus.datastore import ModbusServerContext
+from pymodbus.datastore.context import ModbusBaseDeviceContext
+from pymodbus.exceptions import ConnectionException, ModbusException
+from pymodbus.framer import FramerRTU, FramerType
+from pymodbus.pdu import DecodePDU
+from pymodbus.server import ModbusSerialServer, ModbusTcpServer
+
+from agent.model import DeviceError, DeviceRejected, DeviceUnreachable
+from drivers.modbus.budget import LineFormat, LineMeter
+from drivers.modbus.line import SerialPort
+from drivers.modbus.points import RegisterKind
+
+# We translate and log every pymodbus failure ourselves (first loudly, the rest
+# quietly); its own error lines would repeat each one on every poll.
+logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+
+EXCEPTION_NAMES = {
+    1: "illegal function",
+    2: "illegal data address",
+    3: "illegal data value",
+    4: "server device failure",
+    5: "acknowledge",
+    6: "server device busy",
+    8: "memory parity error",
+    10: "gateway path unavailable",
+    11: "gateway target device failed to respond",
+}
+
+
+class LinkTimeout(DeviceUnreachable):
+    reason = "timeout"
+
+
+class LinkDown(DeviceUnreachable):
+    reason = "connection"
+
+
+class BadReply(DeviceUnreachable):
+    """An answer that does not match the request (short, wrong function). Could
+    be line noise, so worth a retry; the driver counts it as `decode`."""
+
+    reason = "decode"
+
+
+class CrcError(BadReply):
+    """A whole reply arrived, but its CRC does not match: noise on the line."""
+
+    reason = "crc"
+
+
+class TruncatedReply(BadReply):
+    """Part of a reply arrived, then silence: bytes lost on the line."""
+
+    reason = "truncated"
+
+
+class ExceptionReply(DeviceRejected):
+    """A Modbus exception response. Raised by simulated devices too, to answer one."""
+
+    def __init__(self, code: int, detail: str = "") -> None:
+        self.code = code
+        name = EXCEPTION_NAMES.get(code, "unknown exception")
+        super().__init__(f"exception {code} ({name}){': ' + detail if detail else ''}")
+
+    @property
+    def reason(self) -> str:
+        return f"exception-{self.code}"
+
+
+def reason_of(exc: DeviceError) -> str:
+    return str(getattr(exc, "reason", "error"))
+
+
+# --- client -------------------------------------------------------------------------
+
+
+class Link(Protocol):
+    """One bus as the driver sees it: a TCP endpoint now, a serial line later."""
+
+    @property
+    def endpoint(self) -> str: ...
+
+    async def open(self, timeout: float) -> None:
+        """Connect now if not connected (LinkDown if it cannot)."""
+        ...
+
+    async def read(
+        self, kind: RegisterKind, address: int, count: int, *, unit: int, timeout: float
+    ) -> list[int]: ...
+
+    async def write(
+        self,
+        kind: RegisterKind,
+        address: int,
+        values: Sequence[int],
+        *,
+        unit: int,
+        timeout: float,
+        multiple: bool = False,
+    ) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+_READ_METHOD = {
+    RegisterKind.COIL: "read_coils",
+    RegisterKind.DISCRETE: "read_discrete_inputs",
+    RegisterKind.INPUT: "read_input_registers",
+    RegisterKind.HOLDING: "read_holding_registers",
+}
+
+
+class TcpLink:
+    """One Modbus TCP endpoint (a device, or a gateway serving several units).
+
+    Connects lazily, with a timeout; after a timeout or a bad reply it drops the
+    connection, so a late answer can never be taken for the next one.
+    """
+
+    def __init__(self, host: str, port: int, *, timeout: float = 3.0) -> None:
+        self.host = host
+        self.port = port
+        self._timeout = timeout
+        self._client: AsyncModbusTcpClient | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    async def open(self, timeout: float) -> None:
+        await self._connected(timeout)
+
+    async def _connected(self, timeout: float) -> AsyncModbusTcpClient:
+        if self._client is not None and self._client.connected:
+            return self._client
+        self._drop()
+        client = AsyncModbusTcpClient(
+            self.host,
+            port=self.port,
+            name=f"modbus-{self.endpoint}",
+            timeout=max(timeout, self._timeout),
+            retries=0,  # retries are the driver's, where they are counted
+            reconnect_delay=0,  # reconnecting is the driver's too
+        )
+        try:
+            async with asyncio.timeout(timeout + 0.2):  # pymodbus pauses 0.1 s after connecting
+                ok = await client.connect()
+        except TimeoutError:
+            ok = False
+        except BaseException:  # cancelled, or worse: leave no half-open socket behind
+            client.close()
+            raise
+        if not ok:
+            client.close()
+            raise LinkDown(f"{self.endpoint}: cannot connect") from None
+        self._client = client
+        return client
+
+    def _drop(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    async def _execute(
+        self, what: str, timeout: float, call: Callable[[AsyncModbusTcpClient], Awaitable[Any]]
+    ) -> Any:
+        client = await self._connected(timeout)
+        deadline: asyncio.Timeout | None = None
+        try:
+            async with asyncio.timeout(timeout) as deadline:
+                response = await call(client)
+        except TimeoutError:
+            self._drop()
+            raise LinkTimeout(
+                f"{self.endpoint}: no answer to {what} within {timeout:g} s"
+            ) from None
+        except ConnectionException as exc:
+            self._drop()
+            raise LinkDown(f"{self.endpoint}: {what}: {exc}") from None
+        except (ModbusException, OSError) as exc:
+            # pymodbus turns a cancellation into ModbusIOException: an outside
+            # cancel (ours was uncancelled on leaving the block) must go on.
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError from None
+            self._drop()
+            if deadline is not None and deadline.expired():
+                raise LinkTimeout(
+                    f"{self.endpoint}: no answer to {what} within {timeout:g} s"
+                ) from None
+            raise LinkTimeout(f"{self.endpoint}: {what}: {exc}") from None
+        if response.isError():
+            code = int(getattr(response, "exception_code", 0))
+            raise ExceptionReply(code, f"{self.endpoint} {what}") from None
+        return response
+
+    async def read(
+        self, kind: RegisterKind, address: int, count: int, *, unit: int, timeout: float
+    ) -> list[int]:
+        what = f"read {kind} {address}+{count} unit {unit}"
+        method = _READ_METHOD[kind]
+        response = await self._execute(
+            what, timeout, lambda c: getattr(c, method)(address, count=count, device_id=unit)
+        )
+        try:
+            return _values_of(response, kind, count, f"{self.endpoint}: {what}")
+        except BadReply:
+            self._drop()
+            raise
+
+    async def write(
+        self,
+        kind: RegisterKind,
+        address: int,
+        values: Sequence[int],
+        *,
+        unit: int,
+        timeout: float,
+        multiple: bool = False,
+    ) -> None:
+        what = f"write {kind} {address}={list(values)} unit {unit}"
+        words = list(values)
+        if kind is RegisterKind.COIL:
+            response = await self._execute(
+                what, timeout, lambda c: c.write_coil(address, bool(words[0]), device_id=unit)
+            )
+        elif kind is RegisterKind.HOLDING and len(words) == 1 and not multiple:
+            response = await self._execute(
+                what, timeout, lambda c: c.write_register(address, words[0], device_id=unit)
+            )
+        elif kind is RegisterKind.HOLDING:
+            response = await self._execute(
+                what, timeout, lambda c: c.write_registers(address, words, device_id=unit)
+            )
+        else:
+            raise ExceptionReply(1, f"{kind} is read-only")
+        # every write reply echoes the address: anything else is not our answer
+        if getattr(response, "address", None) != address:
+            self._drop()
+            raise BadReply(f"{self.endpoint}: {what}: reply for address "
+                           f"{getattr(response, 'address', None)}")  # fmt: skip
+
+    async def close(self) -> None:
+        self._drop()
+
+
+def _values_of(response: Any, kind: RegisterKind, count: int, where: str) -> list[int]:
+    """The `count` values a read reply carries; `BadReply` if it carries others."""
+    values = getattr(response, "bits" if kind.is_bit else "registers", None)
+    # bits arrive padded to a whole byte; registers must match exactly
+    if (
+        not isinstance(values, list)
+        or len(values) < count
+        or (not kind.is_bit and len(values) != count)
+    ):
+        got = len(values) if isinstance(values, list) else "nothing"
+        raise BadReply(f"{where}: got {got} values")
+    return [int(v) for v in values[:count]]
+
+
+# --- Modbus RTU: frames ---------------------------------------------------------------
+
+MAX_ADU = 256  # the longest RTU frame the spec allows
+_MIN_ADU = 4  # unit, function, CRC
+
+
+def rtu_crc(body: bytes) -> bytes:
+    """The two CRC bytes that end an RTU frame of `body` (unit id onwards)."""
+    return int(FramerRTU.compute_CRC(body)).to_bytes(2, "big")
+
+
+def find_frame(data: bytes | bytearray, *, replies: bool = True) -> tuple[int, int] | None:
+    """(start, end) of the first whole frame with a good CRC in `data`, else None.
+
+    Frame sizes come from pymodbus's PDU classes (`replies` or requests). Bytes
+    before the frame are noise: skipping them is how a framer resynchronises
+    after garbage, wherever in the buffer the next good frame starts.
+    """
+    decoder = _REPLY_DECODER if replies else _REQUEST_DECODER
+    view = bytes(data)
+    for start in range(len(view) - _MIN_ADU + 1):
+        try:
+            pdu_class = decoder.lookupPduClass(view[start:])
+            size = int(pdu_class.calculateRtuFrameSize(view[start:])) if pdu_class else 0
+        except (ModbusException, IndexError, ValueError, struct.error):
+            continue
+        end = start + size
+        if size < _MIN_ADU or end > len(view):
+            continue
+        if view[end - 2 : end] == rtu_crc(view[start : end - 2]):
+            return start, end
+    return None
+
+
+_REPLY_DECODER = DecodePDU(False)
+_REQUEST_DECODER = DecodePDU(True)
+
+
+class _ResyncFramer(FramerRTU):
+    """pymodbus's RTU framer for the simulated devices, resynchronising like a
+    real slave: its own hunt waits for a phantom long frame after one corrupted
+    request and leaves the server deaf for dozens of requests."""
+
+    def decode(self, data: bytes) -> tuple[int, int, int, bytes]:
+        found = find_frame(data, replies=False)
+        if found is not None:
+            start, end = found
+            return end, data[start], 0, data[start + 1 : end - 2]
+        if len(data) > MAX_ADU:  # no frame can start this far back: drop the noise
+            return len(data) - MAX_ADU, 0, 0, self.EMPTY
+        return 0, 0, 0, self.EMPTY
+
+
+# --- Modbus RTU: the master's side ----------------------------------------------------
+
+QUIET_FLOOR = 0.02
+"""Seconds a reply with a bad CRC is given to turn out to be noise followed by
+a good frame. USB serial adapters deliver bytes in chunks up to ~16 ms apart,
+so the line's own 3.5-character gap is too short to tell."""
+
+_READ_REQUEST: dict[RegisterKind, Callable[..., Any]] = {
+    RegisterKind.COIL: pdu_bit.ReadCoilsRequest,
+    RegisterKind.DISCRETE: pdu_bit.ReadDiscreteInputsRequest,
+    RegisterKind.INPUT: pdu_reg.ReadInputRegistersRequest,
+    RegisterKind.HOLDING: pdu_reg.ReadHoldingRegistersRequest,
+}
+
+
+class RtuLink:
+    """One RS-485 line as the driver's `Link`: one transaction at a time.
+
+    Before each request the line must have been quiet for `gap` seconds after
+    the last frame (the spec's 3.5 characters); bytes that arrived meanwhile
+    (a late reply, noise) are dropped and counted in `stray`. The reply
+    timeout runs from when the request has left the wire. Every attempt is
+    recorded in `meter` with the time it held the line.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        line: LineFormat,
+        *,
+        gap: float | None = None,
+        meter: LineMeter | None = None,
+    ) -> None:
+        self.port = SerialPort(path, line)
+        self.line = line
+        self.gap = line.standard_gap if gap is None else gap
+        self.meter = meter or LineMeter()
+        self.stray = 0  # bytes that arrived unasked, dropped before a request
+        self._framer = FramerRTU(_REPLY_DECODER)
+        self._quiet_until = 0.0  # loop time
+
+    @property
+    def endpoint(self) -> str:
+        return self.port.path
+
+    @property
+    def is_open(self) -> bool:
+        return self.port.is_open
+
+    async def open(self, timeout: float) -> None:
+        """Open the port if it is not (`PortError` if it cannot be)."""
+        if not self.port.is_open:
+            self.port.open()
+
+    async def close(self) -> None:
+        self.port.close()
+
+    async def read(
+        self, kind: RegisterKind, address: int, count: int, *, unit: int, timeout: float
+    ) -> list[int]:
+        what = f"read {kind} {address}+{count} unit {unit}"
+        request = _READ_REQUEST[kind](address=address, count=count, dev_id=unit)
+        reply = await self._exchange(request, unit, what, timeout)
+        return _values_of(reply, kind, count, f"{self.endpoint}: {what}")
+
+    async def write(
+        self,
+        kind: RegisterKind,
+        address: int,
+        values: Sequence[int],
+        *,
+        unit: int,
+        timeout: float,
+        multiple: bool = False,
+    ) -> None:
+        what = f"write {kind} {address}={list(values)} unit {unit}"
+        words = list(values)
+        request: Any
+        if kind is RegisterKind.COIL:
+            request = pdu_bit.WriteSingleCoilRequest(address=address, bits=[bool(words[0])],
+                                                     dev_id=unit)  # fmt: skip
+        elif kind is RegisterKind.HOLDING and len(words) == 1 and not multiple:
+            request = pdu_reg.WriteSingleRegisterRequest(address=address, registers=words,
+                                                         dev_id=unit)  # fmt: skip
+        elif kind is RegisterKind.HOLDING:
+            request = pdu_reg.WriteMultipleRegistersRequest(address=address, registers=words,
+                                                            dev_id=unit)  # fmt: skip
+        else:
+            raise ExceptionReply(1, f"{kind} is read-only")
+        reply = await self._exchange(request, unit, what, timeout)
+        if getattr(reply, "address", None) != address:
+            raise BadReply(f"{self.endpoint}: {what}: reply for address "
+                           f"{getattr(reply, 'address', None)}")  # fmt: skip
+
+    async def _exchange(self, request: Any, unit: int, what: str, timeout: float) -> Any:
+        """Send one request and return its reply PDU; every failure one of our errors."""
+        loop = asyncio.get_running_loop()
+        self.port.check()
+        quiet = self._quiet_until - loop.time()
+        if quiet > 0:
+            await asyncio.sleep(quiet)
+        self.stray += self.port.discard()
+        try:
+            frame = self._framer.buildFrame(request)
+        except (ModbusException, ValueError, struct.error) as exc:
+            raise ExceptionReply(3, f"{what}: cannot be framed: {exc}") from None
+        expected = 1 + int(request.get_response_pdu_size()) + 2
+        received = bytearray()
+        started = loop.time()
+        try:
+            await self.port.send(frame, timeout)
+            deadline = loop.time() + self.line.wire_time(len(frame)) + timeout
+            reply = await self._reply(request.function_code, unit, expected, deadline, received)
+        except LinkTimeout:
+            raise LinkTimeout(
+                f"{self.endpoint}: no answer to {what} within {timeout:g} s"
+            ) from None
+        except BadReply as exc:
+            raise type(exc)(f"{self.endpoint}: {what}: {exc}") from None
+        finally:
+            ended = loop.time()
+            self._quiet_until = ended + self.gap
+            self.meter.record(ended - started + self.gap, len(frame), len(received))
+        if reply.isError():
+            raise ExceptionReply(int(reply.exception_code), f"{self.endpoint} {what}")
+        return reply
+
+    async def _reply(
+        self, function: int, unit: int, expected: int, deadline: float, received: bytearray
+    ) -> Any:
+        """Collect bytes until a good frame is among them, or say why there is none."""
+        loop = asyncio.get_running_loop()
+        settle: float | None = None  # give up on a bad full-length frame at this time
+        while True:
+            chunk = await self.port.receive(deadline if settle is None else min(deadline, settle))
+            received += chunk
+            found = find_frame(received)
+            if found is not None:
+                start, end = found
+                self.stray += len(received) - (end - start)  # noise around the frame
+                if received[start] != unit or received[start + 1] & 0x7F != function:
+                    raise BadReply(f"answered by unit {received[start]} "
+                                   f"function {received[start + 1]}")  # fmt: skip
+                reply = _REPLY_DECODER.decode(bytes(received[start + 1 : end - 2]))
+                if reply is None:
+                    raise BadReply(f"reply does not decode: {received[start:end].hex()}")
+                return reply
+            now = loop.time()
+            need = 5 if len(received) > 1 and received[1] == function | 0x80 else expected
+            if chunk:
+                if len(received) > MAX_ADU + expected:
+                    raise CrcError(f"{len(received)} bytes of noise, no frame")
+                if len(received) >= need:
+                    settle = now + max(self.gap, QUIET_FLOOR)
+                continue
+            if not received:
+                raise LinkTimeout("no answer")
+            if len(received) >= need:
+                raise CrcError(f"{len(received)} bytes, CRC does not match")
+            if now >= deadline:
+                raise TruncatedReply(f"{len(received)} of {need} bytes, then silence")
+
+
+# --- server (simulated devices) -----------------------------------------------------
+
+
+class DeviceModel(Protocol):
+    """What a simulated device gives the wire: its registers and its manners.
+
+    `read`/`write` may raise `ExceptionReply` to answer with an exception code.
+    Coils and discrete inputs travel as 0/1 integers. `reply` gets each
+    response frame (Modbus TCP, MBAP header included) and returns the bytes to
+    send: the frame, nothing (a silent device) or garbage; `reply_rtu` does
+    the same for an RTU frame (unit id to CRC).
+    """
+
+    unit: int
+
+    def read(self, kind: RegisterKind, address: int, count: int) -> list[int]: ...
+
+    def write(self, kind: RegisterKind, address: int, values: list[int]) -> None: ...
+
+    def reply(self, frame: bytes) -> bytes: ...
+
+    def reply_rtu(self, frame: bytes) -> bytes: ...
+
+
+_READ_KIND = {
+    1: RegisterKind.COIL,
+    2: RegisterKind.DISCRETE,
+    3: RegisterKind.HOLDING,
+    4: RegisterKind.INPUT,
+}
+_WRITE_KIND = {5: RegisterKind.COIL, 15: RegisterKind.COIL, 6: RegisterKind.HOLDING,
+               16: RegisterKind.HOLDING}  # fmt: skip
+
+
+class _ModelContext(ModbusBaseDeviceContext):
+    """pymodbus's datastore interface over our DeviceModel (no 64k-entry tables)."""
+
+    def __init__(self, model: DeviceModel) -> None:
+        self.model = model
+        self._echo: list[int] | list[bool] = []
+
+    def reset(self) -> None:
+        """Nothing to reset: the model owns its state."""
+
+    def getValues(self, func_code: int, address: int, count: int = 1) -> Any:
+        if func_code in (5, 6):  # the echo of a single write, not a read
+            return self._echo
+        kind = _READ_KIND.get(func_code)
+        if kind is None:
+            return ExcCodes.ILLEGAL_FUNCTION
+        try:
+            values = self.model.read(kind, address, count)
+        except ExceptionReply as exc:
+            return ExcCodes(exc.code)
+        return [bool(v) for v in values] if kind.is_bit else values
+
+    def setValues(self, func_code: int, address: int, values: Any) -> Any:
+        kind = _WRITE_KIND.get(func_code)
+        if kind is None:
+            return ExcCodes.ILLEGAL_FUNCTION
+        self._echo = values
+        try:
+            self.model.write(kind, address, [int(v) for v in values])
+        except ExceptionReply as exc:
+            return ExcCodes(exc.code)
+        return None
+
+
+class DeviceServer:
+    """A `DeviceModel` answering Modbus TCP on host:port (port 0: any free one)."""
+
+    def __init__(self, server: ModbusTcpServer, host: str, port: int) -> None:
+        self._server = server
+        self.host = host
+        self.port = port
+
+    @classmethod
+    async def start(
+        cls, model: DeviceModel, host: str = "127.0.0.1", port: int = 0
+    ) -> DeviceServer:
+        devices = {model.unit: _ModelContext(model)}
+        context = ModbusServerContext(devices=devices, single=False)  # type: ignore[no-untyped-call]
+
+        def trace(sending: bool, frame: bytes) -> bytes:
+            return model.reply(frame) if sending else frame
+
+        server = ModbusTcpServer(context, address=(host, port), trace_packet=trace)
+        try:
+            async with asyncio.timeout(5):
+                await server.serve_forever(background=True)
+        except (RuntimeError, TimeoutError) as exc:
+            await server.shutdown()  # type: ignore[no-untyped-call]
+            raise OSError(f"cannot listen on {host}:{port}: {exc}") from None
+        listener: Any = server.transport  # an asyncio.Server while listening
+        sockets = listener.sockets if listener is not None else []
+        bound = int(sockets[0].getsockname()[1]) if sockets else port
+        return cls(server, host, bound)
+
+    async def stop(self) -> None:
+        """Stop listening and drop every client connection (a device switched off)."""
+        await self._server.shutdown()  # type: ignore[no-untyped-call]
+
+
+class SerialDeviceServer:
+    """Several `DeviceModel`s answering Modbus RTU on one serial port, each by its unit.
+
+    A multi-drop bus as the master sees it: requests for units that nobody
+    here has go unanswered (the master times out), like on a real line.
+    """
+
+    def __init__(self, server: ModbusSerialServer, path: str) -> None:
+        self._server = server
+        self.path = path
+
+    @classmethod
+    async def start(
+        cls, models: Sequence[DeviceModel], path: str, line: LineFormat
+    ) -> SerialDeviceServer:
+        by_unit = {model.unit: model for model in models}
+        devices = {unit: _ModelContext(model) for unit, model in by_unit.items()}
+        context = ModbusServerContext(devices=devices, single=False)  # type: ignore[no-untyped-call]
+
+        def trace(sending: bool, frame: bytes) -> bytes:
+            model = by_unit.get(frame[0]) if sending and frame else None
+            return model.reply_rtu(frame) if model is not None else frame
+
+        server = ModbusSerialServer(
+            context,
+            framer=FramerType.RTU,
+            port=path,
+            baudrate=line.baudrate,
+            bytesize=line.bytesize,
+            parity=line.parity,
+            stopbits=line.stopbits,
+            ignore_missing_devices=True,
+            trace_packet=trace,
+        )
+        server.framer = _ResyncFramer  # each connection builds its framer from this class
+        try:
+            async with asyncio.timeout(5):
+                await server.serve_forever(background=True)
+        except (RuntimeError, TimeoutError) as exc:
+            await server.shutdown()  # type: ignore[no-untyped-call]
+            raise OSError(f"cannot serve on {path}: {exc}") from None
+        return cls(server, path)
+
+    async def stop(self) -> None:
+        """Close the port (the devices fall silent)."""
+        await self._server.shutdown()  # type: ignore[no-untyped-call]

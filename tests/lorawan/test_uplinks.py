@@ -1,0 +1,149 @@
+"""The decision path of one heard frame: session, counter, MIC, decryption, codec, alarms."""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import pytest
+
+from agent.model import DeviceState, Event, Reading, Severity
+from drivers.lorawan.decoders import load_device_types
+from drivers.lorawan.fcnt import FrameCounters
+from drivers.lorawan.frames import build_uplink
+from drivers.lorawan.keyring import Keyring, Session
+from drivers.lorawan.uplinks import Radio, UplinkDecoder
+
+NWK, APP = bytes(range(16)), bytes(range(100, 116))
+BIN = Session("bin-0042", "waste-bin", 0x26011BDA, NWK, APP)
+RADIO = Radio(rssi=-97.0, snr=7.5, spreading_factor=9, frequency=868.1, forwarders=("AA",))
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_790_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def bin_payload(distance_mm: int, temp_c: float, tilt: int = 0, status: int = 0) -> bytes:
+    return struct.pack(">HhBBH", distance_mm, round(temp_c * 10), tilt, status, 3600)
+
+
+def frame(fcnt: int, payload: bytes, session: Session = BIN, fport: int = 1) -> bytes:
+    return build_uplink(session.dev_addr, fcnt, fport, payload, session.nwk_skey, session.app_skey)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def decoder(tmp_path: Path, clock: Clock) -> UplinkDecoder:
+    return UplinkDecoder(
+        "lora", Keyring([BIN]), FrameCounters(tmp_path / "fcnt.db"), load_device_types(),
+        clock=clock,
+    )  # fmt: skip
+
+
+def values(items: list[Reading | Event]) -> dict[str, object]:
+    return {i.point: i.value for i in items if isinstance(i, Reading)}
+
+
+def events(items: list[Reading | Event]) -> list[Event]:
+    return [i for i in items if isinstance(i, Event)]
+
+
+def test_a_bin_report_becomes_readings_with_radio_health(decoder: UplinkDecoder) -> None:
+    out = decoder.decode(frame(1, bin_payload(660, 21.5, tilt=3)), RADIO)
+    got = values(out)
+    assert got["distance"] == 660 and got["temperature"] == 21.5 and got["tilt"] == 3
+    assert got["fill"] == pytest.approx(40.0)  # (1100 - 660) / 1100
+    assert got["rssi"] == -97.0 and got["snr"] == 7.5 and got["spreading_factor"] == 9
+    assert got["frequency"] == 868.1 and got["frames_lost"] == 0
+    assert {r.device for r in out} == {"bin-0042"}
+    assert events(out) == []
+    (health,) = decoder.health()
+    assert health.state is DeviceState.UP and health.last_seen is not None
+
+
+def test_full_and_fire_alarms_raise_once_and_clear(decoder: UplinkDecoder) -> None:
+    full = events(decoder.decode(frame(1, bin_payload(50, 22.0)), RADIO))
+    assert [(e.kind, e.active) for e in full] == [("bin.full", True)]
+    assert events(decoder.decode(frame(2, bin_payload(40, 22.0)), RADIO)) == []  # still full
+    fire = events(decoder.decode(frame(3, bin_payload(40, 64.0)), RADIO))
+    assert [(e.kind, e.active, e.severity) for e in fire] == [("bin.fire", True, Severity.ALARM)]
+    emptied = events(decoder.decode(frame(4, bin_payload(1000, 20.0)), RADIO))
+    assert sorted((e.kind, e.active) for e in emptied) == [("bin.fire", False), ("bin.full", False)]
+
+
+def test_replays_are_refused_also_after_a_restart(
+    decoder: UplinkDecoder, tmp_path: Path, clock: Clock
+) -> None:
+    first = frame(7, bin_payload(500, 20.0))
+    assert values(decoder.decode(first, RADIO))
+    assert decoder.decode(first, RADIO) == []
+    assert decoder.refused["replay"] == 1
+    decoder.counters.close()
+    restarted = UplinkDecoder(
+        "lora", Keyring([BIN]), FrameCounters(tmp_path / "fcnt.db"), load_device_types(),
+        clock=clock,
+    )  # fmt: skip
+    assert restarted.decode(first, RADIO) == []
+    assert restarted.refused["replay"] == 1
+    assert values(restarted.decode(frame(8, bin_payload(500, 20.0)), RADIO))
+
+
+def test_bad_mic_unknown_device_and_garbage_are_counted(decoder: UplinkDecoder) -> None:
+    good = bytearray(frame(1, bin_payload(500, 20.0)))
+    good[-1] ^= 0x55
+    assert decoder.decode(bytes(good), RADIO) == []
+    stranger = Session("other", "waste-bin", 0x01020304, NWK, APP)
+    assert decoder.decode(frame(1, bin_payload(1, 1), stranger), RADIO) == []
+    assert decoder.decode(b"\x40\x01", RADIO) == []
+    assert decoder.decode(bytes(23), RADIO) == []  # a join request: ABP only
+    assert decoder.refused == {"bad-mic": 1, "unknown-device": 1, "too-short": 1, "join-request": 1}
+    # the bad MIC did not move the counter: the genuine frame 1 is still accepted
+    assert values(decoder.decode(frame(1, bin_payload(500, 20.0)), RADIO))
+
+
+def test_lost_frames_are_counted_from_counter_gaps(decoder: UplinkDecoder) -> None:
+    decoder.decode(frame(10, bin_payload(500, 20.0)), RADIO)
+    out = decoder.decode(frame(14, bin_payload(500, 20.0)), RADIO)
+    assert values(out)["frames_lost"] == 3
+
+
+def test_a_payload_the_codec_refuses_keeps_radio_readings(decoder: UplinkDecoder) -> None:
+    out = decoder.decode(frame(1, b"\x01\x02"), RADIO)
+    got = values(out)
+    assert "rssi" in got and "distance" not in got
+    assert decoder.refused["codec"] == 1
+    (health,) = decoder.health()
+    assert health.errors == {"codec": 1} and health.detail
+
+
+def test_a_silent_sensor_raises_then_clears(decoder: UplinkDecoder, clock: Clock) -> None:
+    decoder.decode(frame(1, bin_payload(500, 20.0)), RADIO)
+    clock.now += 3 * 3600 - 1
+    assert decoder.check_silence() == []
+    clock.now += 2
+    (silent,) = decoder.check_silence()
+    assert silent.kind == "lorawan.silent" and silent.active is True
+    assert decoder.check_silence() == []  # once
+    assert decoder.health()[0].state is DeviceState.DOWN
+    back = events(decoder.decode(frame(2, bin_payload(500, 20.0)), RADIO))
+    assert [(e.kind, e.active) for e in back] == [("lorawan.silent", False)]
+
+
+def test_catalogue_lists_codec_and_radio_points(decoder: UplinkDecoder) -> None:
+    info = decoder.catalogue()["bin-0042"]
+    assert info.device_type == "waste-bin" and info.driver == "lora"
+    assert {"fill", "temperature", "battery", "rssi", "frames_lost"} <= set(info.points)
+
+
+def test_an_unknown_device_type_is_a_clear_error(tmp_path: Path) -> None:
+    odd = Session("odd", "toaster", 1, NWK, APP)
+    with pytest.raises(KeyError, match="toaster"):
+        UplinkDecoder("lora", Keyring([odd]), FrameCounters(tmp_path / "f.db"), load_device_types())

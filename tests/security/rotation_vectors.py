@@ -1,0 +1,114 @@
+"""Test vectors for key rotation (docs/protocol.md §11-12), from fixed keys, written to
+docs/test-vectors/rotation/ and checked by test_rotation_vectors.py.
+
+Regenerate after a deliberate change:  .venv/bin/python -m tests.security.rotation_vectors --write
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import msgpack
+
+from agent.envelope import (
+    ANNOUNCEMENT_CONTEXT,
+    COMMAND_CONTEXT,
+    seal_command,
+    seal_key_announcement,
+)
+from agent.keys import SigningKey
+from agent.model import Command
+from agent.trust_store import TRUST_UPDATE_OP, KeyState, TrustedKey, parse_trust_update
+
+ROOT = Path(__file__).resolve().parents[2]
+VECTOR_DIR = ROOT / "docs" / "test-vectors" / "rotation"
+# RFC 8032 §7.1 TEST 1 (gateway) and TEST 2 (command post), as in the other vectors;
+# the new keys are fixed seeds of our own.
+GATEWAY_SEED = bytes.fromhex("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60")
+COMMAND_POST_SEED = bytes.fromhex(
+    "4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb"
+)
+NEW_GATEWAY_SEED = bytes([0x47]) * 32
+NEW_COMMAND_POST_SEED = bytes([0x43]) * 32
+TS = 1700000000.25
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return {"bin": value.hex()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def _vector(
+    description: str, topic: str, seed: bytes, context: bytes, payload: bytes
+) -> dict[str, Any]:
+    key = SigningKey.from_seed(seed)
+    outer = msgpack.unpackb(payload)
+    return {
+        "description": description,
+        "topic": topic,
+        "signer": {"seed_hex": seed.hex(), "public_key": key.public_text(), "key_id": key.key_id},
+        "context_hex": context.hex(),
+        "body_hex": outer["body"].hex(),
+        "signature_hex": outer["sig"].hex(),
+        "payload_hex": payload.hex(),
+        "expected_body": _plain(msgpack.unpackb(outer["body"])),
+    }
+
+
+def build() -> dict[str, dict[str, Any]]:
+    cp, cp_new = (
+        SigningKey.from_seed(COMMAND_POST_SEED),
+        SigningKey.from_seed(NEW_COMMAND_POST_SEED),
+    )
+    gw, gw_new = SigningKey.from_seed(GATEWAY_SEED), SigningKey.from_seed(NEW_GATEWAY_SEED)
+    keys = [
+        TrustedKey(cp.key_id, cp.public_key, None, TS + 7 * 86400, KeyState.ACTIVE),
+        TrustedKey(cp_new.key_id, cp_new.public_key, TS, None, KeyState.ACTIVE),
+    ]
+    entries = [k.to_json() for k in keys]
+    for item in entries:
+        item["key"] = item.pop("public_key")
+    args = {"version": 7, "keys": entries}
+    parse_trust_update(args)
+    command = Command("9b1f0c4e2d7a4c1e8f3b5a6d7e8f9012", "gw-17", None, TRUST_UPDATE_OP,
+                      args, TS, TS + 600, cp.key_id)  # fmt: skip
+    return {
+        "trust-update": _vector(
+            "Trust update v7 for gw-17, signed by the current command-post key: the old key "
+            "stays valid for a week of overlap, the new one from now on.",
+            "cityedge/v1/demo-town/gw-17/cmd",
+            COMMAND_POST_SEED,
+            COMMAND_CONTEXT,
+            seal_command(cp, command),
+        ),
+        "key-announcement": _vector(
+            "gw-17 announces its new key, signed by its old key; it travels in the state "
+            "message's data.key_announcements, and the state is signed by the new key.",
+            "cityedge/v1/demo-town/gw-17/state (inside data.key_announcements)",
+            GATEWAY_SEED,
+            ANNOUNCEMENT_CONTEXT,
+            seal_key_announcement(gw, gw_new.public_key, gateway="gw-17", ts=TS),
+        ),
+    }
+
+
+def vector_files() -> dict[str, str]:
+    return {f"{name}.json": json.dumps(v, indent=2) + "\n" for name, v in build().items()}
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--write"]:
+        print(__doc__)
+        sys.exit(2)
+    VECTOR_DIR.mkdir(parents=True, exist_ok=True)
+    for name, text in vector_files().items():
+        (VECTOR_DIR / name).write_text(text)
+    print(f"wrote {VECTOR_DIR}")
