@@ -2,9 +2,13 @@
 
 A SQLite database in WAL mode. Entries (readings, events, command results,
 already encoded) are buffered in memory and committed in one transaction per
-window: the commit is the moment a reading is accepted. The uplink picks rows
-into batches, *seals* them — gives each batch a sequence number and its signed
-bytes, stores the message and deletes its rows in one fsync'ed transaction —
+window: the commit is the moment a reading is accepted. A window is stored as
+*chunks* — one row per (priority, kind) and up to a message's worth of
+entries, their bytes concatenated as they will travel — so that draining a
+backlog reads one row per message instead of one per reading, and flash sees
+one small row header per few hundred readings. The uplink picks chunks into
+batches, *seals* them — gives each batch a sequence number and its signed
+bytes, stores the message and deletes its chunks in one fsync'ed transaction —
 and publishes; a message is deleted only after the broker's PUBACK.
 
 Invariants (see docs/outbox.md):
@@ -18,11 +22,12 @@ Invariants (see docs/outbox.md):
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import sqlite3
+import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from array import array
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate
 from pathlib import Path
@@ -38,15 +43,26 @@ TELEMETRY, EVENT, ALARM = 1, 2, 3
 PRIORITIES_LOW_FIRST = (TELEMETRY, EVENT, ALARM)
 MAX_BUFFERED = 200_000  # entries kept in memory while the disk refuses writes
 CLOCK_FLOOR = 1_577_836_800.0  # 2020-01-01: a gateway whose clock says earlier booted without RTC
+CHUNK_ENTRIES = 500  # default entries per chunk: the uplink's default batch_max_readings
+CHUNK_BYTES = 256 * 1024  # and bytes: the uplink's largest message body
+# and time: entries stamped further apart go to separate chunks, so that max_age
+# (which evicts whole chunks) is exact to a minute, and entries stamped before the
+# clock was set never share a chunk with entries stamped after.
+CHUNK_SPAN = 60.0
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS rows (
-    id INTEGER PRIMARY KEY,
+CREATE TABLE IF NOT EXISTS chunks (
+    -- AUTOINCREMENT: an id is never reused after its chunk was sealed, so "above the
+    -- watermark" always means "committed after it" (live, not backlog)
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     kind TEXT NOT NULL,
     priority INTEGER NOT NULL,
-    ts REAL NOT NULL,
-    body BLOB NOT NULL
+    first_ts REAL NOT NULL,
+    last_ts REAL NOT NULL,
+    count INTEGER NOT NULL,
+    sizes BLOB NOT NULL,  -- each entry's length, uint32 little-endian
+    body BLOB NOT NULL    -- the entries' encoded bytes, concatenated
 );
-CREATE INDEX IF NOT EXISTS rows_by_priority ON rows (priority, id);
+CREATE INDEX IF NOT EXISTS chunks_by_priority ON chunks (priority, id);
 CREATE TABLE IF NOT EXISTS messages (
     seq INTEGER PRIMARY KEY,
     kind TEXT NOT NULL,
@@ -68,12 +84,56 @@ class Entry:
 
 @dataclass(frozen=True, slots=True)
 class Batch:
+    """Consecutive chunks of one priority and kind: what one message will carry."""
+
     kind: str
     priority: int
-    row_ids: tuple[int, ...]
-    bodies: list[bytes]
+    chunk_ids: tuple[int, int]  # first and last; a batch is a run of its priority's chunks
+    count: int
+    entries: bytes  # the entries' bytes, concatenated (an envelope's array items)
+    sizes: bytes
     first_ts: float
     last_ts: float
+
+    @property
+    def bodies(self) -> list[bytes]:
+        """The entries one by one (for tests and tools; sealing uses `entries`)."""
+        return split_entries(self.sizes, self.entries)
+
+
+def pack_sizes(lengths: Iterable[int]) -> bytes:
+    sizes = array("I", lengths)
+    if sys.byteorder == "big":
+        sizes.byteswap()
+    return sizes.tobytes()
+
+
+def split_entries(sizes: bytes, body: bytes) -> list[bytes]:
+    """The entries of a chunk (or batch) from its `sizes` and concatenated `body`."""
+    lengths = array("I")
+    lengths.frombytes(sizes)
+    if sys.byteorder == "big":
+        lengths.byteswap()
+    if sum(lengths) != len(body):
+        raise ValueError(f"chunk sizes add up to {sum(lengths)} bytes, body has {len(body)}")
+    ends = list(accumulate(lengths))
+    return [body[end - n : end] for n, end in zip(lengths, ends, strict=True)]
+
+
+def stored_chunks(
+    db: sqlite3.Connection,
+) -> Iterator[tuple[int, str, int, float, float, list[bytes]]]:
+    """(id, kind, priority, first_ts, last_ts, entries) of every chunk not yet sealed,
+    highest priority first, oldest first: for tools reading a store they do not own."""
+    for chunk_id, kind, priority, first_ts, last_ts, sizes, body in db.execute(
+        "SELECT id, kind, priority, first_ts, last_ts, sizes, body FROM chunks "
+        "ORDER BY priority DESC, id"
+    ):
+        try:
+            entries = split_entries(sizes, body)
+        except ValueError:  # a damaged chunk is shown whole, never skipped
+            entries = [bytes(body)]
+        yield chunk_id, kind, priority, first_ts, last_ts, entries
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,11 +186,15 @@ class Outbox:
         synchronous: str,
         event_encoder: EventEncoder,
         set_aside: Path | None,
+        chunk_entries: int = CHUNK_ENTRIES,
+        chunk_bytes: int = CHUNK_BYTES,
     ) -> None:
         self._db = db
         self.path = path
         self.max_bytes = max_bytes
         self.max_age = max_age
+        self.chunk_entries = chunk_entries
+        self.chunk_bytes = chunk_bytes
         self._synchronous = synchronous.upper()
         self._encode_event = event_encoder
         self.set_aside = set_aside
@@ -143,9 +207,11 @@ class Outbox:
         self.counters = _Counters()
         self._last_seq = self._meta("seq")
         self._bytes = int(
-            db.execute("SELECT COALESCE(SUM(LENGTH(body)), 0) FROM rows").fetchone()[0]
+            db.execute(
+                "SELECT COALESCE(SUM(LENGTH(body) + LENGTH(sizes)), 0) FROM chunks"
+            ).fetchone()[0]
         ) + int(db.execute("SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM messages").fetchone()[0])
-        self._watermark = int(db.execute("SELECT COALESCE(MAX(id), 0) FROM rows").fetchone()[0])
+        self._watermark = int(db.execute("SELECT COALESCE(MAX(id), 0) FROM chunks").fetchone()[0])
 
     # --- opening ---------------------------------------------------------------------
 
@@ -158,7 +224,12 @@ class Outbox:
         max_age: float,
         synchronous: str = "normal",
         event_encoder: EventEncoder = _default_event,
+        chunk_entries: int = CHUNK_ENTRIES,
+        chunk_bytes: int = CHUNK_BYTES,
     ) -> Outbox:
+        """Open (or create) the store. Chunks hold at most `chunk_entries` entries and
+        `chunk_bytes` bytes: set them to the uplink's batch limits, so that a backlog
+        message is one chunk."""
         path.parent.mkdir(parents=True, exist_ok=True)
         set_aside: Path | None = None
         try:
@@ -174,6 +245,8 @@ class Outbox:
             synchronous=synchronous,
             event_encoder=event_encoder,
             set_aside=set_aside,
+            chunk_entries=chunk_entries,
+            chunk_bytes=chunk_bytes,
         )
         if set_aside is not None:
             outbox.add([outbox._event("outbox.corrupt", {"set_aside": str(set_aside)})])
@@ -200,7 +273,7 @@ class Outbox:
         return len(self._buffer)
 
     def commit(self) -> int:
-        """Write everything buffered in one transaction; returns rows committed."""
+        """Write everything buffered in one transaction; returns entries committed."""
         self._flush_acks()
         if not self._buffer:
             return 0
@@ -223,23 +296,55 @@ class Outbox:
         self._enforce_bounds()
         return committed
 
-    def _insert(self, rows: list[Entry]) -> int:
-        size = 0
+    def _insert(self, entries: list[Entry]) -> int:
+        chunks = list(self._chunk(entries))
         with self._db:
             self._db.executemany(
-                "INSERT INTO rows (kind, priority, ts, body) VALUES (?, ?, ?, ?)",
-                [(e.kind, e.priority, e.ts, e.body) for e in rows],
+                "INSERT INTO chunks (kind, priority, first_ts, last_ts, count, sizes, body) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                chunks,
             )
-        for e in rows:
-            size += len(e.body)
+        size = sum(len(c[5]) + len(c[6]) for c in chunks)
         self._bytes += size
         self._watermark = int(
-            self._db.execute("SELECT COALESCE(MAX(id), 0) FROM rows").fetchone()[0]
+            self._db.execute("SELECT COALESCE(MAX(id), 0) FROM chunks").fetchone()[0]
         )
         self.counters.commits += 1
-        self.counters.rows_committed += len(rows)
+        self.counters.rows_committed += len(entries)
         self.counters.bytes_committed += size
-        return len(rows)
+        return len(entries)
+
+    def _chunk(self, entries: list[Entry]) -> Iterator[tuple[Any, ...]]:
+        """Group a window's entries by (priority, kind), in order of arrival, and cut
+        each group at the chunk limits."""
+        groups: dict[tuple[int, str], list[Entry]] = {}
+        for e in entries:
+            groups.setdefault((e.priority, e.kind), []).append(e)
+        for (priority, kind), group in groups.items():
+            start = 0
+            while start < len(group):
+                end, size = start, 0
+                low = high = group[start].ts
+                while end < len(group) and end - start < self.chunk_entries:
+                    e = group[end]
+                    size += len(e.body)
+                    low, high = min(low, e.ts), max(high, e.ts)
+                    if end > start and (size > self.chunk_bytes or high - low > CHUNK_SPAN):
+                        break
+                    end += 1
+                part = group[start:end]
+                stamps = [e.ts for e in part]
+                bodies = [e.body for e in part]
+                yield (
+                    kind,
+                    priority,
+                    min(stamps),
+                    max(stamps),
+                    len(part),
+                    pack_sizes(map(len, bodies)),
+                    b"".join(bodies),
+                )
+                start = end
 
     def _commit_on_full_disk(self, rows: list[Entry]) -> int:
         """The filesystem (or page budget) is full: evict telemetry by policy and retry."""
@@ -294,12 +399,15 @@ class Outbox:
             self._evict_bytes(self._bytes - int(self.max_bytes * 0.9), reason="max-bytes")
 
     def _evict_older_than(self, horizon: float) -> None:
-        # A row stamped before CLOCK_FLOOR was taken before the clock was set (cold boot
-        # without RTC): its age is unknown, so age alone stops there instead of dropping
-        # a whole offline boot the moment NTP steps the clock; max_bytes still bounds it.
+        # A chunk goes when its newest entry is too old. An entry stamped before
+        # CLOCK_FLOOR was taken before the clock was set (cold boot without RTC): its
+        # age is unknown, so age alone stops there instead of dropping a whole offline
+        # boot the moment NTP steps the clock; max_bytes still bounds it.
         for priority in PRIORITIES_LOW_FIRST:
             self._evict_oldest(
-                priority, lambda ts, _size: ts >= horizon or ts < CLOCK_FLOOR, reason="max-age"
+                priority,
+                lambda first, last, _size: last >= horizon or first < CLOCK_FLOOR,
+                reason="max-age",
             )
 
     def _evict_bytes(self, need: int, *, reason: str) -> bool:
@@ -310,7 +418,9 @@ class Outbox:
                 break
             still_needed = need - freed
 
-            def enough(_ts: float, size: int, still_needed: int = still_needed) -> bool:
+            def enough(
+                _first: float, _last: float, size: int, still_needed: int = still_needed
+            ) -> bool:
                 return size >= still_needed
 
             freed += self._evict_oldest(priority, enough, reason=reason, inclusive=True)
@@ -322,29 +432,32 @@ class Outbox:
     def _evict_oldest(
         self,
         priority: int,
-        enough: Callable[[float, int], bool],
+        enough: Callable[[float, float, int], bool],
         *,
         reason: str,
         inclusive: bool = False,
     ) -> int:
-        """Delete rows of `priority` oldest first until `enough(ts, bytes so far)`; the
-        row that satisfies it is deleted too when `inclusive`. Returns bytes freed."""
+        """Delete chunks of `priority` oldest first until `enough(first_ts, last_ts,
+        bytes so far)`; the chunk that satisfies it is deleted too when `inclusive`.
+        Returns bytes freed."""
         count, size, upto = 0, 0, None
         first_ts = last_ts = None
-        for row_id, ts, length in self._db.execute(
-            "SELECT id, ts, LENGTH(body) FROM rows WHERE priority = ? ORDER BY id", (priority,)
+        for chunk_id, first, last, n, length in self._db.execute(
+            "SELECT id, first_ts, last_ts, count, LENGTH(body) + LENGTH(sizes) FROM chunks "
+            "WHERE priority = ? ORDER BY id",
+            (priority,),
         ):
-            if not inclusive and enough(ts, size):
+            if not inclusive and enough(first, last, size):
                 break
-            count, size, upto = count + 1, size + length, row_id
-            first_ts = ts if first_ts is None else min(first_ts, ts)
-            last_ts = ts if last_ts is None else max(last_ts, ts)
-            if inclusive and enough(ts, size):
+            count, size, upto = count + n, size + length, chunk_id
+            first_ts = first if first_ts is None else min(first_ts, first)
+            last_ts = last if last_ts is None else max(last_ts, last)
+            if inclusive and enough(first, last, size):
                 break
         if not count:
             return 0
         with self._db:
-            self._db.execute("DELETE FROM rows WHERE priority = ? AND id <= ?", (priority, upto))
+            self._db.execute("DELETE FROM chunks WHERE priority = ? AND id <= ?", (priority, upto))
         self._bytes -= size
         self._picked_upto.clear()
         self._record_eviction(reason, {priority: count}, first_ts, last_ts, size)
@@ -380,35 +493,45 @@ class Outbox:
     def next_batch(
         self, *, live_after: int, backlog: bool, max_entries: int, max_bytes: int = 256 * 1024
     ) -> Batch | None:
-        """The next rows to send: highest priority first, oldest first, one kind per batch."""
+        """The next chunks to send: highest priority first, oldest first, one kind per
+        batch, whole chunks up to `max_entries` and `max_bytes` (at least one)."""
         for priority in reversed(PRIORITIES_LOW_FIRST):
             after = self._picked_upto.get((priority, backlog), 0 if backlog else live_after)
-            if backlog:
-                sql = (
-                    "SELECT id, kind, ts, body FROM rows WHERE priority = ? AND id > ? "
-                    "AND id <= ? ORDER BY id LIMIT ?"
-                )
-                args: tuple[Any, ...] = (priority, after, live_after, max_entries)
-            else:
-                sql = (
-                    "SELECT id, kind, ts, body FROM rows WHERE priority = ? AND id > ? "
-                    "ORDER BY id LIMIT ?"
-                )
-                args = (priority, after, max_entries)
-            rows = self._db.execute(sql, args).fetchall()
-            if not rows:
+            upto = live_after if backlog else 1 << 62
+            heads = self._db.execute(
+                "SELECT id, kind, count, LENGTH(body) FROM chunks "
+                "WHERE priority = ? AND id > ? AND id <= ? ORDER BY id LIMIT 64",
+                (priority, after, upto),
+            ).fetchall()
+            if not heads:
                 continue
-            # Column-wise, so the per-row work happens in C: this runs for every
-            # 500 readings of a backlog drain.
-            ids, kinds, stamps, bodies = zip(*rows, strict=True)
-            kind, n = kinds[0], len(rows)
-            if kinds.count(kind) != n:  # one kind per batch: stop at the first other
-                n = next(i for i, k in enumerate(kinds) if k != kind)
-            if sum(map(len, bodies[:n])) > max_bytes:
-                n = max(1, bisect.bisect_right(list(accumulate(map(len, bodies[:n]))), max_bytes))
-            ids, stamps = ids[:n], stamps[:n]
-            self._picked_upto[(priority, backlog)] = ids[-1]
-            return Batch(kind, priority, ids, list(bodies[:n]), min(stamps), max(stamps))
+            kind = heads[0][1]
+            last, entries, size = heads[0][0], heads[0][2], heads[0][3]
+            for chunk_id, other_kind, n, length in heads[1:]:
+                if other_kind != kind or entries + n > max_entries or size + length > max_bytes:
+                    break
+                last, entries, size = chunk_id, entries + n, size + length
+            first = heads[0][0]
+            rows = self._db.execute(
+                "SELECT first_ts, last_ts, sizes, body FROM chunks "
+                "WHERE priority = ? AND id BETWEEN ? AND ? ORDER BY id",
+                (priority, first, last),
+            ).fetchall()
+            self._picked_upto[(priority, backlog)] = last
+            if len(rows) == 1:
+                first_ts, last_ts, sizes, body = rows[0]
+                return Batch(kind, priority, (first, last), entries, body, sizes, first_ts, last_ts)
+            firsts, lasts, sizes_parts, bodies = zip(*rows, strict=True)
+            return Batch(
+                kind,
+                priority,
+                (first, last),
+                entries,
+                b"".join(bodies),
+                b"".join(sizes_parts),
+                min(firsts),
+                max(lasts),
+            )
         return None
 
     def release(self, batches: Sequence[Batch]) -> None:
@@ -421,9 +544,7 @@ class Outbox:
         seq = self._last_seq
         for batch in batches:
             seq += 1
-            sealed.append(
-                Sealed(seq, batch.kind, batch.priority, encode(batch, seq), len(batch.bodies))
-            )
+            sealed.append(Sealed(seq, batch.kind, batch.priority, encode(batch, seq), batch.count))
         self._db.execute("PRAGMA synchronous=FULL")  # the sequence must survive a power cut
         try:
             with self._db:
@@ -432,11 +553,11 @@ class Outbox:
                     "INSERT INTO messages (seq, kind, priority, payload, count) VALUES (?,?,?,?,?)",
                     [(s.seq, s.kind, s.priority, s.payload, s.count) for s in sealed],
                 )
-                # A batch is a prefix, in id order, of its priority's rows after a
-                # point: exactly the rows of that priority between its first and last id.
+                # A batch is a run, in id order, of its priority's chunks after a point:
+                # exactly the chunks of that priority between its first and last id.
                 self._db.executemany(
-                    "DELETE FROM rows WHERE priority = ? AND id BETWEEN ? AND ?",
-                    [(b.priority, b.row_ids[0], b.row_ids[-1]) for b in batches if b.row_ids],
+                    "DELETE FROM chunks WHERE priority = ? AND id BETWEEN ? AND ?",
+                    [(b.priority, *b.chunk_ids) for b in batches],
                 )
                 self._db.execute(
                     "INSERT INTO meta (key, value) VALUES ('seq', ?) "
@@ -448,7 +569,7 @@ class Outbox:
             self._picked_upto.clear()
         self._last_seq = seq
         self._bytes += sum(len(s.payload) for s in sealed) - sum(
-            len(body) for batch in batches for body in batch.bodies
+            len(b.entries) + len(b.sizes) for b in batches
         )
         return sealed
 
@@ -503,9 +624,11 @@ class Outbox:
     def stats(self) -> OutboxStats:
         rows = {
             int(p): int(n)
-            for p, n in self._db.execute("SELECT priority, COUNT(*) FROM rows GROUP BY priority")
+            for p, n in self._db.execute(
+                "SELECT priority, SUM(count) FROM chunks GROUP BY priority"
+            )
         }
-        oldest = self._db.execute("SELECT MIN(ts) FROM rows").fetchone()[0]
+        oldest = self._db.execute("SELECT MIN(first_ts) FROM chunks").fetchone()[0]
         unacked = int(self._db.execute("SELECT COUNT(*) FROM messages").fetchone()[0])
         return OutboxStats(
             rows=rows,
@@ -543,10 +666,32 @@ def _connect(path: Path, synchronous: str) -> sqlite3.Connection:
         if check != "ok":
             raise sqlite3.DatabaseError(f"quick_check: {check}")
         db.executescript(SCHEMA)
+        _migrate_rows(db)
     except sqlite3.DatabaseError:
         db.close()
         raise
     return db
+
+
+def _migrate_rows(db: sqlite3.Connection) -> None:
+    """A store written by cityedge 0.1 keeps one row per entry in `rows`: move them
+    into one-entry chunks, in order, in one transaction (nothing is re-encoded)."""
+    if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'rows'").fetchone():
+        return
+    with db:
+        moved = db.execute("SELECT COUNT(*) FROM rows").fetchone()[0]
+        db.executemany(
+            "INSERT INTO chunks (kind, priority, first_ts, last_ts, count, sizes, body) "
+            "VALUES (?, ?, ?, ?, 1, ?, ?)",
+            (
+                (kind, priority, ts, ts, pack_sizes([len(body)]), body)
+                for kind, priority, ts, body in db.execute(
+                    "SELECT kind, priority, ts, body FROM rows ORDER BY id"
+                )
+            ),
+        )
+        db.execute("DROP TABLE rows")
+    log.info("outbox.migrated", entries=int(moved), to="chunks")
 
 
 def _set_aside(path: Path, reason: str) -> Path:

@@ -92,6 +92,7 @@ class Agent:
             max_age=cfg.outbox.max_age,
             synchronous=cfg.outbox.synchronous,
             event_encoder=outbox_event,
+            chunk_entries=cfg.uplink.batch_max_readings,  # a backlog message is one chunk
         )
         self.commands = CommandHandler(
             gateway=cfg.gateway.id,

@@ -28,7 +28,7 @@ import aiomqtt
 import structlog
 
 from agent.config import GatewaySection, UplinkSection
-from agent.envelope import seal, seal_object
+from agent.envelope import seal_joined, seal_object
 from agent.keys import SigningKey
 from agent.outbox import Batch, Outbox, Sealed
 from agent.supervisor import Backoff
@@ -273,7 +273,7 @@ class Uplink:
     # --- sending ------------------------------------------------------------------
 
     def _encode(self, batch: Batch, seq: int, historical: bool) -> bytes:
-        return seal(
+        return seal_joined(
             self.key,
             gateway=self.gateway.id,
             site=self.gateway.site,
@@ -281,7 +281,8 @@ class Uplink:
             seq=seq,
             ts=time.time(),
             historical=historical,
-            entries=batch.bodies,
+            entries=batch.entries,
+            count=batch.count,
         )
 
     async def _send_loop(self, client: aiomqtt.Client) -> None:

@@ -46,7 +46,7 @@ from agent.config import GatewaySection, UplinkSection
 from agent.envelope import reading_entry
 from agent.keys import create_key, load_signing_key
 from agent.model import Reading
-from agent.outbox import Batch, Entry, Outbox, Sealed
+from agent.outbox import Batch, Entry, Outbox, Sealed, stored_chunks
 from agent.street.broker import Broker
 from agent.uplink import Uplink
 from drivers.modbus.simulator import ModbusStreet
@@ -251,9 +251,10 @@ def stored(db: Path) -> set[tuple[str, str, float]]:
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     found = set()
     try:
-        for (body,) in conn.execute("SELECT body FROM rows WHERE kind = 'telemetry'"):
-            entry = msgpack.unpackb(body)
-            found.add((entry[0], entry[1], entry[3]))
+        for _, kind, *_, bodies in stored_chunks(conn):
+            for body in bodies if kind == "telemetry" else ():
+                entry = msgpack.unpackb(body)
+                found.add((entry[0], entry[1], entry[3]))
         for (payload,) in conn.execute("SELECT payload FROM messages WHERE kind = 'telemetry'"):
             for entry in msgpack.unpackb(msgpack.unpackb(payload)["body"])["data"]:
                 found.add((entry[0], entry[1], entry[3]))

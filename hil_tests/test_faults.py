@@ -32,6 +32,7 @@ import pytest
 
 from agent.keys import SigningKey, create_key
 from agent.model import Quality
+from agent.outbox import stored_chunks
 from agent.pipeline import CLOCK_FLOOR
 from agent.street.broker import Broker, free_port
 from drivers.modbus.simulator import ModbusStreet
@@ -143,9 +144,10 @@ def committed(db: Path) -> set[tuple[str, str, float]]:
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     found = set()
     try:
-        for (body,) in conn.execute("SELECT body FROM rows WHERE kind = 'telemetry'"):
-            entry = msgpack.unpackb(body)
-            found.add((entry[0], entry[1], entry[3]))
+        for _, kind, *_, bodies in stored_chunks(conn):
+            for body in bodies if kind == "telemetry" else ():
+                entry = msgpack.unpackb(body)
+                found.add((entry[0], entry[1], entry[3]))
         for (payload,) in conn.execute("SELECT payload FROM messages WHERE kind = 'telemetry'"):
             body = msgpack.unpackb(msgpack.unpackb(payload)["body"])
             for entry in body["data"]:

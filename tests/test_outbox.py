@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import msgpack
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.outbox import Batch, Entry, Outbox
+from agent.outbox import Batch, Entry, Outbox, pack_sizes, split_entries, stored_chunks
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,9 +26,11 @@ def events(kind: str, data: dict[str, Any]) -> bytes:
 
 
 def open_box(path: Path, **kw: Any) -> Outbox:
+    # Chunks of 10 entries, the batch size `drain` asks for, as the runtime matches
+    # chunk_entries to the uplink's batch_max_readings.
     return Outbox.open(
         path, max_bytes=kw.pop("max_bytes", 1 << 30), max_age=kw.pop("max_age", 1e9),
-        event_encoder=events, **kw,
+        event_encoder=events, chunk_entries=kw.pop("chunk_entries", 10), **kw,
     )  # fmt: skip
 
 
@@ -201,7 +204,7 @@ def test_kill9_at_random_moments_loses_no_committed_row(tmp_path: Path) -> None:
         last_seq = box.last_seq()
         box.close()
     db = sqlite3.connect(path)
-    stored = {bytes(b) for (b,) in db.execute("SELECT body FROM rows")}
+    stored = {b for *_, bodies in stored_chunks(db) for b in bodies}
     sealed = b"".join(bytes(p) for (p,) in db.execute("SELECT payload FROM messages"))
     db.close()
     assert len(accepted) > 500
@@ -253,3 +256,76 @@ def test_operation_sequences_keep_the_invariants(tmp_path_factory: Any, ops: lis
     in_messages = {b for bodies in unacked.values() for b in bodies}
     assert committed <= rows | in_messages | delivered
     box.close()
+
+
+def test_a_window_is_stored_as_chunks_of_one_message_each(tmp_path: Path) -> None:
+    box = open_box(tmp_path / "o.db", chunk_entries=500, chunk_bytes=4000)
+    box.add([tele(i) for i in range(1200)])  # 7 bytes each: 500 entries = 3,500 bytes
+    box.add([Entry("telemetry", 1, time.time(), bytes(3000)) for _ in range(3)])
+    box.commit()
+    batches = []
+    db = sqlite3.connect(tmp_path / "o.db")
+    assert [len(entries) for *_, entries in stored_chunks(db)] == [500, 500, 200, 1, 1, 1]
+    db.close()
+    while (
+        b := box.next_batch(live_after=0, backlog=False, max_entries=500, max_bytes=4000)
+    ) is not None:
+        batches.append(b)
+    # whole chunks, one per message at the same limits; never split
+    assert [b.count for b in batches] == [500, 500, 200, 1, 1, 1]
+    assert all(b.chunk_ids[0] == b.chunk_ids[1] for b in batches)
+    box.release(batches)
+    # with room to spare, a batch takes several (small) chunks of one kind
+    big = box.next_batch(live_after=0, backlog=False, max_entries=1000, max_bytes=1 << 20)
+    assert big is not None and big.count == 1000 and big.chunk_ids[1] > big.chunk_ids[0]
+    assert [x for b in batches[:3] for x in b.bodies] == [b"t%06d" % i for i in range(1200)]
+    assert batches[0].entries == b"".join(b"t%06d" % i for i in range(500))
+
+
+def test_entries_far_apart_in_time_get_their_own_chunks(tmp_path: Path) -> None:
+    box = open_box(tmp_path / "o.db", chunk_entries=500)
+    now = time.time()
+    box.add([tele(1, now - 7200), tele(2, now - 7190), tele(3, now), tele(4, now + 1)])
+    box.commit()
+    db = sqlite3.connect(tmp_path / "o.db")
+    spans = [(first, last) for _, _, _, first, last, _ in stored_chunks(db)]
+    db.close()
+    assert spans == [(now - 7200, now - 7190), (now, now + 1)]
+
+
+def test_a_store_written_by_version_0_1_is_migrated_in_order(tmp_path: Path) -> None:
+    path = tmp_path / "o.db"
+    db = sqlite3.connect(path)
+    db.executescript(
+        """
+        CREATE TABLE rows (id INTEGER PRIMARY KEY, kind TEXT NOT NULL,
+            priority INTEGER NOT NULL, ts REAL NOT NULL, body BLOB NOT NULL);
+        CREATE TABLE messages (seq INTEGER PRIMARY KEY, kind TEXT NOT NULL,
+            priority INTEGER NOT NULL, payload BLOB NOT NULL, count INTEGER NOT NULL);
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+        INSERT INTO meta VALUES ('seq', 41);
+        INSERT INTO messages VALUES (41, 'telemetry', 1, x'00', 1);
+        """
+    )
+    db.executemany(
+        "INSERT INTO rows (kind, priority, ts, body) VALUES (?, ?, ?, ?)",
+        [("telemetry", 1, 1e9 + i, b"t%06d" % i) for i in range(30)] + [("event", 3, 2e9, b"a")],
+    )
+    db.commit()
+    db.close()
+    box = open_box(path)
+    assert box.last_seq() == 41 and [s.seq for s in box.unacked()] == [41]
+    assert box.stats().rows == {1: 30, 3: 1}
+    batches = drain(box, live_after=0, backlog=False)
+    assert [x for b in batches for x in b.bodies] == [b"a"] + [b"t%06d" % i for i in range(30)]
+    box.close()
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT name FROM sqlite_master WHERE name = 'rows'").fetchone() is None
+    db.close()
+
+
+def test_chunk_sizes_that_do_not_match_the_body_are_refused() -> None:
+    sizes = pack_sizes([3, 4])
+    assert split_entries(sizes, b"abcdefg") == [b"abc", b"defg"]
+    with pytest.raises(ValueError, match="add up to 7 bytes, body has 6"):
+        split_entries(sizes, b"abcdef")

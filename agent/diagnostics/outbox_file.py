@@ -19,6 +19,7 @@ from urllib.parse import quote
 import msgpack
 
 from agent.control.snapshot import PRIORITY_NAMES
+from agent.outbox import stored_chunks
 
 FIELDS = {
     "telemetry": ("device", "point", "value", "ts", "unit", "quality"),
@@ -62,10 +63,10 @@ def file_stats(path: Path, now: float | None = None) -> dict[str, Any]:
     try:
         rows = {
             PRIORITY_NAMES.get(int(p), str(p)): int(n)
-            for p, n in db.execute("SELECT priority, COUNT(*) FROM rows GROUP BY priority")
+            for p, n in db.execute("SELECT priority, SUM(count) FROM chunks GROUP BY priority")
         }
         row_bytes, oldest = db.execute(
-            "SELECT COALESCE(SUM(LENGTH(body)), 0), MIN(ts) FROM rows"
+            "SELECT COALESCE(SUM(LENGTH(body) + LENGTH(sizes)), 0), MIN(first_ts) FROM chunks"
         ).fetchone()
         sealed, sealed_bytes = db.execute(
             "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM messages"
@@ -90,7 +91,7 @@ def file_stats(path: Path, now: float | None = None) -> dict[str, Any]:
 
 
 def count_entries(db: sqlite3.Connection) -> int:
-    rows = int(db.execute("SELECT COUNT(*) FROM rows").fetchone()[0])
+    rows = int(db.execute("SELECT COALESCE(SUM(count), 0) FROM chunks").fetchone()[0])
     sealed = int(db.execute("SELECT COALESCE(SUM(count), 0) FROM messages").fetchone()[0])
     return rows + sealed
 
@@ -102,15 +103,19 @@ def entries(db: sqlite3.Connection) -> Iterator[dict[str, Any]]:
     ):
         for entry in _message_entries(payload):
             yield {"state": "sealed", "seq": seq, **_entry(kind, priority, entry)}
-    for row_id, kind, priority, ts, body in db.execute(
-        "SELECT id, kind, priority, ts, body FROM rows ORDER BY priority DESC, id"
-    ):
-        try:
-            decoded = msgpack.unpackb(body, raw=False, strict_map_key=False)
-        except Exception:  # a damaged row is shown, not skipped: this is a post-mortem tool
-            decoded = None
-        item = _entry(kind, priority, decoded, raw=body)
-        yield {"state": "queued", "row": row_id, "committed_ts": ts, **item}
+    for chunk_id, kind, priority, first_ts, last_ts, bodies in stored_chunks(db):
+        for body in bodies:
+            try:
+                decoded = msgpack.unpackb(body, raw=False, strict_map_key=False)
+            except Exception:  # a damaged entry is shown, not skipped: a post-mortem tool
+                decoded = None
+            item = _entry(kind, priority, decoded, raw=body)
+            yield {
+                "state": "queued",
+                "chunk": chunk_id,
+                "committed_ts": [first_ts, last_ts],
+                **item,
+            }
 
 
 def export(path: Path, out: TextIO, progress: Callable[[int, int], None] | None = None) -> int:

@@ -32,7 +32,11 @@ log = structlog.get_logger(__name__)
 VERSION: Final = 2
 PUSH_DATA, PUSH_ACK, PULL_DATA, PULL_RESP, PULL_ACK, TX_ACK = 0, 1, 2, 3, 4, 5
 MAX_DATAGRAM: Final = 65507
-_DATR = re.compile(r"^SF(\d{1,2})BW(\d{2,3})$")
+_DATR = re.compile(r"SF(\d{1,2})BW(\d{3})")
+SPREADING_FACTORS: Final = range(5, 13)
+BANDWIDTHS: Final = (125, 250, 500, 203, 406, 812)  # kHz: sub-GHz, then 2.4 GHz
+MAX_RXPK: Final = 256  # entries per datagram; a forwarder sends a few
+MAX_COUNTER: Final = 2**32  # the forwarder's stat counters are uint32
 
 
 class GwmpError(ValueError):
@@ -52,11 +56,15 @@ class RxPacket:
     lsnr: float
     spreading_factor: int | None  # None for FSK
     bandwidth: int | None  # kHz
-    crc_ok: bool
+    crc: int  # the forwarder's stat: 1 CRC ok, 0 no CRC, -1 CRC bad
     tmst: int
     chan: int = 0
     rfch: int = 0
     time: str | None = None
+
+    @property
+    def crc_ok(self) -> bool:
+        return self.crc == 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,12 +118,23 @@ def parse_datagram(data: bytes) -> Datagram:
     rxpk = doc.get("rxpk", [])
     if not isinstance(rxpk, list):
         raise GwmpError("bad-json", "rxpk: expected an array")
-    for i, entry in enumerate(rxpk[:256]):
+    for i, entry in enumerate(rxpk[:MAX_RXPK]):
         try:
             packets.append(_rxpk(entry, f"rxpk[{i}]"))
         except GwmpError as exc:
             rejected.append(str(exc))
-    stat = _stat(doc["stat"]) if "stat" in doc else None
+    if len(rxpk) > MAX_RXPK:
+        rejected.append(
+            f"too-many: rxpk[{MAX_RXPK}:]: {len(rxpk) - MAX_RXPK} entries beyond {MAX_RXPK} dropped"
+        )
+    stat = None
+    if "stat" in doc:
+        # A bad status report is listed like a bad rxpk entry: the frames beside it
+        # in the same datagram are still good.
+        try:
+            stat = _stat(doc["stat"])
+        except GwmpError as exc:
+            rejected.append(str(exc))
     return Datagram(kind, token, eui, tuple(packets), tuple(rejected), stat)
 
 
@@ -152,11 +171,22 @@ def _rxpk(entry: Any, where: str) -> RxPacket:
     sf = bw = None
     if entry.get("modu", "LORA") == "LORA":
         datr = entry.get("datr")
-        match = _DATR.match(datr) if isinstance(datr, str) else None
-        if match is None:
-            raise GwmpError("bad-field", f'{where}.datr: expected "SF<n>BW<n>", got {datr!r}')
+        match = _DATR.fullmatch(datr) if isinstance(datr, str) else None
+        if (
+            match is None
+            or int(match[1]) not in SPREADING_FACTORS
+            or int(match[2]) not in BANDWIDTHS
+        ):
+            raise GwmpError(
+                "bad-field",
+                f'{where}.datr: expected "SF<5-12>BW<125|250|500|203|406|812>", got {datr!r}'[:160],
+            )
         sf, bw = int(match[1]), int(match[2])
     stat = entry.get("stat", 1)
+    if isinstance(stat, bool) or stat not in (1, 0, -1):
+        raise GwmpError(
+            "bad-field", f"{where}.stat: expected 1 (CRC ok), 0 (no CRC) or -1 (CRC bad)"
+        )
     tmst = entry.get("tmst", 0)
     return RxPacket(
         data=data,
@@ -165,7 +195,7 @@ def _rxpk(entry: Any, where: str) -> RxPacket:
         lsnr=_number(entry, "lsnr", where, -50, 50) if "lsnr" in entry else 0.0,
         spreading_factor=sf,
         bandwidth=bw,
-        crc_ok=stat == 1,
+        crc=stat,
         tmst=tmst if isinstance(tmst, int) and not isinstance(tmst, bool) else 0,
         chan=entry.get("chan", 0) if isinstance(entry.get("chan", 0), int) else 0,
         rfch=entry.get("rfch", 0) if isinstance(entry.get("rfch", 0), int) else 0,
@@ -179,13 +209,16 @@ def _stat(entry: Any) -> Stat:
 
     def count(key: str) -> int:
         value = entry.get(key, 0)
-        return value if isinstance(value, int) and not isinstance(value, bool) else 0
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < MAX_COUNTER:
+            raise GwmpError("bad-field", f"stat.{key}: expected a count in 0..{MAX_COUNTER - 1}")
+        return value
 
     ackr = entry.get("ackr", 0.0)
+    if isinstance(ackr, bool) or not isinstance(ackr, int | float) or not 0 <= ackr <= 100:
+        raise GwmpError("bad-field", "stat.ackr: expected a percentage in 0..100")
     return Stat(
         rxnb=count("rxnb"), rxok=count("rxok"), rxfw=count("rxfw"),
-        ackr=float(ackr) if isinstance(ackr, int | float) and not isinstance(ackr, bool) else 0.0,
-        dwnb=count("dwnb"), txnb=count("txnb"),
+        ackr=float(ackr), dwnb=count("dwnb"), txnb=count("txnb"),
     )  # fmt: skip
 
 
@@ -293,7 +326,10 @@ class ForwarderListener(asyncio.DatagramProtocol):
             self._drop("bad-rxpk", reason)
         for packet in datagram.rxpk:
             if not packet.crc_ok:
-                self._drop("bad-crc", f"{datagram.eui}: frame with a bad radio CRC")
+                # LoRaWAN uplinks always carry a CRC: a frame without one is as
+                # untrustworthy as one whose CRC failed, but it is counted apart.
+                reason, what = ("bad-crc", "a bad") if packet.crc < 0 else ("no-crc", "no")
+                self._drop(reason, f"{datagram.eui}: frame with {what} radio CRC")
                 continue
             forwarder.frames += 1
             self.stats.frames += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import json
@@ -12,9 +13,12 @@ from hypothesis import strategies as st
 
 from drivers.lorawan.semtech import (
     PULL_DATA,
+    PUSH_ACK,
     PUSH_DATA,
     TX_ACK,
+    ForwarderListener,
     GwmpError,
+    RxPacket,
     ack,
     parse_datagram,
     pull_data,
@@ -65,7 +69,46 @@ def test_one_bad_rxpk_does_not_lose_the_others() -> None:
     bad = dict(good, datr="SF99")
     got = parse_datagram(datagram(PUSH_DATA, {"rxpk": [good, bad, good]}))
     assert len(got.rxpk) == 2
-    assert got.rejected == ("bad-field: rxpk[1].datr: expected \"SF<n>BW<n>\", got 'SF99'",)
+    assert got.rejected == (
+        "bad-field: rxpk[1].datr: expected \"SF<5-12>BW<125|250|500|203|406|812>\", got 'SF99'",
+    )
+
+
+def test_a_bad_status_report_does_not_lose_the_frames_beside_it() -> None:
+    good = {"freq": 868.1, "rssi": -90, "lsnr": 3, "datr": "SF9BW125", "data": "QAE="}
+    for stat, field in (
+        ([1], "stat: expected an object"),
+        ({"ackr": 10**400}, "stat.ackr"),  # a float() of it would overflow
+        ({"rxnb": -1}, "stat.rxnb"),
+        ({"rxok": 2**64}, "stat.rxok"),
+        ({"ackr": True}, "stat.ackr"),
+    ):
+        got = parse_datagram(datagram(PUSH_DATA, {"rxpk": [good], "stat": stat}))
+        assert len(got.rxpk) == 1 and got.stat is None
+        assert len(got.rejected) == 1 and field in got.rejected[0], got.rejected
+
+
+def test_more_rxpk_entries_than_a_forwarder_sends_are_reported_not_silently_cut() -> None:
+    good = {"freq": 868.1, "rssi": -90, "lsnr": 3, "datr": "SF9BW125", "data": "QAE="}
+    got = parse_datagram(datagram(PUSH_DATA, {"rxpk": [good] * 300}))
+    assert len(got.rxpk) == 256
+    assert got.rejected == ("too-many: rxpk[256:]: 44 entries beyond 256 dropped",)
+
+
+@pytest.mark.parametrize(
+    "datr", ["SF7BW125\n", "SF4BW125", "SF13BW125", "SF7BW126", "SF07BW1250", "sf7bw125", "SF7"]
+)
+def test_data_rates_outside_lora_are_refused(datr: str) -> None:
+    entry = {"freq": 868.1, "rssi": -90, "lsnr": 3, "datr": datr, "data": "QAE="}
+    got = parse_datagram(datagram(PUSH_DATA, {"rxpk": [entry]}))
+    assert got.rxpk == () and "rxpk[0].datr" in got.rejected[0]
+
+
+@pytest.mark.parametrize(("stat", "crc"), [(1, 1), (0, 0), (-1, -1)])
+def test_the_radio_crc_status_is_kept(stat: int, crc: int) -> None:
+    entry = {"freq": 868.1, "rssi": -90, "lsnr": 3, "datr": "SF12BW500", "data": "QAE="}
+    got = parse_datagram(datagram(PUSH_DATA, {"rxpk": [dict(entry, stat=stat)]}))
+    assert got.rxpk[0].crc == crc and got.rxpk[0].crc_ok is (crc == 1)
 
 
 @pytest.mark.parametrize(
@@ -81,7 +124,6 @@ def test_one_bad_rxpk_does_not_lose_the_others() -> None:
         (datagram(PUSH_DATA, b"[1, 2]"), "bad-json"),
         (datagram(PUSH_DATA, b"\xff\xfe"), "bad-json"),
         (datagram(PUSH_DATA, {"rxpk": {"not": "a list"}}), "bad-json"),
-        (datagram(PUSH_DATA, {"stat": [1]}), "bad-field"),
         (bytes(70000), "too-large"),
     ],
 )
@@ -99,6 +141,9 @@ def test_malformed_datagrams_name_the_reason(data: bytes, reason: str) -> None:
         ({"freq": "868"}, "rxpk[0].freq"),
         ({"rssi": True}, "rxpk[0].rssi"),
         ({"lsnr": 1e9}, "rxpk[0].lsnr"),
+        ({"stat": "ok"}, "rxpk[0].stat"),
+        ({"stat": 2}, "rxpk[0].stat"),
+        ({"stat": True}, "rxpk[0].stat"),
     ],
 )
 def test_bad_rxpk_fields_are_named(change: dict[str, object], field: str) -> None:
@@ -108,7 +153,12 @@ def test_bad_rxpk_fields_are_named(change: dict[str, object], field: str) -> Non
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=20),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(min_value=-(10**400), max_value=10**400)  # beyond any float
+    | st.floats(allow_nan=True)
+    | st.text(max_size=20),
     lambda inner: (
         st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
     ),
@@ -151,3 +201,31 @@ def test_fuzz_structured_json(kind: int, doc: dict[str, object]) -> None:
 def test_push_data_round_trip() -> None:
     got = parse_datagram(push_data(9, EUI, stat={"rxnb": 1}))
     assert got.token == 9 and got.stat is not None and got.stat.rxnb == 1
+
+
+async def test_the_listener_acknowledges_and_counts_frames_without_a_good_crc() -> None:
+    """Over a real loopback UDP socket: good frames delivered, the others counted apart."""
+    loop = asyncio.get_running_loop()
+    delivered: list[RxPacket] = []
+    transport, listener = await loop.create_datagram_endpoint(
+        lambda: ForwarderListener(lambda _eui, p: delivered.append(p) is None),
+        local_addr=("127.0.0.1", 0),
+    )
+    port = transport.get_extra_info("sockname")[1]
+    acks: asyncio.Queue[bytes] = asyncio.Queue()
+
+    class Forwarder(asyncio.DatagramProtocol):
+        def datagram_received(self, data: bytes, _addr: object) -> None:
+            acks.put_nowait(data)
+
+    sender, _ = await loop.create_datagram_endpoint(Forwarder, remote_addr=("127.0.0.1", port))
+    try:
+        frame = {"freq": 868.1, "rssi": -90, "lsnr": 3, "datr": "SF9BW125", "data": "QAE="}
+        rxpk = [dict(frame, stat=1), dict(frame, stat=0), dict(frame, stat=-1)]
+        sender.sendto(push_data(77, EUI, rxpk))
+        assert await asyncio.wait_for(acks.get(), 5) == ack(77, PUSH_ACK)
+    finally:
+        sender.close()
+        transport.close()
+    assert len(delivered) == 1
+    assert listener.stats.dropped == {"no-crc": 1, "bad-crc": 1}

@@ -13,7 +13,7 @@ from agent.commands import CommandHandler, ReplayCache, SecurityThrottle
 from agent.envelope import seal_command
 from agent.keys import SigningKey
 from agent.model import Command, ResultCode, Value
-from agent.outbox import Outbox
+from agent.outbox import Outbox, stored_chunks
 from agent.policy import Policy
 from agent.trust_store import TrustStore
 
@@ -66,7 +66,7 @@ def test_flood_through_the_handler_is_bounded_in_the_outbox(tmp_path: Path) -> N
     assert codes.count(ResultCode.BAD_SIGNATURE) == 300 and codes.count(ResultCode.MALFORMED) == 300
     outbox.commit()
     with sqlite3.connect(tmp_path / "outbox.db") as db:
-        rows = db.execute("SELECT kind, body FROM rows").fetchall()
+        rows = [(kind, body) for _, kind, *_, bodies in stored_chunks(db) for body in bodies]
     results = [body for kind, body in rows if kind == "result"]
     events = [msgpack.unpackb(body)[0] for kind, body in rows if kind == "event"]
     assert len(results) == 10  # 5 per kind
