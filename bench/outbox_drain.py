@@ -29,7 +29,6 @@ import logging
 import os
 import random
 import shutil
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -46,12 +45,13 @@ from agent.config import GatewaySection, UplinkSection
 from agent.envelope import reading_entry
 from agent.keys import create_key, load_signing_key
 from agent.model import Reading
-from agent.outbox import Batch, Entry, Outbox, Sealed, stored_chunks
+from agent.outbox import Batch, Entry, Outbox, Sealed
 from agent.street.broker import Broker
 from agent.uplink import Uplink
 from drivers.modbus.simulator import ModbusStreet
 from tests.support.agent_process import AgentProcess, to_toml
 from tests.support.command_post import CommandPost
+from tests.support.outbox_probe import committed_readings
 
 THINGSBOARD_FIRST_LIVE_S = 5.4  # ThingsBoard IoT Gateway, this machine, 30 s outage
 INFLIGHT = UplinkSection().inflight  # the agent's default in-flight window, for both loops
@@ -244,25 +244,6 @@ def run_child(*args: str) -> None:
 # --- 3. outage with the real agent -------------------------------------------------------------
 
 
-def stored(db: Path) -> set[tuple[str, str, float]]:
-    """Readings waiting in the agent's store (rows and sealed, unacknowledged messages)."""
-    import msgpack
-
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    found = set()
-    try:
-        for _, kind, *_, bodies in stored_chunks(conn):
-            for body in bodies if kind == "telemetry" else ():
-                entry = msgpack.unpackb(body)
-                found.add((entry[0], entry[1], entry[3]))
-        for (payload,) in conn.execute("SELECT payload FROM messages WHERE kind = 'telemetry'"):
-            for entry in msgpack.unpackb(msgpack.unpackb(payload)["body"])["data"]:
-                found.add((entry[0], entry[1], entry[3]))
-    finally:
-        conn.close()
-    return found
-
-
 async def outage(workdir: Path, seconds: float, poll: float) -> dict[str, Any]:
     key = create_key(workdir / "state" / "keys" / "gateway.key")
     with Broker(workdir=workdir / "broker-outage") as broker:
@@ -291,7 +272,7 @@ async def outage(workdir: Path, seconds: float, poll: float) -> dict[str, Any]:
                     print(file=sys.stderr)
                     broker.start()
                     back = time.time()
-                    backlog = {r for r in stored(db) if r[2] < back}
+                    backlog = {r for r in committed_readings(db) if r[2] < back}
 
                     def delivered() -> set[tuple[str, str, float]]:
                         return {(r.reading.device, r.reading.point, r.reading.ts)

@@ -18,7 +18,6 @@ import asyncio
 import json
 import os
 import random
-import sqlite3
 import subprocess
 import sys
 import time
@@ -27,18 +26,17 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import msgpack
 import pytest
 
 from agent.keys import SigningKey, create_key
 from agent.model import Quality
-from agent.outbox import stored_chunks
 from agent.pipeline import CLOCK_FLOOR
 from agent.street.broker import Broker, free_port
 from drivers.modbus.simulator import ModbusStreet
 from tests.support.agent_process import ROOT as AGENT_ROOT
 from tests.support.agent_process import AgentProcess, agent_env, to_toml
 from tests.support.command_post import CommandPost
+from tests.support.outbox_probe import committed_readings as committed
 
 ROOT = Path(__file__).resolve().parents[1]
 SCALE = max(1, int(os.environ.get("CITYEDGE_FAULT_SCALE", "1")))
@@ -135,26 +133,6 @@ async def site(tmp_path: Path) -> AsyncIterator[Site]:
             config = write_config(tmp_path, broker.port, street)
             async with CommandPost(broker.port, key.public_key) as post:
                 yield Site(tmp_path, broker, street, key, post, config)
-
-
-def committed(db: Path) -> set[tuple[str, str, float]]:
-    """Every reading in the store right now (rows, and sealed unacknowledged messages)."""
-    if not db.exists():
-        return set()
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    found = set()
-    try:
-        for _, kind, *_, bodies in stored_chunks(conn):
-            for body in bodies if kind == "telemetry" else ():
-                entry = msgpack.unpackb(body)
-                found.add((entry[0], entry[1], entry[3]))
-        for (payload,) in conn.execute("SELECT payload FROM messages WHERE kind = 'telemetry'"):
-            body = msgpack.unpackb(msgpack.unpackb(payload)["body"])
-            for entry in body["data"]:
-                found.add((entry[0], entry[1], entry[3]))
-    finally:
-        conn.close()
-    return found
 
 
 async def test_kill9_during_ingest_and_drain(site: Site) -> None:

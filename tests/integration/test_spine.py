@@ -5,11 +5,8 @@ subscriber that verifies every message."""
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
 from pathlib import Path
-
-import msgpack
 
 from agent.keys import SigningKey
 from agent.street.broker import Broker
@@ -17,6 +14,7 @@ from drivers.modbus.simulator import ModbusStreet
 from tests.integration.conftest import ConfigWriter
 from tests.support.agent_process import AgentProcess
 from tests.support.command_post import CommandPost
+from tests.support.outbox_probe import committed_readings
 
 
 async def test_twenty_lampposts_arrive_verified_with_one_request_per_poll(
@@ -84,7 +82,10 @@ async def test_kill9_then_restart_loses_no_committed_reading(
             await asyncio.sleep(1.5)
             agent.kill9()
             before_kill_seq = max(post.seqs)
-            left = _rows_in_outbox(tmp_path / "state" / "outbox.db")
+            left = {
+                (d, p, round(ts, 6))
+                for d, p, ts in committed_readings(tmp_path / "state" / "outbox.db")
+            }
             assert left, "expected committed rows waiting in the outbox"
             broker.start()
             with AgentProcess(config):
@@ -98,24 +99,6 @@ async def test_kill9_then_restart_loses_no_committed_reading(
 
 def _key(reading: object) -> tuple[str, str, float]:
     return (reading.device, reading.point, round(reading.ts, 6))  # type: ignore[attr-defined]
-
-
-def _rows_in_outbox(path: Path) -> set[tuple[str, str, float]]:
-    """Every telemetry entry still in the store after a kill (rows and sealed messages)."""
-    from agent.envelope import open_message  # noqa: F401  (format documented in docs/protocol.md)
-
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    found: set[tuple[str, str, float]] = set()
-    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    for table in tables:
-        cols = [r[1] for r in db.execute(f"PRAGMA table_info({table})")]
-        if "body" in cols:
-            for (body,) in db.execute(f"SELECT body FROM {table}"):
-                entry = msgpack.unpackb(body, raw=False)
-                if isinstance(entry, list) and len(entry) >= 4:
-                    found.add((entry[0], entry[1], round(float(entry[3]), 6)))
-    db.close()
-    return found
 
 
 async def test_broker_outage_backlog_arrives_marked_historical(
