@@ -69,6 +69,10 @@ class UplinkSection(Section):
 class KeysSection(Section):
     signing_key: Path | None = None  # default: <state_dir>/keys/gateway.key
     trust: list[str] = []  # command-post public keys: files, or "ed25519:<hex>" text
+    # Refused commands (bad signature, unknown key, replay…): one security event per
+    # kind per window, and at most `refusal_answers` results per kind per window.
+    refusal_window: Seconds = 60.0
+    refusal_answers: Annotated[int, Field(ge=0, le=10_000)] = 10
 
 
 class OutboxSection(Section):

@@ -23,7 +23,7 @@ from typing import Any
 import structlog
 
 from agent import __version__
-from agent.commands import CommandHandler, ReplayCache
+from agent.commands import CommandHandler, ReplayCache, SecurityThrottle
 from agent.config import LoadedConfig
 from agent.control import technician_tasks
 from agent.driver import Driver, build_driver
@@ -100,6 +100,7 @@ class Agent:
             policy=load_policy(cfg.extra.get("policy")),
             outbox=self.outbox,
             replay=ReplayCache(cfg.gateway.state_dir / "replay.db"),
+            throttle=SecurityThrottle(cfg.keys.refusal_window, cfg.keys.refusal_answers),
             catalogue=self.devices,
             write=self.write,
             read=self.read_point,

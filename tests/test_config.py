@@ -62,6 +62,8 @@ def test_minimal_config_loads_with_defaults(tmp_path: Path) -> None:
         (MINIMAL + "[outbox]\ncommit_interval = -1\n", "outbox.commit_interval:"),
         (MINIMAL + "[uplink]\ntls = false\nca_file = 'ca.pem'\n", "no plaintext fallback"),
         (MINIMAL + "[gateway.extra]\n", "gateway.extra: unknown key"),
+        (MINIMAL + "[keys]\nrefusal_answers = -1\n", "keys.refusal_answers:"),
+        (MINIMAL + "[keys]\nrefusal_window = 0\n", "keys.refusal_window:"),
     ],
 )
 def test_core_errors_name_the_key_path(tmp_path: Path, text: str, expected: str) -> None:
