@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from drivers.lorawan.keyring import Session
+from drivers.lorawan.frames import build_join_request
+from drivers.lorawan.keyring import OtaaDevice, Session
 from tests.lorawan.site import LoRaSite, lorawan_site
 
 pytestmark = pytest.mark.timeout(180)
@@ -82,4 +83,67 @@ async def test_replay_bad_mic_and_garbage_are_counted_and_survived(tmp_path: Pat
             errors = (await asyncio.to_thread(site.devices))["bin-0042"]["errors"]
         assert site.delivered() == 3
         assert errors.get("replay") == 1
+        assert site.agent.running()
+
+
+BIN_OTAA = OtaaDevice("bin-0099", "waste-bin", "70B3D57ED0000099", "70B3D57ED0000000",
+                      bytes.fromhex("B6B53F4A168A7A88BDF7EA135CE9CFCA"))  # fmt: skip
+
+
+async def test_an_otaa_sensor_joins_through_the_gateway_and_keeps_its_session(
+    tmp_path: Path,
+) -> None:
+    async with lorawan_site(tmp_path, [BIN], [BIN_OTAA]) as site:
+        async with site.forwarder(0) as near, site.forwarder(1) as far:
+            # the forwarders pull first: a join accept can only go where a PULL_DATA came from
+            assert await near.keepalive() and await far.keepalive()
+            session = await near.join(BIN_OTAA, dev_nonce=0x1001)
+            assert session.dev_addr >> 25 == 0x13  # inside the network's NwkID
+            # RX1 of the request: same channel and data rate, 5 s later by the
+            # concentrator's clock, inverted polarity, through the forwarder that heard it
+            txpk = near.last_txpk
+            assert txpk["tmst"] == (near.last_tmst + 5_000_000) & 0xFFFFFFFF
+            assert (txpk["freq"], txpk["datr"], txpk["ipol"], txpk["imme"]) == (
+                868.1,
+                "SF9BW125",
+                True,
+                False,
+            )
+            assert await near.uplink(site.frame(session))
+            assert await site.wait_delivered(1), site.agent.logs()[-3000:]
+            assert points_of(site, "bin-0099", "fill")
+            joined = [e for e in site.post.events if e.kind == "lorawan.joined"]
+            assert joined and joined[0].data["accept_sent"] is True
+            # a recorded join request replayed: refused, the session stays
+            replay = build_join_request(BIN_OTAA.join_eui, BIN_OTAA.dev_eui, 0x1001,
+                                        BIN_OTAA.app_key)  # fmt: skip
+            assert await far.uplink(replay)
+            with pytest.raises(TimeoutError):
+                await far.downlink(timeout=1.5)
+            forged = bytearray(build_join_request(BIN_OTAA.join_eui, BIN_OTAA.dev_eui, 0x1002,
+                                                  BIN_OTAA.app_key))  # fmt: skip
+            forged[-1] ^= 0xFF
+            assert await far.uplink(bytes(forged))
+            assert await near.uplink(site.frame(session))
+            assert await site.wait_delivered(2)
+            errors = (await asyncio.to_thread(site.devices))["bin-0099"]["errors"]
+            assert errors.get("join-replay") == 1 and errors.get("bad-mic") == 1
+        # the session (and its frame counter) survives a restart: no new join needed
+        await asyncio.to_thread(site.restart)
+        assert await asyncio.to_thread(site.agent.wait_for_log, "lorawan.listening", 30)
+        async with site.forwarder(0) as near:
+            assert await near.keepalive()
+            assert await near.uplink(site.frame(session, fcnt=1))  # a replay now
+            assert await near.uplink(site.frame(session))
+            assert await site.wait_delivered(3)
+            # a later join opens a new session on a new address; the old one is gone
+            renewed = await near.join(BIN_OTAA, dev_nonce=0x1003)
+            assert renewed.dev_addr != session.dev_addr
+            assert await near.uplink(site.frame(renewed))
+            assert await site.wait_delivered(4)
+            assert await near.uplink(site.frame(session))  # the old session's keys
+            await asyncio.sleep(1.0)
+            counters = (await asyncio.to_thread(site.devices))["bin-0099"]["errors"]
+        assert site.delivered() == 4
+        assert counters.get("replay") == 1
         assert site.agent.running()

@@ -16,6 +16,7 @@ import typer
 from agent.config import ConfigError, load_config
 
 SECRET_SUFFIXES = (".key", ".pem")
+SECRET_WORDS = ("key", "joins")  # lorawan-<driver>-joins.db holds OTAA session keys
 
 
 def _overwrite(path: Path) -> None:
@@ -39,7 +40,7 @@ def erase(targets: list[Path]) -> list[Path]:
         if (
             path.is_file()
             and not path.is_symlink()
-            and (path.suffix in SECRET_SUFFIXES or "key" in path.name)
+            and (path.suffix in SECRET_SUFFIXES or any(w in path.name for w in SECRET_WORDS))
         ):
             _overwrite(path)
         path.unlink(missing_ok=True)

@@ -52,7 +52,7 @@ def run_demo(*, config: Path = DEMO_CONFIG, duration: float = 0.0) -> int:
         _demo_sensor_keys(loaded.path.parent / section.sessions)
         # The simulated sensors count their frames from 1 again on every run, like ABP
         # devices after a battery change: forget their counters, or all would be replays.
-        for leftover in state.glob(f"lorawan-{section.name}.db*"):
+        for leftover in state.glob(f"lorawan-{section.name}*.db*"):
             leftover.unlink()
     broker = Broker(port=cfg.uplink.port, workdir=state / "broker")
     try:
@@ -146,6 +146,10 @@ def _demo_sensor_keys(path: Path) -> None:
         lines += ["[[device]]", f'name = "{name}"', f'type = "{device_type}"',
                   f'dev_addr = "{0x26011B00 + i:08X}"', f'nwk_skey = "{secrets.token_hex(16)}"',
                   f'app_skey = "{secrets.token_hex(16)}"', ""]  # fmt: skip
+    # and one that joins over the air (OTAA), as most sensors bought today do
+    lines += ["[[device]]", 'name = "bin-0099"', 'type = "waste-bin"',
+              'dev_eui = "70B3D57ED0000099"', 'join_eui = "70B3D57ED0000000"',
+              f'app_key = "{secrets.token_hex(16)}"', ""]  # fmt: skip
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as out:
         out.write("\n".join(lines))
@@ -159,8 +163,10 @@ def _lora_streets(loaded: LoadedConfig) -> list[LoRaStreet]:
     streets = []
     for section in _lora_sections(loaded):
         keyring = load_keyring(loaded.path.parent / section.sessions)
-        streets.append(LoRaStreet(list(keyring.values()), section.port))
-        say(f"radio: {len(keyring)} LoRaWAN sensors behind 2 simulated packet forwarders")
+        otaa = list(keyring.otaa.values())
+        streets.append(LoRaStreet(list(keyring.values()), section.port, otaa=otaa))
+        say(f"radio: {len(keyring)} LoRaWAN sensors (+{len(otaa)} joining over the air) "
+            "behind 2 simulated packet forwarders")  # fmt: skip
     return streets
 
 

@@ -3,27 +3,59 @@
 Real GWMP datagrams over UDP: PUSH_DATA with the frames a device would send,
 PULL_DATA keep-alives, and raw bytes for tests of what must be survived. Each
 PUSH/PULL waits for its acknowledgement (bounded timeout, bounded retries), as
-the real forwarder counts `ackr`.
+the real forwarder counts `ackr`. Downlinks (PULL_RESP) are answered with TX_ACK
+and queued for `downlink()`; `join` plays an OTAA device's side of a join.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import itertools
+import json
+import secrets
+import time
+from collections.abc import Sequence
 from typing import Any
 
-from drivers.lorawan.frames import build_uplink
-from drivers.lorawan.keyring import Session
+from drivers.lorawan.frames import (
+    build_join_request,
+    build_uplink,
+    derive_session_keys,
+    open_join_accept,
+)
+from drivers.lorawan.keyring import OtaaDevice, Session
 from drivers.lorawan.reports import bin_report, example_payload
-from drivers.lorawan.semtech import PULL_ACK, PUSH_ACK, VERSION, pull_data, push_data, rxpk_json
+from drivers.lorawan.semtech import (
+    PULL_ACK,
+    PULL_RESP,
+    PUSH_ACK,
+    TX_ACK,
+    VERSION,
+    ack,
+    pull_data,
+    push_data,
+    rxpk_json,
+)
 
 
 class _Client(asyncio.DatagramProtocol):
     def __init__(self) -> None:
         self.acks: asyncio.Queue[bytes] = asyncio.Queue()
+        self.downlinks: asyncio.Queue[tuple[int, dict[str, Any]]] = asyncio.Queue()
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
-        self.acks.put_nowait(data)
+        if len(data) > 4 and data[0] == VERSION and data[3] == PULL_RESP:
+            token = int.from_bytes(data[1:3], "big")
+            self.downlinks.put_nowait((token, json.loads(data[4:])["txpk"]))
+        else:
+            self.acks.put_nowait(data)
+
+
+def concentrator_clock() -> int:
+    """The concentrator's free-running microsecond counter (`tmst`), 32 bits."""
+    return int(time.monotonic() * 1e6) & 0xFFFFFFFF
 
 
 class PacketForwarder:
@@ -38,6 +70,8 @@ class PacketForwarder:
         self.sent = 0
         self.acked = 0
         self._tokens = itertools.count(1)
+        self.last_tmst = 0  # of the last uplink sent
+        self.last_txpk: dict[str, Any] = {}  # the last downlink received
         self._transport: asyncio.DatagramTransport | None = None
         self._client = _Client()
 
@@ -75,8 +109,32 @@ class PacketForwarder:
                      sf: int = 9, freq: float = 868.1) -> bool:  # fmt: skip
         """One PUSH_DATA carrying `frames` as heard by this forwarder; True once acked."""
         token = self._token()
-        rxpk = [rxpk_json(f, rssi=rssi, lsnr=lsnr, sf=sf, freq=freq) for f in frames]
+        tmst = self.last_tmst = concentrator_clock()
+        rxpk = [rxpk_json(f, rssi=rssi, lsnr=lsnr, sf=sf, freq=freq, tmst=tmst) for f in frames]
         return await self._send_acked(push_data(token, self.eui, rxpk), token, PUSH_ACK)
+
+    async def downlink(self, timeout: float = 10.0) -> dict[str, Any]:
+        """The next txpk the agent asked this forwarder to send (acknowledged with
+        TX_ACK as a real forwarder does); TimeoutError when none comes."""
+        assert self._transport is not None, "use `async with`"
+        token, txpk = await asyncio.wait_for(self._client.downlinks.get(), timeout)
+        self.last_txpk = txpk
+        report = json.dumps({"txpk_ack": {"error": "NONE"}}).encode()
+        self._transport.sendto(ack(token, TX_ACK) + bytes.fromhex(self.eui) + report)
+        return txpk
+
+    async def join(self, device: OtaaDevice, dev_nonce: int, timeout: float = 10.0) -> Session:
+        """An OTAA device's join heard by this forwarder: the request up, the accept
+        down (RX1), opened with the AppKey; the session the device now uses."""
+        frame = build_join_request(device.join_eui, device.dev_eui, dev_nonce, device.app_key)
+        if not await self.uplink(frame):
+            raise TimeoutError("the agent did not acknowledge the join request")
+        txpk = await self.downlink(timeout)
+        accept = open_join_accept(device.app_key, base64.b64decode(txpk["data"]))
+        nwk_skey, app_skey = derive_session_keys(
+            device.app_key, accept.app_nonce, accept.net_id, dev_nonce
+        )
+        return Session(device.name, device.device_type, accept.dev_addr, nwk_skey, app_skey)
 
     async def status(self, **stat: Any) -> bool:
         token = self._token()
@@ -96,10 +154,12 @@ class PacketForwarder:
 class LoRaStreet:
     """Sensors reporting through two forwarders, for the demo: every `period` s one
     sensor reports (heard by one or both forwarders); the first bin slowly fills
-    up until it raises `bin.full`, then is emptied."""
+    up until it raises `bin.full`, then is emptied. OTAA sensors join first."""
 
-    def __init__(self, sessions: list[Session], port: int, period: float = 2.0) -> None:
-        self.sessions = sessions
+    def __init__(self, sessions: list[Session], port: int, period: float = 2.0,
+                 otaa: Sequence[OtaaDevice] = ()) -> None:  # fmt: skip
+        self.sessions = list(sessions)
+        self.otaa = otaa
         self.port = port
         self.period = period
         self.fcnt: dict[int, int] = {}
@@ -119,6 +179,9 @@ class LoRaStreet:
             for _ in range(60):  # wait (at most ~1 min) for the agent to listen
                 if await near.keepalive():
                     break
+            for device in self.otaa:
+                with contextlib.suppress(TimeoutError):  # not answered: it stays silent
+                    self.sessions.append(await near.join(device, secrets.randbits(16)))
             for n in itertools.count():
                 session = self.sessions[n % len(self.sessions)]
                 frame = self.next_frame(session, n)

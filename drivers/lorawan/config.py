@@ -26,7 +26,10 @@ class Section(DriverSection):
     # authentication, so listening further out needs `forwarders` below.
     listen: str = "127.0.0.1"
     port: Annotated[int, Field(ge=0, le=65535)] = 1700  # 0: any free port (tests)
-    sessions: Path  # ABP session keys (TOML, mode 0600): docs/lorawan.md
+    sessions: Path  # device keys, ABP and OTAA (TOML, mode 0600): docs/lorawan.md
+    # The network's NetID (6 hex digits): its low 7 bits lead every DevAddr given to
+    # an OTAA device that joins here. 000000/000001 are for private networks.
+    net_id: str = Field(default="000000", pattern=r"^[0-9A-Fa-f]{6}$")
     device_types: list[Path] = Field(default_factory=list)  # folders besides config/lorawan/
     forwarders: list[str] = Field(default_factory=list)  # gateway EUIs allowed to send; empty: any
     dedup_window: Annotated[float, Field(gt=0, le=5)] = 0.2  # copies of a frame arrive within

@@ -41,13 +41,15 @@ from drivers.lorawan.decoders import (
     load_device_types,
 )
 from drivers.lorawan.fcnt import FrameCounters
+from drivers.lorawan.joins import JoinServer
 from drivers.lorawan.keyring import SessionFileError, load_keyring
-from drivers.lorawan.semtech import ForwarderListener, RxPacket, Stat
+from drivers.lorawan.semtech import ForwarderListener, RxPacket, Stat, txpk_json
 from drivers.lorawan.uplinks import Radio, UplinkDecoder
 
 log = structlog.get_logger(__name__)
 
 MAX_OPEN_WINDOWS = 10_000  # frames being collected from several antennas at once
+JOIN_ACCEPT_DELAY1_US = 5_000_000  # LoRaWAN 1.0: RX1 opens 5 s after a join request
 
 
 class SetupError(Exception):
@@ -58,6 +60,7 @@ class SetupError(Exception):
 @dataclass
 class _Copies:
     best: RxPacket
+    best_eui: str
     forwarders: set[str] = field(default_factory=set)
     count: int = 0
 
@@ -80,11 +83,11 @@ class Antennas:
             copies.forwarders.add(eui)
             self.collapsed += 1
             if (packet.rssi, packet.lsnr) > (copies.best.rssi, copies.best.lsnr):
-                copies.best = packet
+                copies.best, copies.best_eui = packet, eui
             return True
         if len(self.open) >= MAX_OPEN_WINDOWS:
             return False
-        self.open[packet.data] = _Copies(packet, {eui}, 1)
+        self.open[packet.data] = _Copies(packet, eui, {eui}, 1)
         asyncio.get_running_loop().call_later(self.window, self._close, packet.data)
         return True
 
@@ -94,7 +97,8 @@ class Antennas:
             return
         best = copies.best
         radio = Radio(best.rssi, best.lsnr, best.spreading_factor, best.freq,
-                      tuple(sorted(copies.forwarders)), copies.count)  # fmt: skip
+                      tuple(sorted(copies.forwarders)), copies.count,
+                      copies.best_eui, best.tmst, best.bandwidth)  # fmt: skip
         try:
             self.release.put_nowait((key, radio))
         except asyncio.QueueFull:
@@ -108,6 +112,7 @@ class LoRaWANDriver:
         self.env = env
         self.device_types: dict[str, DeviceType] = {}
         self.counters_path = env.state_dir / f"lorawan-{section.name}.db"
+        self.joins_path = env.state_dir / f"lorawan-{section.name}-joins.db"
         self.problem: str | None = None
         self.decoder: UplinkDecoder | None = None
         self._load()
@@ -127,9 +132,15 @@ class LoRaWANDriver:
             )
             keyring = load_keyring(self._path(self.section.sessions))
             counters = FrameCounters(self.counters_path)
+            joins = None
+            if keyring.otaa:
+                joins = JoinServer(
+                    self.joins_path, keyring.otaa, net_id=int(self.section.net_id, 16),
+                    reserved=lambda: set(keyring),
+                )  # fmt: skip
             self.decoder = UplinkDecoder(
                 self.name, keyring, counters, self.device_types,
-                silent_intervals=self.section.silent_intervals,
+                silent_intervals=self.section.silent_intervals, joins=joins,
             )  # fmt: skip
             self.problem = None
             if counters.set_aside is not None:
@@ -163,6 +174,7 @@ class LoRaWANDriver:
             lambda: listener, local_addr=(self.section.listen, self.section.port)
         )
         self.listener = listener
+        decoder.downlink = self._send_join_accept
         self.port = transport.get_extra_info("sockname")[1]
         log.info("lorawan.listening", driver=self.name, address=self.section.listen, port=self.port,
                  devices=len(decoder.catalogue()))  # fmt: skip
@@ -181,6 +193,15 @@ class LoRaWANDriver:
         finally:
             silence.cancel()
             transport.close()
+
+    def _send_join_accept(self, radio: Radio, accept: bytes) -> bool:
+        """In RX1: the request's frequency and data rate, 5 s after it by the
+        concentrator's own clock, through the forwarder that heard it best."""
+        if self.listener is None or radio.spreading_factor is None or not radio.via:
+            return False
+        txpk = txpk_json(accept, tmst=radio.tmst + JOIN_ACCEPT_DELAY1_US, freq=radio.frequency,
+                         sf=radio.spreading_factor, bw=radio.bandwidth or 125)  # fmt: skip
+        return self.listener.send_downlink(radio.via, txpk)
 
     def _stat(self, eui: str, stat: Stat) -> None:
         """A forwarder's periodic report (every 30 s by default) as readings of the

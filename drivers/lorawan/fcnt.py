@@ -84,6 +84,11 @@ class FrameCounters:
         )
         self._last[dev_addr] = fcnt32
 
+    def forget(self, dev_addr: int) -> None:
+        """A new session on this address (an OTAA join): its counter starts again."""
+        self._db.execute("DELETE FROM fcnt WHERE dev_addr = ?", (dev_addr,))
+        self._last.pop(dev_addr, None)
+
     def close(self) -> None:
         self._db.close()
 

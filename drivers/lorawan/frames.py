@@ -135,13 +135,116 @@ def parse_uplink(data: bytes) -> Uplink:
 
 
 def parse_join_request(data: bytes) -> JoinRequest:
-    """The fields of a join request (counted; OTAA is not handled: docs/lorawan.md)."""
-    if len(data) != 23 or mtype_of(data) is not MType.JOIN_REQUEST:
+    """The fields of a join request; its MIC is checked by `verify_join_request`."""
+    if len(data) != JOIN_REQUEST_BYTES or mtype_of(data) is not MType.JOIN_REQUEST:
         raise FrameError("not-join-request", f"{len(data)} bytes, expected a 23-byte join request")
+    if data[0] & 0x03 != 0:
+        raise FrameError(
+            "bad-major", f"MHDR {data[0]:#04x}: major version {data[0] & 3}, expected 0"
+        )
     join_eui = data[1:9][::-1].hex().upper()
     dev_eui = data[9:17][::-1].hex().upper()
     (nonce,) = struct.unpack_from("<H", data, 17)
     return JoinRequest(join_eui, dev_eui, nonce, data[19:], data)
+
+
+# --- OTAA (LoRaWAN 1.0.x §6.2) ------------------------------------------------------------
+#
+#   JoinRequest = MHDR | JoinEUI(8, LE) | DevEUI(8, LE) | DevNonce(2, LE) | MIC(4)
+#   JoinAccept  = MHDR | E(AppNonce(3) | NetID(3) | DevAddr(4) | DLSettings | RxDelay
+#                        | [CFList(16)] | MIC(4))
+#
+# Both MICs are AES-CMAC(AppKey, MHDR..)[0:4]. The network *decrypts* (AES-ECB) the
+# accept so that a device needs only AES encryption to read it. Session keys are
+# AES(AppKey, 0x01 or 0x02 | AppNonce | NetID | DevNonce | zero padding).
+
+JOIN_REQUEST_BYTES: Final = 23
+
+
+@dataclass(frozen=True, slots=True)
+class JoinAccept:
+    app_nonce: int  # 24 bits
+    net_id: int  # 24 bits
+    dev_addr: int
+    dl_settings: int = 0  # RX1DROffset (bits 6-4), RX2 data rate (bits 3-0)
+    rx_delay: int = 1  # s before RX1; 0 means 1
+    cflist: bytes = b""  # 16 bytes of extra channels, or none
+
+
+def _cmac(key: bytes, data: bytes) -> bytes:
+    mac = CMAC(algorithms.AES(key))
+    mac.update(data)
+    return mac.finalize()[:4]
+
+
+def _aes_ecb(key: bytes, data: bytes, *, decrypt: bool = False) -> bytes:
+    # ECB on purpose: the spec applies the block cipher to each 16-byte block.
+    cipher = Cipher(algorithms.AES(key), modes.ECB())
+    op = cipher.decryptor() if decrypt else cipher.encryptor()
+    return op.update(data) + op.finalize()
+
+
+def verify_join_request(app_key: bytes, request: JoinRequest) -> bool:
+    return hmac.compare_digest(_cmac(app_key, request.raw[:-4]), request.mic)
+
+
+def build_join_request(join_eui: str, dev_eui: str, dev_nonce: int, app_key: bytes) -> bytes:
+    """A device's join request (EUIs as printed, big-endian hex): for simulators."""
+    frame = (
+        bytes([MType.JOIN_REQUEST << 5])
+        + bytes.fromhex(join_eui)[::-1]
+        + bytes.fromhex(dev_eui)[::-1]
+        + struct.pack("<H", dev_nonce)
+    )
+    return frame + _cmac(app_key, frame)
+
+
+def _accept_fields(accept: JoinAccept) -> bytes:
+    if len(accept.cflist) not in (0, 16):
+        raise ValueError("a CFList has 16 bytes")
+    return (
+        accept.app_nonce.to_bytes(3, "little")
+        + accept.net_id.to_bytes(3, "little")
+        + struct.pack("<IBB", accept.dev_addr, accept.dl_settings, accept.rx_delay)
+        + accept.cflist
+    )
+
+
+def build_join_accept(app_key: bytes, accept: JoinAccept) -> bytes:
+    """The network's answer to a join request, signed and encrypted under the AppKey."""
+    mhdr = bytes([MType.JOIN_ACCEPT << 5])
+    body = _accept_fields(accept)
+    return mhdr + _aes_ecb(app_key, body + _cmac(app_key, mhdr + body), decrypt=True)
+
+
+def open_join_accept(app_key: bytes, data: bytes) -> JoinAccept:
+    """What a device does with a join accept: decrypt, check the MIC, read the fields."""
+    if len(data) not in (17, 33) or mtype_of(data) is not MType.JOIN_ACCEPT:
+        raise FrameError("not-join-accept", f"{len(data)} bytes, expected a 17- or 33-byte accept")
+    plain = _aes_ecb(app_key, data[1:])
+    body, mic = plain[:-4], plain[-4:]
+    if not hmac.compare_digest(_cmac(app_key, data[:1] + body), mic):
+        raise FrameError("bad-mic", "join accept MIC does not verify under this AppKey")
+    dev_addr, dl_settings, rx_delay = struct.unpack_from("<IBB", body, 6)
+    return JoinAccept(
+        app_nonce=int.from_bytes(body[0:3], "little"),
+        net_id=int.from_bytes(body[3:6], "little"),
+        dev_addr=dev_addr,
+        dl_settings=dl_settings,
+        rx_delay=rx_delay,
+        cflist=body[12:],
+    )
+
+
+def derive_session_keys(
+    app_key: bytes, app_nonce: int, net_id: int, dev_nonce: int
+) -> tuple[bytes, bytes]:
+    """(NwkSKey, AppSKey) of the session a join opened."""
+    tail = app_nonce.to_bytes(3, "little") + net_id.to_bytes(3, "little")
+    tail += struct.pack("<H", dev_nonce)
+    blocks = b"".join(bytes([kind]) + tail + bytes(7) for kind in (0x01, 0x02))
+    keys = _aes_ecb(app_key, blocks)
+    return keys[:16], keys[16:]
 
 
 def full_fcnt(fcnt16: int, last32: int | None, max_gap: int = MAX_FCNT_GAP) -> int:
@@ -163,10 +266,7 @@ def _block(first: int, dev_addr: int, fcnt32: int, last: int, *, uplink: bool) -
 
 def uplink_mic(nwk_skey: bytes, frame: bytes, dev_addr: int, fcnt32: int) -> bytes:
     """MIC of `frame` (MHDR..FRMPayload, without the MIC) as sent by the device."""
-    b0 = _block(0x49, dev_addr, fcnt32, len(frame), uplink=True)
-    mac = CMAC(algorithms.AES(nwk_skey))
-    mac.update(b0 + frame)
-    return mac.finalize()[:4]
+    return _cmac(nwk_skey, _block(0x49, dev_addr, fcnt32, len(frame), uplink=True) + frame)
 
 
 def verify_mic(nwk_skey: bytes, uplink: Uplink, fcnt32: int) -> bool:

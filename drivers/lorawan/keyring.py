@@ -1,11 +1,18 @@
-"""ABP session keys of the sensors this gateway decodes, from a key file.
+"""Keys of the sensors this gateway decodes, from a key file.
 
-    [[device]]
+    [[device]]                   # activated by personalisation (ABP)
     name = "bin-0042"            # the device's name in readings
     type = "waste-bin"           # a device type in config/lorawan/
     dev_addr = "26011BDA"        # 8 hex digits, as printed by network servers
     nwk_skey = "<32 hex digits>"
     app_skey = "<32 hex digits>"
+
+    [[device]]                   # activated over the air (OTAA): joins through us
+    name = "bin-0099"
+    type = "waste-bin"
+    dev_eui = "70B3D57ED0000099" # 16 hex digits, as printed on the sensor
+    join_eui = "70B3D57ED0000000" # the AppEUI of LoRaWAN 1.0.x
+    app_key = "<32 hex digits>"
 
 The file must be readable by its owner only (mode 0600) and owned by the user
 the agent runs as. Keys never appear in a repr, a log line or an error.
@@ -24,6 +31,9 @@ from typing import Any
 
 _HEX32 = re.compile(r"^[0-9A-Fa-f]{32}$")
 _ADDR = re.compile(r"^[0-9A-Fa-f]{8}$")
+_EUI = re.compile(r"^[0-9A-Fa-f]{16}$")
+ABP_KEYS = frozenset({"name", "type", "dev_addr", "nwk_skey", "app_skey"})
+OTAA_KEYS = frozenset({"name", "type", "dev_eui", "join_eui", "app_key"})
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 MAX_FILE_BYTES = 4 * 1024 * 1024
 
@@ -48,11 +58,26 @@ class Session:
         return f"{self.name} ({self.dev_addr:08X}, {self.device_type})"
 
 
-class Keyring(Mapping[int, Session]):
-    """Sessions by DevAddr."""
+@dataclass(frozen=True, slots=True)
+class OtaaDevice:
+    """A device that joins: its root key opens sessions (drivers/lorawan/joins.py)."""
 
-    def __init__(self, sessions: list[Session]) -> None:
+    name: str
+    device_type: str
+    dev_eui: str  # 16 hex digits, upper case
+    join_eui: str
+    app_key: bytes = field(repr=False)
+
+    def __str__(self) -> str:
+        return f"{self.name} (DevEUI {self.dev_eui}, {self.device_type})"
+
+
+class Keyring(Mapping[int, Session]):
+    """ABP sessions by DevAddr, and the OTAA devices allowed to join, by DevEUI."""
+
+    def __init__(self, sessions: list[Session], otaa: list[OtaaDevice] | None = None) -> None:
         self._by_addr = {s.dev_addr: s for s in sessions}
+        self.otaa = {d.dev_eui: d for d in otaa or []}
 
     def __getitem__(self, dev_addr: int) -> Session:
         return self._by_addr[dev_addr]
@@ -64,7 +89,7 @@ class Keyring(Mapping[int, Session]):
         return len(self._by_addr)
 
     def __repr__(self) -> str:
-        return f"Keyring({len(self)} sessions)"
+        return f"Keyring({len(self)} sessions, {len(self.otaa)} OTAA devices)"
 
 
 def load_keyring(path: Path) -> Keyring:
@@ -98,27 +123,43 @@ def load_keyring(path: Path) -> Keyring:
     if not isinstance(entries, list):
         raise SessionFileError(f"{path}: device: expected [[device]] tables")
     sessions: list[Session] = []
+    otaa: list[OtaaDevice] = []
     names: set[str] = set()
     addrs: set[int] = set()
+    euis: set[str] = set()
     for i, entry in enumerate(entries):
         where = f"{path}: device[{i}]"
-        session = _session(entry, where)
-        if session.name in names:
-            raise SessionFileError(f"{where}.name: {session.name!r} is listed twice")
-        if session.dev_addr in addrs:
-            raise SessionFileError(f"{where}.dev_addr: {session.dev_addr:08X} is listed twice")
-        names.add(session.name)
-        addrs.add(session.dev_addr)
-        sessions.append(session)
-    return Keyring(sessions)
+        device = _device(entry, where)
+        if device.name in names:
+            raise SessionFileError(f"{where}.name: {device.name!r} is listed twice")
+        names.add(device.name)
+        if isinstance(device, OtaaDevice):
+            if device.dev_eui in euis:
+                raise SessionFileError(f"{where}.dev_eui: {device.dev_eui} is listed twice")
+            euis.add(device.dev_eui)
+            otaa.append(device)
+            continue
+        if device.dev_addr in addrs:
+            raise SessionFileError(f"{where}.dev_addr: {device.dev_addr:08X} is listed twice")
+        addrs.add(device.dev_addr)
+        sessions.append(device)
+    return Keyring(sessions, otaa)
 
 
-def _session(entry: Any, where: str) -> Session:
+def _device(entry: Any, where: str) -> Session | OtaaDevice:
     if not isinstance(entry, dict):
         raise SessionFileError(f"{where}: expected a table")
-    unknown = sorted(set(entry) - {"name", "type", "dev_addr", "nwk_skey", "app_skey"})
+    otaa = bool({"dev_eui", "join_eui", "app_key"} & set(entry))
+    allowed = OTAA_KEYS if otaa else ABP_KEYS
+    unknown = sorted(set(entry) - allowed)
     if unknown:
-        raise SessionFileError(f"{where}: unknown key(s) {', '.join(unknown)}")
+        hint = ""
+        if otaa and set(unknown) & ABP_KEYS:
+            hint = (
+                " (an entry is either ABP: dev_addr, nwk_skey, app_skey;"
+                " or OTAA: dev_eui, join_eui, app_key)"
+            )
+        raise SessionFileError(f"{where}: unknown key(s) {', '.join(unknown)}{hint}")
 
     def text(key: str, pattern: re.Pattern[str], expected: str, secret: bool = False) -> str:
         value = entry.get(key)
@@ -129,9 +170,19 @@ def _session(entry: Any, where: str) -> Session:
             raise SessionFileError(f"{where}.{key}: expected {expected}{shown}")
         return value
 
+    name = text("name", _NAME, "a name of letters, digits, '.', '_' or '-'")
+    device_type = text("type", _NAME, "a device type name (config/lorawan/<type>.toml)")
+    if otaa:
+        return OtaaDevice(
+            name=name,
+            device_type=device_type,
+            dev_eui=text("dev_eui", _EUI, "16 hex digits, like 70B3D57ED0000099").upper(),
+            join_eui=text("join_eui", _EUI, "16 hex digits, like 70B3D57ED0000000").upper(),
+            app_key=bytes.fromhex(text("app_key", _HEX32, "32 hex digits", secret=True)),
+        )
     return Session(
-        name=text("name", _NAME, "a name of letters, digits, '.', '_' or '-'"),
-        device_type=text("type", _NAME, "a device type name (config/lorawan/<type>.toml)"),
+        name=name,
+        device_type=device_type,
         dev_addr=int(text("dev_addr", _ADDR, "8 hex digits, like 26011BDA"), 16),
         nwk_skey=bytes.fromhex(text("nwk_skey", _HEX32, "32 hex digits", secret=True)),
         app_skey=bytes.fromhex(text("app_skey", _HEX32, "32 hex digits", secret=True)),

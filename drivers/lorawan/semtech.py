@@ -7,6 +7,10 @@ Upstream datagrams, forwarder → agent:
     TX_ACK     02 | token(2) | 05 | gateway EUI(8) | [JSON {"txpk_ack": {...}}]
 
 answered with PUSH_ACK (02 | token | 01) and PULL_ACK (02 | token | 04).
+Downstream, to the address the forwarder's PULL_DATA came from (join accepts):
+
+    PULL_RESP  02 | token(2) | 03 | JSON {"txpk": {...}}
+
 `parse_datagram` is pure; `ForwarderListener` is the asyncio endpoint that
 acknowledges, counts and drops what is malformed, and hands every good `rxpk`
 on. Nothing a datagram holds can raise past it.
@@ -85,6 +89,7 @@ class Datagram:
     rxpk: tuple[RxPacket, ...] = ()
     rejected: tuple[str, ...] = ()  # one line per bad rxpk entry
     stat: Stat | None = None
+    tx_error: str | None = None  # TX_ACK: the forwarder's error, "NONE" when sent
 
 
 def parse_datagram(data: bytes) -> Datagram:
@@ -109,10 +114,14 @@ def parse_datagram(data: bytes) -> Datagram:
         return Datagram(kind, token, eui)
     body = data[12:]
     if kind == TX_ACK and not body.strip(b"\x00"):
-        return Datagram(kind, token, eui)
+        return Datagram(kind, token, eui, tx_error="NONE")  # an empty TX_ACK means sent
     doc = _json(body)
     if kind == TX_ACK:
-        return Datagram(kind, token, eui)
+        report = doc.get("txpk_ack")
+        error = report.get("error", "NONE") if isinstance(report, dict) else None
+        if not isinstance(error, str) or not 0 < len(error) <= 32:
+            raise GwmpError("bad-field", "txpk_ack.error: expected a short text like TOO_LATE")
+        return Datagram(kind, token, eui, tx_error=error)
     packets: list[RxPacket] = []
     rejected: list[str] = []
     rxpk = doc.get("rxpk", [])
@@ -241,6 +250,21 @@ def pull_data(token: int, eui: str) -> bytes:
     return ack(token, PULL_DATA) + bytes.fromhex(eui)
 
 
+def pull_resp(token: int, txpk: dict[str, Any]) -> bytes:
+    return ack(token, PULL_RESP) + json.dumps({"txpk": txpk}).encode()
+
+
+def txpk_json(frame: bytes, *, tmst: int, freq: float, sf: int, bw: int = 125,
+              power: int = 14) -> dict[str, Any]:  # fmt: skip
+    """A downlink sent at the concentrator's counter `tmst` (µs), polarity inverted as
+    every LoRaWAN downlink is."""
+    return {
+        "imme": False, "tmst": tmst & 0xFFFFFFFF, "freq": freq, "rfch": 0, "powe": power,
+        "modu": "LORA", "datr": f"SF{sf}BW{bw}", "codr": "4/5", "ipol": True,
+        "size": len(frame), "data": base64.b64encode(frame).decode(),
+    }  # fmt: skip
+
+
 def rxpk_json(frame: bytes, *, rssi: float, lsnr: float, sf: int = 9, freq: float = 868.1,
               chan: int = 0, rfch: int = 0, tmst: int = 0) -> dict[str, Any]:  # fmt: skip
     return {
@@ -261,6 +285,9 @@ class Forwarder:
     datagrams: int = 0
     frames: int = 0
     stat: Stat | None = None
+    # where its PULL_DATA came from: the only address downlinks can go to (the
+    # forwarder sends up and pulls down from two different sockets)
+    pull_address: tuple[str, int] | tuple[str, int, int, int] | None = None
 
 
 @dataclass
@@ -268,6 +295,8 @@ class ListenerStats:
     datagrams: int = 0
     frames: int = 0
     dropped: Counter[str] = field(default_factory=Counter)  # by reason
+    downlinks: int = 0
+    tx_errors: Counter[str] = field(default_factory=Counter)  # TX_ACK errors, by name
 
 
 class ForwarderListener(asyncio.DatagramProtocol):
@@ -291,6 +320,7 @@ class ForwarderListener(asyncio.DatagramProtocol):
         self.stats = ListenerStats()
         self.forwarders: dict[str, Forwarder] = {}
         self.transport: asyncio.DatagramTransport | None = None
+        self._token = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.DatagramTransport, transport)
@@ -318,6 +348,11 @@ class ForwarderListener(asyncio.DatagramProtocol):
             log.info("lorawan.forwarder.heard", eui=datagram.eui, address=f"{addr[0]}:{addr[1]}")
         forwarder.address, forwarder.last_seen = addr, now
         forwarder.datagrams += 1
+        if datagram.kind == PULL_DATA:
+            forwarder.pull_address = addr
+        if datagram.tx_error not in (None, "NONE"):
+            self.stats.tx_errors[str(datagram.tx_error)] += 1
+            log.warning("lorawan.downlink.not_sent", eui=datagram.eui, error=datagram.tx_error)
         if datagram.stat is not None:
             forwarder.stat = datagram.stat
             if self.on_stat is not None:
@@ -335,6 +370,16 @@ class ForwarderListener(asyncio.DatagramProtocol):
             self.stats.frames += 1
             if not self.deliver(datagram.eui, packet):
                 self._drop("queue-full", "the decoder is behind; frame dropped")
+
+    def send_downlink(self, eui: str, txpk: dict[str, Any]) -> bool:
+        """PULL_RESP to forwarder `eui`; False when it never pulled (no address yet)."""
+        forwarder = self.forwarders.get(eui)
+        if self.transport is None or forwarder is None or forwarder.pull_address is None:
+            return False
+        self._token = (self._token + 1) & 0xFFFF
+        self.transport.sendto(pull_resp(self._token, txpk), forwarder.pull_address)
+        self.stats.downlinks += 1
+        return True
 
     def _drop(self, reason: str, detail: str) -> None:
         self.stats.dropped[reason] += 1

@@ -37,7 +37,8 @@ from drivers.lorawan.frames import (
     parse_uplink,
     verify_mic,
 )
-from drivers.lorawan.keyring import Keyring, Session
+from drivers.lorawan.joins import JoinRefused, JoinServer
+from drivers.lorawan.keyring import Keyring, OtaaDevice, Session
 
 log = structlog.get_logger(__name__)
 
@@ -61,6 +62,11 @@ class Radio:
     frequency: float
     forwarders: tuple[str, ...]  # gateway EUIs that heard it
     copies: int = 1
+    # for an answer in RX1 (join accepts): which forwarder heard it best, when by
+    # its concentrator's microsecond counter, and at which bandwidth
+    via: str = ""
+    tmst: int = 0
+    bandwidth: int | None = None
 
 
 _SEVERITY = {"info": Severity.INFO, "warning": Severity.WARNING, "critical": Severity.ALARM}
@@ -91,36 +97,60 @@ class UplinkDecoder:
         *,
         silent_intervals: float = 3.0,
         clock: Callable[[], float] = time.time,
+        joins: JoinServer | None = None,
     ) -> None:
         self.driver = driver
         self.counters = counters
         self.clock = clock
         self.silent_intervals = silent_intervals
+        self.joins = joins
+        # Sends a join accept in the RX1 window of the request heard as `radio`;
+        # False when no forwarder can take it. Set by the driver once it listens.
+        self.downlink: Callable[[Radio, bytes], bool] | None = None
         self.refused: Counter[str] = Counter()  # by reason: bad-mic, replay, unknown-device…
         self.decoded = 0
+        self.joined = 0
         self._started = clock()
+        self._codecs = codecs
         self._devices: dict[int, _Device] = {}
+        self._waiting: dict[str, tuple[OtaaDevice, DeviceHealth]] = {}  # OTAA, never joined
         for addr, session in keyring.items():
-            codec = codecs.get(session.device_type)
-            if codec is None:
-                raise KeyError(
-                    f"device {session.name}: no device type {session.device_type!r} "
-                    f"(known: {', '.join(sorted(codecs)) or 'none'})"
-                )
-            self._devices[addr] = _Device(session, codec, DeviceHealth(session.name, driver))
+            self._devices[addr] = _Device(
+                session, self._codec(session.name, session.device_type),
+                DeviceHealth(session.name, driver),
+            )  # fmt: skip
+        for otaa in keyring.otaa.values():
+            self._codec(otaa.name, otaa.device_type)
+            health = DeviceHealth(otaa.name, driver, detail="waiting for its first join")
+            self._waiting[otaa.name] = (otaa, health)
+        for session in joins.sessions() if joins else []:
+            _, health = self._waiting.pop(session.name)
+            health.detail = ""
+            self._devices[session.dev_addr] = _Device(
+                session, self._codec(session.name, session.device_type), health
+            )
+
+    def _codec(self, name: str, device_type: str) -> DeviceType:
+        codec = self._codecs.get(device_type)
+        if codec is None:
+            raise KeyError(
+                f"device {name}: no device type {device_type!r} "
+                f"(known: {', '.join(sorted(self._codecs)) or 'none'})"
+            )
+        return codec
 
     # --- what the driver shows --------------------------------------------------------
 
     def catalogue(self) -> dict[str, DeviceInfo]:
+        devices = [(d.session.name, d.codec) for d in self._devices.values()]
+        devices += [(o.name, self._codecs[o.device_type]) for o, _ in self._waiting.values()]
         return {
-            d.session.name: DeviceInfo(
-                d.session.name, d.codec.name, self.driver, {**point_table(d.codec), **RADIO_POINTS}
-            )
-            for d in self._devices.values()
+            name: DeviceInfo(name, codec.name, self.driver, {**point_table(codec), **RADIO_POINTS})
+            for name, codec in devices
         }
 
     def health(self) -> list[DeviceHealth]:
-        return [d.health for d in self._devices.values()]
+        return [d.health for d in self._devices.values()] + [h for _, h in self._waiting.values()]
 
     def device(self, name: str) -> _Device | None:
         return next((d for d in self._devices.values() if d.session.name == name), None)
@@ -140,7 +170,7 @@ class UplinkDecoder:
         now = self.clock()
         try:
             if payload and mtype_of(payload) is MType.JOIN_REQUEST:
-                return self._refuse("join-request", "OTAA is not supported: ABP devices only")
+                return self._join(payload, radio, now)
             up = parse_uplink(payload)
         except FrameError as exc:
             return self._refuse(exc.reason, exc.detail)
@@ -193,6 +223,54 @@ class UplinkDecoder:
             out.append(Reading(name, point.name, point.value, now, point.unit))
             out += self._alarms(device, point.name, point.value, now)
         return out
+
+    def _join(self, payload: bytes, radio: Radio, now: float) -> list[Reading | Event]:
+        if self.joins is None:
+            return self._refuse("join-request", "no OTAA device in the key file")
+        try:
+            joined = self.joins.join(payload)
+        except FrameError as exc:
+            return self._refuse(exc.reason, exc.detail)
+        except JoinRefused as exc:
+            health = self._health_of(exc.device)
+            if health is not None:
+                health.count_error(exc.reason)
+            return self._refuse(exc.reason, exc.detail)
+        session = joined.session
+        old = self._devices.pop(joined.previous, None) if joined.previous is not None else None
+        if old is not None:
+            health = old.health
+        else:
+            _, health = self._waiting.pop(session.name)
+        health.detail = ""
+        for addr in (session.dev_addr, joined.previous):
+            if addr is not None:
+                self.counters.forget(addr)  # a new session counts from 0
+        self._devices[session.dev_addr] = _Device(
+            session, self._codec(session.name, session.device_type), health
+        )
+        self.joined += 1
+        sent = self.downlink is not None and self.downlink(radio, joined.accept)
+        log.info("lorawan.joined", driver=self.driver, device=session.name,
+                 dev_addr=f"{session.dev_addr:08X}", accept_sent=sent)  # fmt: skip
+        if not sent:
+            # The session is kept: the device will ask again, and its next request opens
+            # a newer one. Nothing else can be done without a path to it.
+            self.refused["no-downlink"] += 1
+        return [
+            Event("lorawan.joined", session.name, now, Severity.INFO,
+                  data={"dev_addr": f"{session.dev_addr:08X}", "via": radio.via,
+                        "accept_sent": sent})
+        ]  # fmt: skip
+
+    def _health_of(self, name: str | None) -> DeviceHealth | None:
+        if name is None:
+            return None
+        device = self.device(name)
+        if device is not None:
+            return device.health
+        waiting = self._waiting.get(name)
+        return waiting[1] if waiting else None
 
     def _alarms(
         self, device: _Device, point: str, value: Value, now: float

@@ -17,7 +17,7 @@ from agent.keys import SigningKey, create_key
 from agent.street.broker import Broker
 from drivers.lorawan.concentrator import PacketForwarder
 from drivers.lorawan.frames import build_uplink
-from drivers.lorawan.keyring import Session
+from drivers.lorawan.keyring import OtaaDevice, Session
 from drivers.lorawan.reports import example_payload
 from tests.support.agent_process import AgentProcess, to_toml
 from tests.support.command_post import CommandPost
@@ -31,12 +31,16 @@ def free_udp_port() -> int:
         return int(s.getsockname()[1])
 
 
-def key_file(path: Path, sessions: Sequence[Session]) -> Path:
+def key_file(path: Path, sessions: Sequence[Session], otaa: Sequence[OtaaDevice] = ()) -> Path:
     lines = []
     for s in sessions:
         lines += ["[[device]]", f'name = "{s.name}"', f'type = "{s.device_type}"',
                   f'dev_addr = "{s.dev_addr:08X}"', f'nwk_skey = "{s.nwk_skey.hex()}"',
                   f'app_skey = "{s.app_skey.hex()}"', ""]  # fmt: skip
+    for d in otaa:
+        lines += ["[[device]]", f'name = "{d.name}"', f'type = "{d.device_type}"',
+                  f'dev_eui = "{d.dev_eui}"', f'join_eui = "{d.join_eui}"',
+                  f'app_key = "{d.app_key.hex()}"', ""]  # fmt: skip
     path.write_text("\n".join(lines))
     path.chmod(0o600)
     return path
@@ -108,7 +112,9 @@ class LoRaSite:
 
 
 @contextlib.asynccontextmanager
-async def lorawan_site(workdir: Path, sessions: Sequence[Session]) -> AsyncIterator[LoRaSite]:
+async def lorawan_site(
+    workdir: Path, sessions: Sequence[Session], otaa: Sequence[OtaaDevice] = ()
+) -> AsyncIterator[LoRaSite]:
     gateway_key = create_key(workdir / "state" / "keys" / "gateway.key")
     port = free_udp_port()
     with Broker(workdir=workdir / "broker") as broker:
@@ -120,7 +126,8 @@ async def lorawan_site(workdir: Path, sessions: Sequence[Session]) -> AsyncItera
             "logging": {"level": "info", "format": "json"},
             "drivers": {"lorawan": [{
                 "name": "lora", "port": port, "dedup_window": 0.2,
-                "sessions": str(key_file(workdir / "sessions.toml", sessions)),
+                "sessions": str(key_file(workdir / "sessions.toml", sessions, otaa)),
+                "net_id": "000013",
                 "forwarders": list(FORWARDERS),
             }]},
         }  # fmt: skip
