@@ -28,10 +28,11 @@ from agent.model import (
     Value,
 )
 from drivers.lorawan.decoders import CodecError, DeviceType, breached, decode
-from drivers.lorawan.fcnt import FrameCounters
+from drivers.lorawan.fcnt import FrameCounters, Verdict
 from drivers.lorawan.frames import (
     FrameError,
     MType,
+    Uplink,
     crypt_frm_payload,
     mtype_of,
     parse_uplink,
@@ -70,6 +71,7 @@ class Radio:
 
 
 _SEVERITY = {"info": Severity.INFO, "warning": Severity.WARNING, "critical": Severity.ALARM}
+FIRST_CONTACT_HIGH_HALVES = 16  # a device first heard within its first ~1.1 million frames
 
 
 def point_table(device_type: DeviceType) -> dict[str, PointInfo]:
@@ -184,9 +186,12 @@ class UplinkDecoder:
         if verdict.replay:
             return self._refuse("replay", f"{name}: FCnt {verdict.fcnt32} <= last accepted", device)
         if not verify_mic(device.session.nwk_skey, up, verdict.fcnt32):
-            return self._refuse(
-                "bad-mic", f"{name}: MIC does not verify (FCnt {verdict.fcnt32})", device
-            )
+            fcnt32 = self._first_contact(device, up)
+            if fcnt32 is None:
+                return self._refuse(
+                    "bad-mic", f"{name}: MIC does not verify (FCnt {verdict.fcnt32})", device
+                )
+            verdict = Verdict(fcnt32, replay=False, lost=0)
         self.counters.accept(up.dev_addr, verdict.fcnt32)
 
         device.frames += 1
@@ -223,6 +228,19 @@ class UplinkDecoder:
             out.append(Reading(name, point.name, point.value, now, point.unit))
             out += self._alarms(device, point.name, point.value, now)
         return out
+
+    def _first_contact(self, device: _Device, up: Uplink) -> int | None:
+        """A device first heard after its counter passed 65,535 (added to the key file
+        late, or the counter file was lost): only 16 bits travel, so try the next
+        high halves. Bounded (FIRST_CONTACT_HIGH_HALVES CMACs, only while the gateway
+        has no counter for it), and any hit is as authentic as a MIC can make it."""
+        if self.counters.last(up.dev_addr) is not None:
+            return None
+        for high in range(1, FIRST_CONTACT_HIGH_HALVES + 1):
+            fcnt32 = (high << 16) | up.fcnt16
+            if verify_mic(device.session.nwk_skey, up, fcnt32):
+                return fcnt32
+        return None
 
     def _join(self, payload: bytes, radio: Radio, now: float) -> list[Reading | Event]:
         if self.joins is None:

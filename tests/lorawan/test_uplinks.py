@@ -103,10 +103,24 @@ def test_bad_mic_unknown_device_and_garbage_are_counted(decoder: UplinkDecoder) 
     stranger = Session("other", "waste-bin", 0x01020304, NWK, APP)
     assert decoder.decode(frame(1, bin_payload(1, 1), stranger), RADIO) == []
     assert decoder.decode(b"\x40\x01", RADIO) == []
-    assert decoder.decode(bytes(23), RADIO) == []  # a join request: ABP only
+    assert decoder.decode(bytes(23), RADIO) == []  # a join request, and no OTAA device here
     assert decoder.refused == {"bad-mic": 1, "unknown-device": 1, "too-short": 1, "join-request": 1}
     # the bad MIC did not move the counter: the genuine frame 1 is still accepted
     assert values(decoder.decode(frame(1, bin_payload(500, 20.0)), RADIO))
+
+
+def test_a_device_first_heard_past_65535_frames_is_recognised(decoder: UplinkDecoder) -> None:
+    late = frame(3 * 65536 + 17, bin_payload(500, 20.0))  # only the low 16 bits travel
+    assert values(decoder.decode(late, RADIO))
+    assert decoder.counters.last(BIN.dev_addr) == 3 * 65536 + 17
+    # once a counter is known, no guessing: the next high half is taken only by roll-over
+    assert decoder.decode(frame(5 * 65536 + 18, bin_payload(1, 1)), RADIO) == []
+    assert decoder.refused["bad-mic"] == 1
+    # beyond the bound, the first frame of a device is refused, not searched for ever
+    other = Session("bin-0043", "waste-bin", 0x26011BDB, NWK, APP)
+    decoder_far = UplinkDecoder("lora", Keyring([other]), decoder.counters, load_device_types())
+    assert decoder_far.decode(frame(40 * 65536, bin_payload(1, 1), other), RADIO) == []
+    assert decoder_far.refused["bad-mic"] == 1
 
 
 def test_lost_frames_are_counted_from_counter_gaps(decoder: UplinkDecoder) -> None:
