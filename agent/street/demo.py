@@ -137,8 +137,16 @@ DEMO_SENSORS = (("bin-0042", "waste-bin"), ("bin-0043", "waste-bin"),
 
 
 def _demo_sensor_keys(path: Path) -> None:
-    """The demo's LoRaWAN sensors get fresh session keys on the first run (mode 0600)."""
+    """The demo's LoRaWAN sensors get fresh keys on the first run (mode 0600); a key
+    file of an older demo gets the OTAA sensor added."""
+    # one that joins over the air (OTAA), as most sensors bought today do
+    otaa = ["[[device]]", 'name = "bin-0099"', 'type = "waste-bin"',
+            'dev_eui = "70B3D57ED0000099"', 'join_eui = "70B3D57ED0000000"',
+            f'app_key = "{secrets.token_hex(16)}"', ""]  # fmt: skip
     if path.exists():
+        if "dev_eui" not in path.read_text():
+            with path.open("a") as out:
+                out.write("\n" + "\n".join(otaa))
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     lines = []
@@ -146,13 +154,9 @@ def _demo_sensor_keys(path: Path) -> None:
         lines += ["[[device]]", f'name = "{name}"', f'type = "{device_type}"',
                   f'dev_addr = "{0x26011B00 + i:08X}"', f'nwk_skey = "{secrets.token_hex(16)}"',
                   f'app_skey = "{secrets.token_hex(16)}"', ""]  # fmt: skip
-    # and one that joins over the air (OTAA), as most sensors bought today do
-    lines += ["[[device]]", 'name = "bin-0099"', 'type = "waste-bin"',
-              'dev_eui = "70B3D57ED0000099"', 'join_eui = "70B3D57ED0000000"',
-              f'app_key = "{secrets.token_hex(16)}"', ""]  # fmt: skip
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as out:
-        out.write("\n".join(lines))
+        out.write("\n".join(lines + otaa))
 
 
 def _lora_sections(loaded: LoadedConfig) -> list[LoRaSection]:
