@@ -10,12 +10,19 @@ always runs against the simulators.
 from __future__ import annotations
 
 import asyncio
+import base64
 from pathlib import Path
 
 import pytest
 
-from drivers.lorawan.frames import build_join_request
+from drivers.lorawan.frames import (
+    build_join_request,
+    build_uplink,
+    parse_downlink,
+    verify_downlink_mic,
+)
 from drivers.lorawan.keyring import OtaaDevice, Session
+from drivers.lorawan.reports import bin_report
 from tests.lorawan.site import LoRaSite, lorawan_site
 
 pytestmark = pytest.mark.timeout(180)
@@ -147,3 +154,27 @@ async def test_an_otaa_sensor_joins_through_the_gateway_and_keeps_its_session(
         assert site.delivered() == 4
         assert counters.get("replay") == 1
         assert site.agent.running()
+
+
+async def test_a_confirmed_uplink_gets_its_ack_in_rx1(tmp_path: Path) -> None:
+    async with lorawan_site(tmp_path, [BIN]) as site:
+        async with site.forwarder(0) as near:
+            assert await near.keepalive()
+            fcnt = 41
+            confirmed = build_uplink(BIN.dev_addr, fcnt, 1, bin_report(600, 21.0),
+                                     BIN.nwk_skey, BIN.app_skey, confirmed=True)  # fmt: skip
+            assert await near.uplink(confirmed)
+            txpk = await near.downlink(timeout=10)
+            assert txpk["tmst"] == (near.last_tmst + 1_000_000) & 0xFFFFFFFF  # RX1, 1 s
+            assert (txpk["freq"], txpk["datr"], txpk["ipol"]) == (868.1, "SF9BW125", True)
+            ack = parse_downlink(base64.b64decode(txpk["data"]))
+            assert ack.ack and ack.dev_addr == BIN.dev_addr and ack.fcnt16 == 0
+            assert verify_downlink_mic(BIN.nwk_skey, ack, 0)  # the bin trusts it
+            # the ACK was "lost": the bin repeats the frame; a new ACK, no second reading
+            assert await near.uplink(confirmed)
+            again = parse_downlink(base64.b64decode((await near.downlink(timeout=10))["data"]))
+            assert again.ack and again.fcnt16 == 1
+            assert await site.wait_delivered(1)
+            await asyncio.sleep(1.0)
+        assert site.delivered() == 1
+        assert points_of(site, "bin-0042", "distance") == [600]

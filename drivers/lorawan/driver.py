@@ -49,7 +49,6 @@ from drivers.lorawan.uplinks import Radio, UplinkDecoder
 log = structlog.get_logger(__name__)
 
 MAX_OPEN_WINDOWS = 10_000  # frames being collected from several antennas at once
-JOIN_ACCEPT_DELAY1_US = 5_000_000  # LoRaWAN 1.0: RX1 opens 5 s after a join request
 
 
 class SetupError(Exception):
@@ -174,7 +173,7 @@ class LoRaWANDriver:
             lambda: listener, local_addr=(self.section.listen, self.section.port)
         )
         self.listener = listener
-        decoder.downlink = self._send_join_accept
+        decoder.downlink = self._send_downlink
         self.port = transport.get_extra_info("sockname")[1]
         log.info("lorawan.listening", driver=self.name, address=self.section.listen, port=self.port,
                  devices=len(decoder.catalogue()))  # fmt: skip
@@ -194,12 +193,12 @@ class LoRaWANDriver:
             silence.cancel()
             transport.close()
 
-    def _send_join_accept(self, radio: Radio, accept: bytes) -> bool:
-        """In RX1: the request's frequency and data rate, 5 s after it by the
+    def _send_downlink(self, radio: Radio, frame: bytes, delay_us: int) -> bool:
+        """In RX1: the uplink's frequency and data rate, `delay_us` after it by the
         concentrator's own clock, through the forwarder that heard it best."""
         if self.listener is None or radio.spreading_factor is None or not radio.via:
             return False
-        txpk = txpk_json(accept, tmst=radio.tmst + JOIN_ACCEPT_DELAY1_US, freq=radio.frequency,
+        txpk = txpk_json(frame, tmst=radio.tmst + delay_us, freq=radio.frequency,
                          sf=radio.spreading_factor, bw=radio.bandwidth or 125)  # fmt: skip
         return self.listener.send_downlink(radio.via, txpk)
 
@@ -262,6 +261,8 @@ class LoRaWANDriver:
         out: dict[str, int] = {}
         if self.decoder is not None:
             out.update(self.decoder.refused)
+            out["joined"] = self.decoder.joined
+            out["acks-sent"] = self.decoder.acks_sent
         if self.listener is not None:
             out.update({f"datagram.{k}": v for k, v in self.listener.stats.dropped.items()})
         if self.antennas is not None:

@@ -59,6 +59,10 @@ class FrameCounters:
             db.execute(
                 "CREATE TABLE IF NOT EXISTS fcnt (dev_addr INTEGER PRIMARY KEY, fcnt INTEGER)"
             )
+            # the network's own counter per session, for its downlinks (ACKs)
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS fcnt_down (dev_addr INTEGER PRIMARY KEY, fcnt INTEGER)"
+            )
         except sqlite3.DatabaseError:
             db.close()
             raise
@@ -85,9 +89,20 @@ class FrameCounters:
         self._last[dev_addr] = fcnt32
 
     def forget(self, dev_addr: int) -> None:
-        """A new session on this address (an OTAA join): its counter starts again."""
+        """A new session on this address (an OTAA join): its counters start again."""
         self._db.execute("DELETE FROM fcnt WHERE dev_addr = ?", (dev_addr,))
+        self._db.execute("DELETE FROM fcnt_down WHERE dev_addr = ?", (dev_addr,))
         self._last.pop(dev_addr, None)
+
+    def next_down(self, dev_addr: int) -> int:
+        """The downlink counter to use now, stored before the frame goes out: a device
+        refuses a downlink whose counter does not move forward."""
+        row = self._db.execute(
+            "INSERT INTO fcnt_down (dev_addr, fcnt) VALUES (?, 0) "
+            "ON CONFLICT(dev_addr) DO UPDATE SET fcnt = fcnt + 1 RETURNING fcnt",
+            (dev_addr,),
+        ).fetchone()
+        return int(row[0])
 
     def close(self) -> None:
         self._db.close()

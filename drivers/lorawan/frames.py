@@ -41,6 +41,7 @@ class MType(IntEnum):
 
 
 UPLINKS: Final = (MType.UNCONFIRMED_UP, MType.CONFIRMED_UP)
+DOWNLINKS: Final = (MType.UNCONFIRMED_DOWN, MType.CONFIRMED_DOWN)
 
 
 class FrameError(ValueError):
@@ -93,6 +94,15 @@ def mtype_of(data: bytes) -> MType:
 
 def parse_uplink(data: bytes) -> Uplink:
     """A data uplink's fields; FrameError for anything else or anything malformed."""
+    return _parse_data(data, UPLINKS, "not-uplink")
+
+
+def parse_downlink(data: bytes) -> Uplink:
+    """A data downlink's fields (what a device reads; for simulators and tests)."""
+    return _parse_data(data, DOWNLINKS, "not-downlink")
+
+
+def _parse_data(data: bytes, mtypes: tuple[MType, ...], refusal: str) -> Uplink:
     if len(data) > MAX_FRAME:
         raise FrameError("too-long", f"{len(data)} bytes; a LoRa PHYPayload has at most 255")
     if len(data) < MIN_DATA_FRAME:
@@ -101,8 +111,8 @@ def parse_uplink(data: bytes) -> Uplink:
     mtype = MType(mhdr >> 5)
     if mhdr & 0x03 != 0:
         raise FrameError("bad-major", f"MHDR {mhdr:#04x}: major version {mhdr & 3}, expected 0")
-    if mtype not in UPLINKS:
-        raise FrameError("not-uplink", f"MHDR {mhdr:#04x}: {mtype.name.lower()}")
+    if mtype not in mtypes:
+        raise FrameError(refusal, f"MHDR {mhdr:#04x}: {mtype.name.lower()}")
     dev_addr, fctrl, fcnt16 = struct.unpack_from("<IBH", data, 1)
     fopts_len = fctrl & 0x0F
     end = len(data) - 4
@@ -272,6 +282,36 @@ def uplink_mic(nwk_skey: bytes, frame: bytes, dev_addr: int, fcnt32: int) -> byt
 def verify_mic(nwk_skey: bytes, uplink: Uplink, fcnt32: int) -> bool:
     expected = uplink_mic(nwk_skey, uplink.raw[:-4], uplink.dev_addr, fcnt32)
     return hmac.compare_digest(expected, uplink.mic)
+
+
+def downlink_mic(nwk_skey: bytes, frame: bytes, dev_addr: int, fcnt32: int) -> bytes:
+    return _cmac(nwk_skey, _block(0x49, dev_addr, fcnt32, len(frame), uplink=False) + frame)
+
+
+def verify_downlink_mic(nwk_skey: bytes, downlink: Uplink, fcnt32: int) -> bool:
+    expected = downlink_mic(nwk_skey, downlink.raw[:-4], downlink.dev_addr, fcnt32)
+    return hmac.compare_digest(expected, downlink.mic)
+
+
+def build_downlink(
+    dev_addr: int,
+    fcnt32: int,
+    nwk_skey: bytes,
+    app_skey: bytes,
+    *,
+    ack: bool = False,
+    fport: int | None = None,
+    payload: bytes = b"",
+) -> bytes:
+    """An unconfirmed downlink from the network: here, the ACK of a confirmed uplink."""
+    if fport is None and payload:
+        raise ValueError("a payload needs an FPort")
+    frame = struct.pack("<BIBH", MType.UNCONFIRMED_DOWN << 5, dev_addr, 0x20 if ack else 0,
+                        fcnt32 & 0xFFFF)  # fmt: skip
+    if fport is not None:
+        key = nwk_skey if fport == 0 else app_skey
+        frame += bytes([fport]) + crypt_frm_payload(key, dev_addr, fcnt32, payload, uplink=False)
+    return frame + downlink_mic(nwk_skey, frame, dev_addr, fcnt32)
 
 
 def crypt_frm_payload(

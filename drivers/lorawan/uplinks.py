@@ -33,6 +33,7 @@ from drivers.lorawan.frames import (
     FrameError,
     MType,
     Uplink,
+    build_downlink,
     crypt_frm_payload,
     mtype_of,
     parse_uplink,
@@ -72,6 +73,9 @@ class Radio:
 
 _SEVERITY = {"info": Severity.INFO, "warning": Severity.WARNING, "critical": Severity.ALARM}
 FIRST_CONTACT_HIGH_HALVES = 16  # a device first heard within its first ~1.1 million frames
+RECEIVE_DELAY1_US = 1_000_000  # RX1 of a data uplink (ABP default; our join accepts say 1 s)
+JOIN_ACCEPT_DELAY1_US = 5_000_000  # RX1 of a join request
+MAX_REACKS = 8  # a confirmed uplink is sent at most NbTrans (≤ 15) times; ACK a few again
 
 
 def point_table(device_type: DeviceType) -> dict[str, PointInfo]:
@@ -87,6 +91,7 @@ class _Device:
     lost: int = 0
     active_alarms: set[str] = field(default_factory=set)
     silent: bool = False
+    reacks: int = 0  # ACKs sent again for the last confirmed uplink (retransmissions)
 
 
 class UplinkDecoder:
@@ -106,9 +111,10 @@ class UplinkDecoder:
         self.clock = clock
         self.silent_intervals = silent_intervals
         self.joins = joins
-        # Sends a join accept in the RX1 window of the request heard as `radio`;
+        # Sends a frame in RX1 of the one heard as `radio`, `delay` µs after it;
         # False when no forwarder can take it. Set by the driver once it listens.
-        self.downlink: Callable[[Radio, bytes], bool] | None = None
+        self.downlink: Callable[[Radio, bytes, int], bool] | None = None
+        self.acks_sent = 0
         self.refused: Counter[str] = Counter()  # by reason: bad-mic, replay, unknown-device…
         self.decoded = 0
         self.joined = 0
@@ -184,6 +190,8 @@ class UplinkDecoder:
         name = device.session.name
         verdict = self.counters.check(up.dev_addr, up.fcnt16)
         if verdict.replay:
+            if self._retransmission(device, up, verdict.fcnt32, radio):
+                return []  # answered again; its readings went up the first time
             return self._refuse("replay", f"{name}: FCnt {verdict.fcnt32} <= last accepted", device)
         if not verify_mic(device.session.nwk_skey, up, verdict.fcnt32):
             fcnt32 = self._first_contact(device, up)
@@ -193,6 +201,9 @@ class UplinkDecoder:
                 )
             verdict = Verdict(fcnt32, replay=False, lost=0)
         self.counters.accept(up.dev_addr, verdict.fcnt32)
+        device.reacks = 0
+        if up.confirmed:
+            self._ack(device, up.dev_addr, radio)
 
         device.frames += 1
         device.lost += verdict.lost
@@ -228,6 +239,31 @@ class UplinkDecoder:
             out.append(Reading(name, point.name, point.value, now, point.unit))
             out += self._alarms(device, point.name, point.value, now)
         return out
+
+    def _ack(self, device: _Device, dev_addr: int, radio: Radio) -> None:
+        """A confirmed uplink wants an ACK in RX1, or the device sends it again."""
+        if self.downlink is None:
+            return
+        session = device.session
+        frame = build_downlink(dev_addr, self.counters.next_down(dev_addr),
+                               session.nwk_skey, session.app_skey, ack=True)  # fmt: skip
+        if self.downlink(radio, frame, RECEIVE_DELAY1_US):
+            self.acks_sent += 1
+        else:
+            self.refused["no-downlink"] += 1
+
+    def _retransmission(self, device: _Device, up: Uplink, fcnt32: int, radio: Radio) -> bool:
+        """The last confirmed uplink again, authentic: our ACK was lost on the air.
+        ACK it again (a bounded number of times: a recorded frame must not buy airtime)
+        without handing its readings on twice."""
+        if not up.confirmed or fcnt32 != self.counters.last(up.dev_addr):
+            return False
+        if device.reacks >= MAX_REACKS or not verify_mic(device.session.nwk_skey, up, fcnt32):
+            return False
+        device.reacks += 1
+        self.refused["retransmission"] += 1
+        self._ack(device, up.dev_addr, radio)
+        return True
 
     def _first_contact(self, device: _Device, up: Uplink) -> int | None:
         """A device first heard after its counter passed 65,535 (added to the key file
@@ -268,7 +304,9 @@ class UplinkDecoder:
             session, self._codec(session.name, session.device_type), health
         )
         self.joined += 1
-        sent = self.downlink is not None and self.downlink(radio, joined.accept)
+        sent = self.downlink is not None and self.downlink(
+            radio, joined.accept, JOIN_ACCEPT_DELAY1_US
+        )
         log.info("lorawan.joined", driver=self.driver, device=session.name,
                  dev_addr=f"{session.dev_addr:08X}", accept_sent=sent)  # fmt: skip
         if not sent:

@@ -142,7 +142,7 @@ def test_the_decoder_moves_a_device_to_its_new_address(tmp_path: Path) -> None:
     types = load_device_types([SHIPPED_DEVICE_TYPES])
     sent: list[bytes] = []
     decoder = UplinkDecoder("lora", Keyring([], [DEVICE]), counters, types, joins=server(tmp_path))
-    decoder.downlink = lambda _radio, accept: sent.append(accept) is None
+    decoder.downlink = lambda _radio, accept, _delay: sent.append(accept) is None
     assert "bin-0099" in decoder.catalogue()
     assert [h.detail for h in decoder.health()] == ["waiting for its first join"]
     radio = Radio(-90.0, 5.0, 9, 868.1, ("AA",), via="AA", tmst=1000)
@@ -150,7 +150,7 @@ def test_the_decoder_moves_a_device_to_its_new_address(tmp_path: Path) -> None:
     assert [e.kind for e in events] == ["lorawan.joined"]  # type: ignore[union-attr]
     assert len(sent) == 1 and decoder.joined == 1
     assert [h.detail for h in decoder.health()] == [""]
-    decoder.downlink = lambda _radio, _accept: False  # no forwarder has pulled
+    decoder.downlink = lambda _radio, _accept, _delay: False  # no forwarder has pulled
     events = decoder.decode(request(4), radio)
     assert events[0].data["accept_sent"] is False  # type: ignore[union-attr]
     assert decoder.refused["no-downlink"] == 1

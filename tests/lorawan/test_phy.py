@@ -18,12 +18,15 @@ from hypothesis import strategies as st
 from drivers.lorawan.frames import (
     FrameError,
     MType,
+    build_downlink,
     build_uplink,
     crypt_frm_payload,
     full_fcnt,
     mtype_of,
+    parse_downlink,
     parse_join_request,
     parse_uplink,
+    verify_downlink_mic,
     verify_mic,
 )
 from drivers.lorawan.keyring import Session
@@ -156,6 +159,18 @@ def test_a_published_downlink_is_not_an_uplink() -> None:
     with pytest.raises(FrameError) as err:
         parse_uplink(bytes.fromhex("60f17dbe4920020001f9d65d27"))
     assert err.value.reason == "not-uplink" and "0x60" in err.value.detail
+
+
+def test_the_published_ack_downlink_is_what_we_send() -> None:
+    # Same vector, with its NwkSKey: DevAddr 49BE7DF1, FCtrl ACK, FCnt 2, FPort 1 and
+    # no payload, MIC f9d65d27 ("should calculate & verify correct data packet MIC for
+    # ACK"). Our ACK of a confirmed uplink is built the same way.
+    ack = bytes.fromhex("60f17dbe4920020001f9d65d27")
+    nwk = bytes.fromhex("44024241ed4ce9a68c6a8bc055233fd3")
+    assert build_downlink(0x49BE7DF1, 2, nwk, bytes(16), ack=True, fport=1) == ack
+    down = parse_downlink(ack)
+    assert (down.dev_addr, down.ack, down.fcnt16, down.fport) == (0x49BE7DF1, True, 2, 1)
+    assert verify_downlink_mic(nwk, down, 2) and not verify_downlink_mic(nwk, down, 3)
 
 
 @pytest.mark.parametrize(

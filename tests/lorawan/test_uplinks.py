@@ -10,9 +10,9 @@ import pytest
 from agent.model import DeviceState, Event, Reading, Severity
 from drivers.lorawan.decoders import load_device_types
 from drivers.lorawan.fcnt import FrameCounters
-from drivers.lorawan.frames import build_uplink
+from drivers.lorawan.frames import build_uplink, parse_downlink, verify_downlink_mic
 from drivers.lorawan.keyring import Keyring, Session
-from drivers.lorawan.uplinks import Radio, UplinkDecoder
+from drivers.lorawan.uplinks import MAX_REACKS, RECEIVE_DELAY1_US, Radio, UplinkDecoder
 
 NWK, APP = bytes(range(16)), bytes(range(100, 116))
 BIN = Session("bin-0042", "waste-bin", 0x26011BDA, NWK, APP)
@@ -31,8 +31,11 @@ def bin_payload(distance_mm: int, temp_c: float, tilt: int = 0, status: int = 0)
     return struct.pack(">HhBBH", distance_mm, round(temp_c * 10), tilt, status, 3600)
 
 
-def frame(fcnt: int, payload: bytes, session: Session = BIN, fport: int = 1) -> bytes:
-    return build_uplink(session.dev_addr, fcnt, fport, payload, session.nwk_skey, session.app_skey)
+def frame(
+    fcnt: int, payload: bytes, session: Session = BIN, fport: int = 1, *, confirmed: bool = False
+) -> bytes:
+    return build_uplink(session.dev_addr, fcnt, fport, payload, session.nwk_skey,
+                        session.app_skey, confirmed=confirmed)  # fmt: skip
 
 
 @pytest.fixture
@@ -161,3 +164,32 @@ def test_an_unknown_device_type_is_a_clear_error(tmp_path: Path) -> None:
     odd = Session("odd", "toaster", 1, NWK, APP)
     with pytest.raises(KeyError, match="toaster"):
         UplinkDecoder("lora", Keyring([odd]), FrameCounters(tmp_path / "f.db"), load_device_types())
+
+
+def test_confirmed_uplinks_are_acked_in_rx1_and_retransmissions_not_counted_twice(
+    decoder: UplinkDecoder,
+) -> None:
+    sent: list[tuple[bytes, int]] = []
+    decoder.downlink = lambda _radio, f, delay: sent.append((f, delay)) is None
+    assert values(decoder.decode(frame(1, bin_payload(500, 20.0)), RADIO))
+    assert sent == []  # unconfirmed: nothing to answer
+    confirmed = frame(2, bin_payload(500, 20.0), confirmed=True)
+    assert values(decoder.decode(confirmed, RADIO))
+    ack, delay = sent[-1]
+    down = parse_downlink(ack)  # what the bin reads
+    assert delay == RECEIVE_DELAY1_US and down.ack and down.dev_addr == BIN.dev_addr
+    assert down.fcnt16 == 0 and verify_downlink_mic(BIN.nwk_skey, down, 0)
+    # the ACK was lost: the bin sends the same frame again; answered, not decoded again
+    assert decoder.decode(confirmed, RADIO) == []
+    assert parse_downlink(sent[-1][0]).fcnt16 == 1  # the network's counter moves on
+    assert decoder.refused["retransmission"] == 1 and decoder.refused["replay"] == 0
+    for _ in range(MAX_REACKS):  # a recorded frame replayed for ever buys no airtime
+        decoder.decode(confirmed, RADIO)
+    assert decoder.refused["retransmission"] == MAX_REACKS and decoder.refused["replay"] == 1
+    assert decoder.acks_sent == 1 + MAX_REACKS
+    # an older confirmed frame is a replay, not a retransmission
+    assert decoder.decode(frame(1, bin_payload(1, 1), confirmed=True), RADIO) == []
+    assert decoder.refused["replay"] == 2
+    decoder.downlink = lambda _radio, _f, _delay: False  # no forwarder has pulled
+    assert values(decoder.decode(frame(3, bin_payload(500, 20.0), confirmed=True), RADIO))
+    assert decoder.refused["no-downlink"] == 1
