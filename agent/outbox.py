@@ -491,7 +491,7 @@ class Outbox:
         return self._watermark
 
     def next_batch(
-        self, *, live_after: int, backlog: bool, max_entries: int, max_bytes: int = 256 * 1024
+        self, *, live_after: int, backlog: bool, max_entries: int, max_bytes: int = CHUNK_BYTES
     ) -> Batch | None:
         """The next chunks to send: highest priority first, oldest first, one kind per
         batch, whole chunks up to `max_entries` and `max_bytes` (at least one)."""

@@ -23,7 +23,7 @@ from agent.keys import create_key, load_signing_key
 from agent.street.broker import Broker
 from drivers.lorawan.concentrator import LoRaStreet
 from drivers.lorawan.config import Section as LoRaSection
-from drivers.lorawan.keyring import load_keyring
+from drivers.lorawan.keyring import OtaaDevice, Session, key_file_entry, load_keyring
 
 DEMO_CONFIG = SHIPPED_CONFIG_DIR / "demo.toml"
 
@@ -140,23 +140,21 @@ def _demo_sensor_keys(path: Path) -> None:
     """The demo's LoRaWAN sensors get fresh keys on the first run (mode 0600); a key
     file of an older demo gets the OTAA sensor added."""
     # one that joins over the air (OTAA), as most sensors bought today do
-    otaa = ["[[device]]", 'name = "bin-0099"', 'type = "waste-bin"',
-            'dev_eui = "70B3D57ED0000099"', 'join_eui = "70B3D57ED0000000"',
-            f'app_key = "{secrets.token_hex(16)}"', ""]  # fmt: skip
+    otaa = OtaaDevice("bin-0099", "waste-bin", "70B3D57ED0000099", "70B3D57ED0000000",
+                      secrets.token_bytes(16))  # fmt: skip
     if path.exists():
         if "dev_eui" not in path.read_text():
             with path.open("a") as out:
-                out.write("\n" + "\n".join(otaa))
+                out.write("\n" + key_file_entry(otaa))
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    lines = []
-    for i, (name, device_type) in enumerate(DEMO_SENSORS):
-        lines += ["[[device]]", f'name = "{name}"', f'type = "{device_type}"',
-                  f'dev_addr = "{0x26011B00 + i:08X}"', f'nwk_skey = "{secrets.token_hex(16)}"',
-                  f'app_skey = "{secrets.token_hex(16)}"', ""]  # fmt: skip
+    sessions = [Session(name, device_type, 0x26011B00 + i, secrets.token_bytes(16),
+                        secrets.token_bytes(16))
+                for i, (name, device_type) in enumerate(DEMO_SENSORS)]  # fmt: skip
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as out:
-        out.write("\n".join(lines + otaa))
+        devices: list[Session | OtaaDevice] = [*sessions, otaa]
+        out.write("\n".join(key_file_entry(d) for d in devices))
 
 
 def _lora_sections(loaded: LoadedConfig) -> list[LoRaSection]:

@@ -56,6 +56,8 @@ class FrameError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Uplink:
+    """A parsed data frame: an uplink, or a downlink read back (`parse_downlink`)."""
+
     mtype: MType
     dev_addr: int
     adr: bool
@@ -274,23 +276,16 @@ def _block(first: int, dev_addr: int, fcnt32: int, last: int, *, uplink: bool) -
     return struct.pack("<B4xBIIxB", first, 0 if uplink else 1, dev_addr, fcnt32 & 0xFFFFFFFF, last)
 
 
-def uplink_mic(nwk_skey: bytes, frame: bytes, dev_addr: int, fcnt32: int) -> bytes:
-    """MIC of `frame` (MHDR..FRMPayload, without the MIC) as sent by the device."""
-    return _cmac(nwk_skey, _block(0x49, dev_addr, fcnt32, len(frame), uplink=True) + frame)
+def data_mic(nwk_skey: bytes, frame: bytes, dev_addr: int, fcnt32: int, *, uplink: bool) -> bytes:
+    """MIC of a data `frame` (MHDR..FRMPayload, without the MIC): B0 says its direction."""
+    return _cmac(nwk_skey, _block(0x49, dev_addr, fcnt32, len(frame), uplink=uplink) + frame)
 
 
-def verify_mic(nwk_skey: bytes, uplink: Uplink, fcnt32: int) -> bool:
-    expected = uplink_mic(nwk_skey, uplink.raw[:-4], uplink.dev_addr, fcnt32)
-    return hmac.compare_digest(expected, uplink.mic)
-
-
-def downlink_mic(nwk_skey: bytes, frame: bytes, dev_addr: int, fcnt32: int) -> bytes:
-    return _cmac(nwk_skey, _block(0x49, dev_addr, fcnt32, len(frame), uplink=False) + frame)
-
-
-def verify_downlink_mic(nwk_skey: bytes, downlink: Uplink, fcnt32: int) -> bool:
-    expected = downlink_mic(nwk_skey, downlink.raw[:-4], downlink.dev_addr, fcnt32)
-    return hmac.compare_digest(expected, downlink.mic)
+def verify_mic(nwk_skey: bytes, frame: Uplink, fcnt32: int) -> bool:
+    """Whether a parsed data frame's MIC verifies; up or down, as its MHDR says."""
+    expected = data_mic(nwk_skey, frame.raw[:-4], frame.dev_addr, fcnt32,
+                        uplink=frame.mtype in UPLINKS)  # fmt: skip
+    return hmac.compare_digest(expected, frame.mic)
 
 
 def build_downlink(
@@ -311,7 +306,7 @@ def build_downlink(
     if fport is not None:
         key = nwk_skey if fport == 0 else app_skey
         frame += bytes([fport]) + crypt_frm_payload(key, dev_addr, fcnt32, payload, uplink=False)
-    return frame + downlink_mic(nwk_skey, frame, dev_addr, fcnt32)
+    return frame + data_mic(nwk_skey, frame, dev_addr, fcnt32, uplink=False)
 
 
 def crypt_frm_payload(
@@ -353,4 +348,4 @@ def build_uplink(
     if fport is not None:
         key = nwk_skey if fport == 0 else app_skey
         frame += bytes([fport]) + crypt_frm_payload(key, dev_addr, fcnt32, payload)
-    return frame + uplink_mic(nwk_skey, frame, dev_addr, fcnt32)
+    return frame + data_mic(nwk_skey, frame, dev_addr, fcnt32, uplink=True)

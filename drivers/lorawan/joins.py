@@ -45,6 +45,7 @@ CREATE TABLE IF NOT EXISTS nonces (
 );
 """
 ADDRESS_TRIES = 64  # random DevAddrs tried before giving up (a 25-bit space)
+RX1_DELAY = 1  # s from a data uplink to RX1, told to every device that joins here
 
 
 class JoinRefused(Exception):
@@ -61,8 +62,7 @@ class JoinRefused(Exception):
 class Joined:
     device: OtaaDevice
     session: Session
-    accept: bytes  # the PHYPayload to send in RX1
-    rx_delay: int  # s; the join accept itself goes JOIN_ACCEPT_DELAY1 after the request
+    accept: bytes  # the PHYPayload to send in RX1 of the request
     previous: int | None  # the DevAddr of the session this one replaces
 
 
@@ -130,7 +130,7 @@ class JoinServer:
         previous, last_nonce = (int(row[0]), int(row[1])) if row else (None, -1)
         app_nonce = (last_nonce + 1) & 0xFFFFFF  # increasing per device, as 1.0.4 asks
         dev_addr = self._new_address()
-        accept = JoinAccept(app_nonce, self.net_id, dev_addr, dl_settings=0, rx_delay=1)
+        accept = JoinAccept(app_nonce, self.net_id, dev_addr, dl_settings=0, rx_delay=RX1_DELAY)
         nwk_skey, app_skey = derive_session_keys(
             device.app_key, app_nonce, self.net_id, request.dev_nonce
         )
@@ -149,8 +149,7 @@ class JoinServer:
                 (device.dev_eui, dev_addr, nwk_skey, app_skey, app_nonce, self.clock()),
             )
         session = Session(device.name, device.device_type, dev_addr, nwk_skey, app_skey)
-        return Joined(device, session, build_join_accept(device.app_key, accept),
-                      accept.rx_delay, previous)  # fmt: skip
+        return Joined(device, session, build_join_accept(device.app_key, accept), previous)
 
     def _new_address(self) -> int:
         taken = self.reserved() | {

@@ -92,6 +92,18 @@ class Keyring(Mapping[int, Session]):
         return f"Keyring({len(self)} sessions, {len(self.otaa)} OTAA devices)"
 
 
+def key_file_entry(device: Session | OtaaDevice) -> str:
+    """One [[device]] table of a key file, as `load_keyring` reads it (demo, tests)."""
+    lines = ["[[device]]", f'name = "{device.name}"', f'type = "{device.device_type}"']
+    if isinstance(device, OtaaDevice):
+        lines += [f'dev_eui = "{device.dev_eui}"', f'join_eui = "{device.join_eui}"',
+                  f'app_key = "{device.app_key.hex()}"']  # fmt: skip
+    else:
+        lines += [f'dev_addr = "{device.dev_addr:08X}"', f'nwk_skey = "{device.nwk_skey.hex()}"',
+                  f'app_skey = "{device.app_skey.hex()}"']  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
 def load_keyring(path: Path) -> Keyring:
     """Read and check the key file; SessionFileError names the file, the entry and the fix."""
     try:

@@ -39,7 +39,7 @@ from drivers.lorawan.frames import (
     parse_uplink,
     verify_mic,
 )
-from drivers.lorawan.joins import JoinRefused, JoinServer
+from drivers.lorawan.joins import RX1_DELAY, JoinRefused, JoinServer
 from drivers.lorawan.keyring import Keyring, OtaaDevice, Session
 
 log = structlog.get_logger(__name__)
@@ -73,7 +73,7 @@ class Radio:
 
 _SEVERITY = {"info": Severity.INFO, "warning": Severity.WARNING, "critical": Severity.ALARM}
 FIRST_CONTACT_HIGH_HALVES = 16  # a device first heard within its first ~1.1 million frames
-RECEIVE_DELAY1_US = 1_000_000  # RX1 of a data uplink (ABP default; our join accepts say 1 s)
+RECEIVE_DELAY1_US = RX1_DELAY * 1_000_000  # RX1 of a data uplink: the ABP default too
 JOIN_ACCEPT_DELAY1_US = 5_000_000  # RX1 of a join request
 MAX_REACKS = 8  # a confirmed uplink is sent at most NbTrans (≤ 15) times; ACK a few again
 
@@ -122,21 +122,22 @@ class UplinkDecoder:
         self._codecs = codecs
         self._devices: dict[int, _Device] = {}
         self._waiting: dict[str, tuple[OtaaDevice, DeviceHealth]] = {}  # OTAA, never joined
-        for addr, session in keyring.items():
-            self._devices[addr] = _Device(
-                session, self._codec(session.name, session.device_type),
-                DeviceHealth(session.name, driver),
-            )  # fmt: skip
+        for session in keyring.values():
+            self._open(session, DeviceHealth(session.name, driver))
         for otaa in keyring.otaa.values():
             self._codec(otaa.name, otaa.device_type)
             health = DeviceHealth(otaa.name, driver, detail="waiting for its first join")
             self._waiting[otaa.name] = (otaa, health)
         for session in joins.sessions() if joins else []:
             _, health = self._waiting.pop(session.name)
-            health.detail = ""
-            self._devices[session.dev_addr] = _Device(
-                session, self._codec(session.name, session.device_type), health
-            )
+            self._open(session, health)
+
+    def _open(self, session: Session, health: DeviceHealth) -> None:
+        """A device's session is in use: decode what comes from its address."""
+        health.detail = ""
+        self._devices[session.dev_addr] = _Device(
+            session, self._codec(session.name, session.device_type), health
+        )
 
     def _codec(self, name: str, device_type: str) -> DeviceType:
         codec = self._codecs.get(device_type)
@@ -296,13 +297,10 @@ class UplinkDecoder:
             health = old.health
         else:
             _, health = self._waiting.pop(session.name)
-        health.detail = ""
         for addr in (session.dev_addr, joined.previous):
             if addr is not None:
                 self.counters.forget(addr)  # a new session counts from 0
-        self._devices[session.dev_addr] = _Device(
-            session, self._codec(session.name, session.device_type), health
-        )
+        self._open(session, health)
         self.joined += 1
         sent = self.downlink is not None and self.downlink(
             radio, joined.accept, JOIN_ACCEPT_DELAY1_US

@@ -17,7 +17,7 @@ from agent.keys import SigningKey, create_key
 from agent.street.broker import Broker
 from drivers.lorawan.concentrator import PacketForwarder
 from drivers.lorawan.frames import build_uplink
-from drivers.lorawan.keyring import OtaaDevice, Session
+from drivers.lorawan.keyring import OtaaDevice, Session, key_file_entry
 from drivers.lorawan.reports import example_payload
 from tests.support.agent_process import AgentProcess, to_toml
 from tests.support.command_post import CommandPost
@@ -32,16 +32,8 @@ def free_udp_port() -> int:
 
 
 def key_file(path: Path, sessions: Sequence[Session], otaa: Sequence[OtaaDevice] = ()) -> Path:
-    lines = []
-    for s in sessions:
-        lines += ["[[device]]", f'name = "{s.name}"', f'type = "{s.device_type}"',
-                  f'dev_addr = "{s.dev_addr:08X}"', f'nwk_skey = "{s.nwk_skey.hex()}"',
-                  f'app_skey = "{s.app_skey.hex()}"', ""]  # fmt: skip
-    for d in otaa:
-        lines += ["[[device]]", f'name = "{d.name}"', f'type = "{d.device_type}"',
-                  f'dev_eui = "{d.dev_eui}"', f'join_eui = "{d.join_eui}"',
-                  f'app_key = "{d.app_key.hex()}"', ""]  # fmt: skip
-    path.write_text("\n".join(lines))
+    text = "\n".join(key_file_entry(d) for d in [*sessions, *otaa])
+    path.write_text(text)
     path.chmod(0o600)
     return path
 
@@ -107,8 +99,11 @@ class LoRaSite:
         return await self.post.wait_for(lambda: self.delivered() >= count, timeout)
 
     def restart(self) -> None:
+        """Stop the agent and start it again; back once its LoRaWAN port listens."""
         self.agent.stop()
         self.agent = AgentProcess(self.config).start()
+        if not self.agent.wait_for_log("lorawan.listening", 30):
+            raise RuntimeError("the restarted agent did not listen within 30 s")
 
 
 @contextlib.asynccontextmanager

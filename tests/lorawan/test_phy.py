@@ -26,7 +26,6 @@ from drivers.lorawan.frames import (
     parse_downlink,
     parse_join_request,
     parse_uplink,
-    verify_downlink_mic,
     verify_mic,
 )
 from drivers.lorawan.keyring import Session
@@ -170,7 +169,7 @@ def test_the_published_ack_downlink_is_what_we_send() -> None:
     assert build_downlink(0x49BE7DF1, 2, nwk, bytes(16), ack=True, fport=1) == ack
     down = parse_downlink(ack)
     assert (down.dev_addr, down.ack, down.fcnt16, down.fport) == (0x49BE7DF1, True, 2, 1)
-    assert verify_downlink_mic(nwk, down, 2) and not verify_downlink_mic(nwk, down, 3)
+    assert verify_mic(nwk, down, 2) and not verify_mic(nwk, down, 3)
 
 
 @pytest.mark.parametrize(

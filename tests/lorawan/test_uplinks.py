@@ -10,7 +10,7 @@ import pytest
 from agent.model import DeviceState, Event, Reading, Severity
 from drivers.lorawan.decoders import load_device_types
 from drivers.lorawan.fcnt import FrameCounters
-from drivers.lorawan.frames import build_uplink, parse_downlink, verify_downlink_mic
+from drivers.lorawan.frames import build_uplink, parse_downlink, verify_mic
 from drivers.lorawan.keyring import Keyring, Session
 from drivers.lorawan.uplinks import MAX_REACKS, RECEIVE_DELAY1_US, Radio, UplinkDecoder
 
@@ -178,7 +178,7 @@ def test_confirmed_uplinks_are_acked_in_rx1_and_retransmissions_not_counted_twic
     ack, delay = sent[-1]
     down = parse_downlink(ack)  # what the bin reads
     assert delay == RECEIVE_DELAY1_US and down.ack and down.dev_addr == BIN.dev_addr
-    assert down.fcnt16 == 0 and verify_downlink_mic(BIN.nwk_skey, down, 0)
+    assert down.fcnt16 == 0 and verify_mic(BIN.nwk_skey, down, 0)
     # the ACK was lost: the bin sends the same frame again; answered, not decoded again
     assert decoder.decode(confirmed, RADIO) == []
     assert parse_downlink(sent[-1][0]).fcnt16 == 1  # the network's counter moves on

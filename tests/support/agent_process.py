@@ -77,9 +77,11 @@ class AgentProcess:
         self.config_path = config_path
         self.log_path = log_path or config_path.with_suffix(".log")
         self.proc: subprocess.Popen[bytes] | None = None
+        self._log_start = 0  # where this run's output begins in a log shared by restarts
 
     def start(self) -> AgentProcess:
         log = self.log_path.open("ab")
+        self._log_start = log.tell()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "agent", "run", "-c", str(self.config_path)],
             stdout=log,
@@ -114,14 +116,22 @@ class AgentProcess:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def wait_for_log(self, needle: str, timeout: float = 20) -> bool:
+        """Whether this run (not an earlier one in the same log) logs `needle` in time."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if needle in self.logs():
+            if needle in self._this_run():
                 return True
             if not self.running():
-                return needle in self.logs()
+                return needle in self._this_run()
             time.sleep(0.1)
         return False
+
+    def _this_run(self) -> str:
+        if not self.log_path.exists():
+            return ""
+        with self.log_path.open("rb") as log:
+            log.seek(self._log_start)
+            return log.read().decode(errors="replace")
 
     def __enter__(self) -> AgentProcess:
         return self.start()
