@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum, StrEnum
@@ -324,6 +325,27 @@ def seal_joined(
         raise ValueError(f"kind {kind!r}: entries travel as one of {', '.join(ENTRY_KINDS)}")
     head = _body_head(gateway, site, kind, seq, ts, historical)
     return _wrap(key, b"".join((head, _array_header(count), entries)), MESSAGE_CONTEXT)
+
+
+def message_sealer(key: SigningKey, *, gateway: str, site: str) -> Callable[..., bytes]:
+    """The outbox's sealer (agent.outbox.Sealer): this gateway's entry messages,
+    stamped with the time they are sealed."""
+    _body_head(gateway, site, "telemetry", 0, 0.0, False)  # refuse bad names now, not per message
+
+    def seal_entries(*, kind: str, seq: int, historical: bool, entries: bytes, count: int) -> bytes:
+        return seal_joined(
+            key,
+            gateway=gateway,
+            site=site,
+            kind=kind,
+            seq=seq,
+            ts=time.time(),
+            historical=historical,
+            entries=entries,
+            count=count,
+        )
+
+    return seal_entries
 
 
 def seal_object(

@@ -2,76 +2,77 @@
 
 A SQLite database in WAL mode. Entries (readings, events, command results,
 already encoded) are buffered in memory and committed in one transaction per
-window: the commit is the moment a reading is accepted. A window is stored as
-*chunks* — one row per (priority, kind) and up to a message's worth of
-entries, their bytes concatenated as they will travel — so that draining a
-backlog reads one row per message instead of one per reading, and flash sees
-one small row header per few hundred readings. The uplink picks chunks into
-batches, *seals* them — gives each batch a sequence number and its signed
-bytes, stores the message and deletes its chunks in one fsync'ed transaction —
-and publishes; a message is deleted only after the broker's PUBACK.
+window: the commit is the moment a reading is accepted. A window is *sealed* as
+it is committed: its entries are grouped by (priority, kind), cut into messages
+of at most `chunk_entries` entries and `chunk_bytes` bytes, and each message
+gets its sequence number and its signed bytes right there, in the same
+transaction. The store therefore holds exactly the bytes that will travel, and
+draining a backlog is read a row, publish it, delete it after the broker's
+PUBACK: no signing, no re-encoding, no second write on the way out.
 
 Invariants (see docs/outbox.md):
-- a committed row leaves the store only inside a sealed message, or by eviction,
-  and every eviction is recorded as an `outbox.evicted` event with counts;
-- sequence numbers are allocated in fsync'ed transactions, so they never go
-  back, not even after a power cut;
-- a sealed message is resent with the same bytes until acknowledged; the command
-  post drops duplicates by (gateway, sequence).
+- a committed entry leaves the store only inside an acknowledged message, or by
+  eviction, and every eviction is recorded as an `outbox.evicted` event with
+  counts, time range and the sequence numbers dropped;
+- a message is handed to the uplink only once its sequence number is on disk
+  (fsync'ed), so sequence numbers never go back, not even after a power cut;
+- a message is resent with the same bytes until acknowledged; the command post
+  drops duplicates by (gateway, sequence).
 """
 
 from __future__ import annotations
 
 import contextlib
 import sqlite3
-import sys
 import time
-from array import array
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from itertools import accumulate
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
 import structlog
 
 log = structlog.get_logger(__name__)
 
 EventEncoder = Callable[[str, dict[str, Any]], bytes]
+Group = tuple[str, int, float, float, int, bytes]  # kind, priority, first/last ts, count, entries
+Row = tuple[int, str, int, bytes, int, float, float, bool]  # a `messages` row, as inserted
 
 TELEMETRY, EVENT, ALARM = 1, 2, 3
 PRIORITIES_LOW_FIRST = (TELEMETRY, EVENT, ALARM)
 MAX_BUFFERED = 200_000  # entries kept in memory while the disk refuses writes
 CLOCK_FLOOR = 1_577_836_800.0  # 2020-01-01: a gateway whose clock says earlier booted without RTC
-CHUNK_ENTRIES = 500  # default entries per chunk: the uplink's default batch_max_readings
+CHUNK_ENTRIES = 500  # default entries per message: the uplink's default batch_max_readings
 CHUNK_BYTES = 256 * 1024  # and bytes: the uplink's largest message body
-# and time: entries stamped further apart go to separate chunks, so that max_age
-# (which evicts whole chunks) is exact to a minute, and entries stamped before the
-# clock was set never share a chunk with entries stamped after.
+# and time: entries stamped further apart go to separate messages, so that max_age
+# (which evicts whole messages) is exact to a minute, and entries stamped before the
+# clock was set never share a message with entries stamped after.
 CHUNK_SPAN = 60.0
+READ_AHEAD = 64  # messages fetched per query while draining: one in-flight window
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS chunks (
-    -- AUTOINCREMENT: an id is never reused after its chunk was sealed, so "above the
-    -- watermark" always means "committed after it" (live, not backlog)
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    kind TEXT NOT NULL,
-    priority INTEGER NOT NULL,
-    first_ts REAL NOT NULL,
-    last_ts REAL NOT NULL,
-    count INTEGER NOT NULL,
-    sizes BLOB NOT NULL,  -- each entry's length, uint32 little-endian
-    body BLOB NOT NULL    -- the entries' encoded bytes, concatenated
-);
-CREATE INDEX IF NOT EXISTS chunks_by_priority ON chunks (priority, id);
 CREATE TABLE IF NOT EXISTS messages (
     seq INTEGER PRIMARY KEY,
     kind TEXT NOT NULL,
     priority INTEGER NOT NULL,
-    payload BLOB NOT NULL,
-    count INTEGER NOT NULL
+    payload BLOB NOT NULL,           -- the signed envelope, byte for byte as it travels
+    count INTEGER NOT NULL,          -- entries carried
+    first_ts REAL NOT NULL DEFAULT 0,  -- oldest and newest entry time stamp
+    last_ts REAL NOT NULL DEFAULT 0,
+    historical INTEGER NOT NULL DEFAULT 0  -- sealed while the uplink was down
 );
+CREATE INDEX IF NOT EXISTS messages_by_priority ON messages (priority, seq);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
+
+
+class Sealer(Protocol):
+    """Signs `count` already-encoded, concatenated entries as message `seq`
+    (agent.envelope.message_sealer binds the gateway's key and names)."""
+
+    def __call__(
+        self, *, kind: str, seq: int, historical: bool, entries: bytes, count: int
+    ) -> bytes: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,74 +83,23 @@ class Entry:
     body: bytes
 
 
-@dataclass(frozen=True, slots=True)
-class Batch:
-    """Consecutive chunks of one priority and kind: what one message will carry."""
+class Sealed(NamedTuple):
+    """A stored message: what the uplink publishes, and acknowledges back. (A named
+    tuple: thousands are made per second while a backlog drains.)"""
 
-    kind: str
-    priority: int
-    chunk_ids: tuple[int, int]  # first and last; a batch is a run of its priority's chunks
-    count: int
-    entries: bytes  # the entries' bytes, concatenated (an envelope's array items)
-    sizes: bytes
-    first_ts: float
-    last_ts: float
-
-    @property
-    def bodies(self) -> list[bytes]:
-        """The entries one by one (for tests and tools; sealing uses `entries`)."""
-        return split_entries(self.sizes, self.entries)
-
-
-def pack_sizes(lengths: Iterable[int]) -> bytes:
-    sizes = array("I", lengths)
-    if sys.byteorder == "big":
-        sizes.byteswap()
-    return sizes.tobytes()
-
-
-def split_entries(sizes: bytes, body: bytes) -> list[bytes]:
-    """The entries of a chunk (or batch) from its `sizes` and concatenated `body`."""
-    lengths = array("I")
-    lengths.frombytes(sizes)
-    if sys.byteorder == "big":
-        lengths.byteswap()
-    if sum(lengths) != len(body):
-        raise ValueError(f"chunk sizes add up to {sum(lengths)} bytes, body has {len(body)}")
-    ends = list(accumulate(lengths))
-    return [body[end - n : end] for n, end in zip(lengths, ends, strict=True)]
-
-
-def stored_chunks(
-    db: sqlite3.Connection,
-) -> Iterator[tuple[int, str, int, float, float, list[bytes]]]:
-    """(id, kind, priority, first_ts, last_ts, entries) of every chunk not yet sealed,
-    highest priority first, oldest first: for tools reading a store they do not own."""
-    for chunk_id, kind, priority, first_ts, last_ts, sizes, body in db.execute(
-        "SELECT id, kind, priority, first_ts, last_ts, sizes, body FROM chunks "
-        "ORDER BY priority DESC, id"
-    ):
-        try:
-            entries = split_entries(sizes, body)
-        except ValueError:  # a damaged chunk is shown whole, never skipped
-            entries = [bytes(body)]
-        yield chunk_id, kind, priority, first_ts, last_ts, entries
-
-
-@dataclass(frozen=True, slots=True)
-class Sealed:
     seq: int
     kind: str
     priority: int
     payload: bytes
-    count: int
+    entry_count: int
+    historical: bool
 
 
 @dataclass(slots=True)
 class OutboxStats:
-    rows: dict[int, int]  # by priority
+    rows: dict[int, int]  # entries waiting for their PUBACK, by priority
     bytes: int
-    sealed_unacked: int
+    sealed_unacked: int  # messages handed to the uplink, awaiting their PUBACK
     oldest_ts: float | None
     last_seq: int
     pending: int
@@ -181,6 +131,7 @@ class Outbox:
         db: sqlite3.Connection,
         path: Path,
         *,
+        seal: Sealer,
         max_bytes: int,
         max_age: float,
         synchronous: str,
@@ -195,23 +146,35 @@ class Outbox:
         self.max_age = max_age
         self.chunk_entries = chunk_entries
         self.chunk_bytes = chunk_bytes
+        self._seal = seal
         self._synchronous = synchronous.upper()
         self._encode_event = event_encoder
         self.set_aside = set_aside
+        # Set by the uplink: messages sealed while it is down are marked historical,
+        # and while it is up a commit is fsync'ed at once (its messages leave now).
+        self.online = False
         self._buffer: list[Entry] = []
-        self._acked: list[int] = []
-        self._acked_set: set[int] = set()
-        self._picked_upto: dict[tuple[int, bool], int] = {}
+        self._acked: dict[int, Sealed] = {}  # acknowledged, deleted at the next commit
+        self._inflight: set[int] = set()  # handed to the uplink in this session
+        self._cursor: dict[tuple[int, bool], int] = {}  # (priority, backlog) -> last handed out
+        self._ahead: dict[tuple[int, bool], deque[Sealed]] = {}  # fetched, not yet handed out
         self._disk_full = False
         self._next_age_check = 0.0
         self.counters = _Counters()
-        self._last_seq = self._meta("seq")
+        self._last_seq = max(
+            self._meta("seq"),
+            int(db.execute("SELECT COALESCE(MAX(seq), 0) FROM messages").fetchone()[0]),
+        )
+        # What an earlier process left may still sit in the page cache only (kill -9):
+        # the first message handed out fsyncs it, whatever it is.
+        self._durable_seq = -1
+        self._top = {
+            int(p): int(s)
+            for p, s in db.execute("SELECT priority, MAX(seq) FROM messages GROUP BY priority")
+        }
         self._bytes = int(
-            db.execute(
-                "SELECT COALESCE(SUM(LENGTH(body) + LENGTH(sizes)), 0) FROM chunks"
-            ).fetchone()[0]
-        ) + int(db.execute("SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM messages").fetchone()[0])
-        self._watermark = int(db.execute("SELECT COALESCE(MAX(id), 0) FROM chunks").fetchone()[0])
+            db.execute("SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM messages").fetchone()[0]
+        )
 
     # --- opening ---------------------------------------------------------------------
 
@@ -220,6 +183,7 @@ class Outbox:
         cls,
         path: Path,
         *,
+        seal: Sealer,
         max_bytes: int,
         max_age: float,
         synchronous: str = "normal",
@@ -227,9 +191,8 @@ class Outbox:
         chunk_entries: int = CHUNK_ENTRIES,
         chunk_bytes: int = CHUNK_BYTES,
     ) -> Outbox:
-        """Open (or create) the store. Chunks hold at most `chunk_entries` entries and
-        `chunk_bytes` bytes: set them to the uplink's batch limits, so that a backlog
-        message is one chunk."""
+        """Open (or create) the store. Messages carry at most `chunk_entries` entries
+        and `chunk_bytes` bytes: the uplink's batch limits."""
         path.parent.mkdir(parents=True, exist_ok=True)
         set_aside: Path | None = None
         try:
@@ -240,6 +203,7 @@ class Outbox:
         outbox = cls(
             db,
             path,
+            seal=seal,
             max_bytes=max_bytes,
             max_age=max_age,
             synchronous=synchronous,
@@ -248,6 +212,7 @@ class Outbox:
             chunk_entries=chunk_entries,
             chunk_bytes=chunk_bytes,
         )
+        outbox._seal_older_store()
         if set_aside is not None:
             outbox.add([outbox._event("outbox.corrupt", {"set_aside": str(set_aside)})])
             outbox.commit()
@@ -261,6 +226,40 @@ class Outbox:
         priority = ALARM if kind in ("outbox.disk_full", "outbox.corrupt") else EVENT
         return Entry("event", priority, time.time(), self._encode_event(kind, data))
 
+    def _seal_older_store(self) -> None:
+        """A store in an earlier layout keeps entries unsealed: one row per entry in
+        `rows` (the first layout) or concatenated in `chunks` (the second). Seal them,
+        in order, as historical messages, in one transaction (entries not re-encoded)."""
+        tables = {
+            name
+            for (name,) in self._db.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('rows', 'chunks')"
+            )
+        }
+        if not tables:
+            return
+        groups: list[Group] = []
+        if "rows" in tables:
+            groups += self._chunk(
+                [
+                    Entry(kind, priority, ts, body)
+                    for kind, priority, ts, body in self._db.execute(
+                        "SELECT kind, priority, ts, body FROM rows ORDER BY id"
+                    )
+                ]
+            )
+        if "chunks" in tables:
+            groups += self._db.execute(
+                "SELECT kind, priority, first_ts, last_ts, count, body FROM chunks ORDER BY id"
+            ).fetchall()
+        rows = self._sealed_rows(groups, historical=True)
+        with self._db:
+            self._write(rows)
+            for name in tables:
+                self._db.execute(f"DROP TABLE {name}")
+        self._remember(rows)
+        log.info("outbox.migrated", entries=sum(g[4] for g in groups), messages=len(groups))
+
     # --- accepting ---------------------------------------------------------------------
 
     def add(self, entries: Sequence[Entry]) -> None:
@@ -273,9 +272,10 @@ class Outbox:
         return len(self._buffer)
 
     def commit(self) -> int:
-        """Write everything buffered in one transaction; returns entries committed."""
-        self._flush_acks()
+        """Seal and write everything buffered in one transaction; returns entries
+        committed."""
         if not self._buffer:
+            self._flush_acks()
             return 0
         rows = self._buffer
         try:
@@ -297,26 +297,70 @@ class Outbox:
         return committed
 
     def _insert(self, entries: list[Entry]) -> int:
-        chunks = list(self._chunk(entries))
-        with self._db:
-            self._db.executemany(
-                "INSERT INTO chunks (kind, priority, first_ts, last_ts, count, sizes, body) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                chunks,
-            )
-        size = sum(len(c[5]) + len(c[6]) for c in chunks)
-        self._bytes += size
-        self._watermark = int(
-            self._db.execute("SELECT COALESCE(MAX(id), 0) FROM chunks").fetchone()[0]
-        )
+        rows = self._sealed_rows(self._chunk(entries), historical=not self.online)
+        durable = self.online  # these leave at once: their numbers must be on disk first
+        if durable:
+            self._db.execute("PRAGMA synchronous=FULL")
+        try:
+            with self._db:
+                acked = self._delete_acked()
+                self._write(rows)
+        finally:
+            if durable:
+                self._db.execute(f"PRAGMA synchronous={self._synchronous}")
+        # the transaction stands: now the in-memory view follows it
+        self._forget(acked)
+        size = self._remember(rows)
+        if durable:
+            self._durable_seq = self._last_seq
         self.counters.commits += 1
         self.counters.rows_committed += len(entries)
         self.counters.bytes_committed += size
         return len(entries)
 
-    def _chunk(self, entries: list[Entry]) -> Iterator[tuple[Any, ...]]:
+    def _sealed_rows(self, groups: Iterable[Group], *, historical: bool) -> list[Row]:
+        """Each group sealed as the next message, numbered after the last one stored."""
+        rows = []
+        for seq, (kind, priority, first_ts, last_ts, count, body) in enumerate(
+            groups, start=self._last_seq + 1
+        ):
+            payload = self._seal(
+                kind=kind, seq=seq, historical=historical, entries=body, count=count
+            )
+            rows.append((seq, kind, priority, payload, count, first_ts, last_ts, historical))
+        return rows
+
+    def _write(self, rows: Sequence[Row]) -> None:
+        """Inside the caller's transaction."""
+        self._db.executemany(
+            "INSERT INTO messages (seq, kind, priority, payload, count, first_ts, last_ts, "
+            "historical) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        if rows:
+            self._set_meta_seq(rows[-1][0])
+
+    def _remember(self, rows: Sequence[Row]) -> int:
+        """After the transaction that wrote `rows` committed; returns their bytes."""
+        for row in rows:
+            self._top[row[2]] = row[0]
+        if rows:
+            self._last_seq = rows[-1][0]
+        size = sum(len(row[3]) for row in rows)
+        self._bytes += size
+        return size
+
+    def _set_meta_seq(self, seq: int) -> None:
+        self._db.execute(
+            "INSERT INTO meta (key, value) VALUES ('seq', ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (seq,),
+        )
+
+    def _chunk(self, entries: list[Entry]) -> Iterator[Group]:
         """Group a window's entries by (priority, kind), in order of arrival, and cut
-        each group at the chunk limits."""
+        each group at the message limits: (kind, priority, first_ts, last_ts, count,
+        concatenated bodies)."""
         groups: dict[tuple[int, str], list[Entry]] = {}
         for e in entries:
             groups.setdefault((e.priority, e.kind), []).append(e)
@@ -334,15 +378,13 @@ class Outbox:
                     end += 1
                 part = group[start:end]
                 stamps = [e.ts for e in part]
-                bodies = [e.body for e in part]
                 yield (
                     kind,
                     priority,
                     min(stamps),
                     max(stamps),
                     len(part),
-                    pack_sizes(map(len, bodies)),
-                    b"".join(bodies),
+                    b"".join(e.body for e in part),
                 )
                 start = end
 
@@ -383,6 +425,7 @@ class Outbox:
                 min(e.ts for e in dropped),
                 max(e.ts for e in dropped),
                 sum(len(e.body) for e in dropped),
+                seqs=None,  # never sealed: no sequence number was spent
             )
 
     # --- bounds ------------------------------------------------------------------------
@@ -390,7 +433,7 @@ class Outbox:
     def _enforce_bounds(self) -> None:
         now = time.monotonic()
         if now >= self._next_age_check:
-            # Rows are appended in time order, so the oldest row per priority (by id, on
+            # Messages are stored in time order, so the oldest per priority (by seq, on
             # the index) tells whether anything is too old: no table scan per commit.
             self._next_age_check = now + min(60.0, self.max_age / 10)
             self._evict_older_than(time.time() - self.max_age)
@@ -399,7 +442,7 @@ class Outbox:
             self._evict_bytes(self._bytes - int(self.max_bytes * 0.9), reason="max-bytes")
 
     def _evict_older_than(self, horizon: float) -> None:
-        # A chunk goes when its newest entry is too old. An entry stamped before
+        # A message goes when its newest entry is too old. An entry stamped before
         # CLOCK_FLOOR was taken before the clock was set (cold boot without RTC): its
         # age is unknown, so age alone stops there instead of dropping a whole offline
         # boot the moment NTP steps the clock; max_bytes still bounds it.
@@ -411,7 +454,8 @@ class Outbox:
             )
 
     def _evict_bytes(self, need: int, *, reason: str) -> bool:
-        """Delete the oldest rows of the lowest priority first until `need` bytes are free."""
+        """Delete the oldest messages of the lowest priority first until `need` bytes
+        are free."""
         freed = 0
         for priority in PRIORITIES_LOW_FIRST:
             if freed >= need:
@@ -437,30 +481,36 @@ class Outbox:
         reason: str,
         inclusive: bool = False,
     ) -> int:
-        """Delete chunks of `priority` oldest first until `enough(first_ts, last_ts,
-        bytes so far)`; the chunk that satisfies it is deleted too when `inclusive`.
-        Returns bytes freed."""
-        count, size, upto = 0, 0, None
+        """Delete messages of `priority` oldest first until `enough(first_ts, last_ts,
+        bytes so far)`; the message that satisfies it is deleted too when `inclusive`.
+        Messages on their way to the broker are left alone. Returns bytes freed."""
+        victims: list[int] = []
+        count, size = 0, 0
         first_ts = last_ts = None
-        for chunk_id, first, last, n, length in self._db.execute(
-            "SELECT id, first_ts, last_ts, count, LENGTH(body) + LENGTH(sizes) FROM chunks "
-            "WHERE priority = ? ORDER BY id",
+        for seq, first, last, n, length in self._db.execute(
+            "SELECT seq, first_ts, last_ts, count, LENGTH(payload) FROM messages "
+            "WHERE priority = ? ORDER BY seq",
             (priority,),
         ):
+            if seq in self._inflight or seq in self._acked:
+                continue
             if not inclusive and enough(first, last, size):
                 break
-            count, size, upto = count + n, size + length, chunk_id
+            victims.append(seq)
+            count, size = count + n, size + length
             first_ts = first if first_ts is None else min(first_ts, first)
             last_ts = last if last_ts is None else max(last_ts, last)
             if inclusive and enough(first, last, size):
                 break
-        if not count:
+        if not victims:
             return 0
         with self._db:
-            self._db.execute("DELETE FROM chunks WHERE priority = ? AND id <= ?", (priority, upto))
+            self._db.executemany("DELETE FROM messages WHERE seq = ?", [(s,) for s in victims])
         self._bytes -= size
-        self._picked_upto.clear()
-        self._record_eviction(reason, {priority: count}, first_ts, last_ts, size)
+        self._ahead.clear()  # fetched messages may be among the victims: fetch again
+        self._record_eviction(
+            reason, {priority: count}, first_ts, last_ts, size, seqs=(victims[0], victims[-1])
+        )
         return size
 
     def _record_eviction(
@@ -470,151 +520,119 @@ class Outbox:
         first_ts: float | None,
         last_ts: float | None,
         size: int,
+        *,
+        seqs: tuple[int, int] | None,
     ) -> None:
         names = {TELEMETRY: "telemetry", EVENT: "event", ALARM: "alarm"}
         by_name = {names.get(p, str(p)): n for p, n in counts.items()}
         for name, n in by_name.items():
             self.counters.evicted[name] = self.counters.evicted.get(name, 0) + n
-        data = {
+        data: dict[str, Any] = {
             "reason": reason,
             "counts": by_name,
             "first_ts": first_ts,
             "last_ts": last_ts,
             "bytes": size,
         }
+        if seqs is not None:
+            # the command post can tell this gap from a loss: these numbers will not come
+            data["first_seq"], data["last_seq"] = seqs
         log.warning("outbox.evicted", **data)
         self._buffer.append(self._event("outbox.evicted", data))
 
     # --- sending -----------------------------------------------------------------------
 
-    def watermark(self) -> int:
-        return self._watermark
-
-    def next_batch(
-        self, *, live_after: int, backlog: bool, max_entries: int, max_bytes: int = CHUNK_BYTES
-    ) -> Batch | None:
-        """The next chunks to send: highest priority first, oldest first, one kind per
-        batch, whole chunks up to `max_entries` and `max_bytes` (at least one)."""
+    def next_message(self, *, live_after: int, backlog: bool) -> Sealed | None:
+        """The next message to publish: highest priority first, oldest first. Live
+        messages are those above `live_after` (sealed since the link came up), the
+        backlog those at or below it. Its sequence number is on disk before it is
+        returned."""
+        if not backlog and self._last_seq <= live_after:
+            return None  # nothing sealed since the link came up
         for priority in reversed(PRIORITIES_LOW_FIRST):
-            after = self._picked_upto.get((priority, backlog), 0 if backlog else live_after)
-            upto = live_after if backlog else 1 << 62
-            heads = self._db.execute(
-                "SELECT id, kind, count, LENGTH(body) FROM chunks "
-                "WHERE priority = ? AND id > ? AND id <= ? ORDER BY id LIMIT 64",
-                (priority, after, upto),
-            ).fetchall()
-            if not heads:
-                continue
-            kind = heads[0][1]
-            last, entries, size = heads[0][0], heads[0][2], heads[0][3]
-            for chunk_id, other_kind, n, length in heads[1:]:
-                if other_kind != kind or entries + n > max_entries or size + length > max_bytes:
-                    break
-                last, entries, size = chunk_id, entries + n, size + length
-            first = heads[0][0]
-            rows = self._db.execute(
-                "SELECT first_ts, last_ts, sizes, body FROM chunks "
-                "WHERE priority = ? AND id BETWEEN ? AND ? ORDER BY id",
-                (priority, first, last),
-            ).fetchall()
-            self._picked_upto[(priority, backlog)] = last
-            if len(rows) == 1:
-                first_ts, last_ts, sizes, body = rows[0]
-                return Batch(kind, priority, (first, last), entries, body, sizes, first_ts, last_ts)
-            firsts, lasts, sizes_parts, bodies = zip(*rows, strict=True)
-            return Batch(
-                kind,
-                priority,
-                (first, last),
-                entries,
-                b"".join(bodies),
-                b"".join(sizes_parts),
-                min(firsts),
-                max(lasts),
-            )
+            key = (priority, backlog)
+            ahead = self._ahead.get(key)
+            if not ahead:
+                ahead = self._fetch(key, live_after)
+                if not ahead:
+                    continue
+            message = ahead.popleft()
+            self._cursor[key] = message.seq
+            if message.seq > self._durable_seq:
+                self._sync()
+            self._inflight.add(message.seq)
+            return message
         return None
 
-    def release(self, batches: Sequence[Batch]) -> None:
-        if batches:
-            self._picked_upto.clear()
+    def _fetch(self, key: tuple[int, bool], live_after: int) -> deque[Sealed] | None:
+        priority, backlog = key
+        after = self._cursor.get(key, 0 if backlog else live_after)
+        upto = live_after if backlog else self._last_seq
+        if after >= min(upto, self._top.get(priority, 0)):
+            return None  # nothing of this priority there: no query
+        fetched = deque(
+            Sealed(seq, kind, priority, payload, count, bool(historical))
+            for seq, kind, payload, count, historical in self._db.execute(
+                "SELECT seq, kind, payload, count, historical FROM messages "
+                "WHERE priority = ? AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
+                (priority, after, upto, READ_AHEAD),
+            )
+            if seq not in self._acked
+        )
+        if not fetched:
+            # acknowledged ones only: move past them
+            self._cursor[key] = min(upto, self._top.get(priority, 0))
+            return None
+        self._ahead[key] = fetched
+        return fetched
 
-    def seal(self, batches: Sequence[Batch], encode: Callable[[Batch, int], bytes]) -> list[Sealed]:
-        """Give each batch a sequence number and its bytes, durably, before it is sent."""
-        sealed: list[Sealed] = []
-        seq = self._last_seq
-        for batch in batches:
-            seq += 1
-            sealed.append(Sealed(seq, batch.kind, batch.priority, encode(batch, seq), batch.count))
-        self._db.execute("PRAGMA synchronous=FULL")  # the sequence must survive a power cut
+    def _sync(self) -> None:
+        """fsync the WAL (one small FULL transaction covers every frame before it)."""
+        self._db.execute("PRAGMA synchronous=FULL")
         try:
             with self._db:
-                self._flush_acks(commit=False)
-                self._db.executemany(
-                    "INSERT INTO messages (seq, kind, priority, payload, count) VALUES (?,?,?,?,?)",
-                    [(s.seq, s.kind, s.priority, s.payload, s.count) for s in sealed],
-                )
-                # A batch is a run, in id order, of its priority's chunks after a point:
-                # exactly the chunks of that priority between its first and last id.
-                self._db.executemany(
-                    "DELETE FROM chunks WHERE priority = ? AND id BETWEEN ? AND ?",
-                    [(b.priority, *b.chunk_ids) for b in batches],
-                )
-                self._db.execute(
-                    "INSERT INTO meta (key, value) VALUES ('seq', ?) "
-                    "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                    (seq,),
-                )
+                acked = self._delete_acked()
+                self._set_meta_seq(self._last_seq)
         finally:
             self._db.execute(f"PRAGMA synchronous={self._synchronous}")
-            self._picked_upto.clear()
-        self._last_seq = seq
-        self._bytes += sum(len(s.payload) for s in sealed) - sum(
-            len(b.entries) + len(b.sizes) for b in batches
-        )
-        return sealed
+        self._forget(acked)
+        self._durable_seq = self._last_seq
 
-    def unacked(self) -> list[Sealed]:
-        self._flush_acks()
-        return [
-            Sealed(seq, kind, priority, payload, count)
-            for seq, kind, priority, payload, count in self._db.execute(
-                "SELECT seq, kind, priority, payload, count FROM messages ORDER BY seq"
-            )
-        ]
+    def release(self) -> None:
+        """The link went down: everything not acknowledged is sent again, from the
+        oldest, in the next session."""
+        self._cursor.clear()
+        self._ahead.clear()
+        self._inflight.clear()
 
-    def ack(self, seqs: Iterable[int]) -> None:
+    def ack(self, messages: Iterable[Sealed]) -> None:
         """The broker acknowledged these. Deleted at the next commit (a crash before
         that means a resend, which the command post drops by sequence number)."""
-        for seq in seqs:
-            if seq not in self._acked_set:
-                self._acked_set.add(seq)
-                self._acked.append(seq)
+        for message in messages:
+            self._inflight.discard(message.seq)
+            self._acked[message.seq] = message
         if len(self._acked) >= 256:
             self._flush_acks()
 
-    def _flush_acks(self, *, commit: bool = True) -> None:
-        if not self._acked:
-            return
-        acked = [(s,) for s in self._acked]
-        size = 0
-        for chunk_start in range(0, len(acked), 500):
-            chunk = [s for (s,) in acked[chunk_start : chunk_start + 500]]
-            marks = ",".join("?" * len(chunk))
-            size += int(
-                self._db.execute(
-                    "SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM messages "
-                    f"WHERE seq IN ({marks})",
-                    chunk,
-                ).fetchone()[0]
-            )
-        if commit:
+    def _flush_acks(self) -> None:
+        if self._acked:
             with self._db:
-                self._db.executemany("DELETE FROM messages WHERE seq = ?", acked)
-        else:
-            self._db.executemany("DELETE FROM messages WHERE seq = ?", acked)
-        self._bytes -= size
-        self._acked.clear()
-        self._acked_set.clear()
+                acked = self._delete_acked()
+            self._forget(acked)
+
+    def _delete_acked(self) -> list[Sealed]:
+        """Inside the caller's transaction; `_forget` what it returns once committed."""
+        acked = list(self._acked.values())
+        if acked:
+            self._db.executemany(
+                "DELETE FROM messages WHERE seq BETWEEN ? AND ?", _runs(sorted(self._acked))
+            )
+        return acked
+
+    def _forget(self, acked: list[Sealed]) -> None:
+        for message in acked:
+            del self._acked[message.seq]
+        self._bytes -= sum(len(m.payload) for m in acked)
 
     def last_seq(self) -> int:
         return self._last_seq
@@ -622,18 +640,17 @@ class Outbox:
     # --- observing ---------------------------------------------------------------------
 
     def stats(self) -> OutboxStats:
-        rows = {
-            int(p): int(n)
-            for p, n in self._db.execute(
-                "SELECT priority, SUM(count) FROM chunks GROUP BY priority"
-            )
-        }
-        oldest = self._db.execute("SELECT MIN(first_ts) FROM chunks").fetchone()[0]
-        unacked = int(self._db.execute("SELECT COUNT(*) FROM messages").fetchone()[0])
+        rows: dict[int, int] = {}
+        for p, n in self._db.execute("SELECT priority, SUM(count) FROM messages GROUP BY priority"):
+            rows[int(p)] = int(n)
+        for m in self._acked.values():  # deleted at the next commit: already delivered
+            rows[m.priority] -= m.entry_count
+        rows = {p: n for p, n in rows.items() if n > 0}
+        oldest = self._db.execute("SELECT MIN(first_ts) FROM messages").fetchone()[0]
         return OutboxStats(
             rows=rows,
-            bytes=self._bytes,
-            sealed_unacked=unacked - len(self._acked),
+            bytes=self._bytes - sum(len(m.payload) for m in self._acked.values()),
+            sealed_unacked=len(self._inflight),
             oldest_ts=oldest,
             last_seq=self._last_seq,
             pending=len(self._buffer),
@@ -654,6 +671,24 @@ class Outbox:
         self._db.close()
 
 
+def _runs(seqs: list[int]) -> list[tuple[int, int]]:
+    """Sorted numbers as (first, last) runs: PUBACKs mostly arrive in order, so a
+    few hundred acknowledgements are a handful of range deletes."""
+    runs: list[tuple[int, int]] = []
+    for seq in seqs:
+        if runs and runs[-1][1] == seq - 1:
+            runs[-1] = (runs[-1][0], seq)
+        else:
+            runs.append((seq, seq))
+    return runs
+
+
+def stored_messages(db: sqlite3.Connection) -> Iterator[tuple[int, str, int, bytes]]:
+    """(seq, kind, priority, payload) of every stored message, in sequence order: for
+    tools reading a store they do not own."""
+    yield from db.execute("SELECT seq, kind, priority, payload FROM messages ORDER BY seq")
+
+
 def _connect(path: Path, synchronous: str) -> sqlite3.Connection:
     db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
     try:
@@ -662,36 +697,29 @@ def _connect(path: Path, synchronous: str) -> sqlite3.Connection:
         if str(mode).lower() != "wal":
             raise sqlite3.DatabaseError(f"cannot use WAL journal (got {mode})")
         db.execute(f"PRAGMA synchronous={synchronous.upper()}")
+        # Builds with SECURE_DELETE (Debian's) zero every freed page: each delivered
+        # message would be written a second time, as zeros. Readings are not secrets
+        # (no personal data enters the outbox, docs/privacy.md); FAST still clears
+        # what shares a page with live rows, at no extra I/O.
+        db.execute("PRAGMA secure_delete=FAST")
         check = db.execute("PRAGMA quick_check").fetchone()[0]
         if check != "ok":
             raise sqlite3.DatabaseError(f"quick_check: {check}")
         db.executescript(SCHEMA)
-        _migrate_rows(db)
+        _add_columns(db)
     except sqlite3.DatabaseError:
         db.close()
         raise
     return db
 
 
-def _migrate_rows(db: sqlite3.Connection) -> None:
-    """A store written by cityedge 0.1 keeps one row per entry in `rows`: move them
-    into one-entry chunks, in order, in one transaction (nothing is re-encoded)."""
-    if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'rows'").fetchone():
-        return
-    with db:
-        moved = db.execute("SELECT COUNT(*) FROM rows").fetchone()[0]
-        db.executemany(
-            "INSERT INTO chunks (kind, priority, first_ts, last_ts, count, sizes, body) "
-            "VALUES (?, ?, ?, ?, 1, ?, ?)",
-            (
-                (kind, priority, ts, ts, pack_sizes([len(body)]), body)
-                for kind, priority, ts, body in db.execute(
-                    "SELECT kind, priority, ts, body FROM rows ORDER BY id"
-                )
-            ),
-        )
-        db.execute("DROP TABLE rows")
-    log.info("outbox.migrated", entries=int(moved), to="chunks")
+def _add_columns(db: sqlite3.Connection) -> None:
+    """A `messages` table of an earlier layout lacks the time range and the flag."""
+    have = {row[1] for row in db.execute("PRAGMA table_info(messages)")}
+    for column in ("first_ts REAL NOT NULL DEFAULT 0", "last_ts REAL NOT NULL DEFAULT 0",
+                   "historical INTEGER NOT NULL DEFAULT 0"):  # fmt: skip
+        if column.split()[0] not in have:
+            db.execute(f"ALTER TABLE messages ADD COLUMN {column}")
 
 
 def _set_aside(path: Path, reason: str) -> Path:

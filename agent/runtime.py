@@ -27,7 +27,7 @@ from agent.commands import CommandHandler, ReplayCache, SecurityThrottle
 from agent.config import LoadedConfig
 from agent.control import technician_tasks
 from agent.driver import Driver, build_driver
-from agent.envelope import event_entry
+from agent.envelope import event_entry, message_sealer
 from agent.keys import SigningKey, load_signing_key
 from agent.lighting import LightingController, Sky, load_lighting
 from agent.model import (
@@ -88,11 +88,12 @@ class Agent:
         }
         self.outbox = Outbox.open(
             cfg.outbox_path,
+            seal=message_sealer(self.key, gateway=cfg.gateway.id, site=cfg.gateway.site),
             max_bytes=cfg.outbox.max_bytes,
             max_age=cfg.outbox.max_age,
             synchronous=cfg.outbox.synchronous,
             event_encoder=outbox_event,
-            chunk_entries=cfg.uplink.batch_max_readings,  # a backlog message is one chunk
+            chunk_entries=cfg.uplink.batch_max_readings,
         )
         self.commands = CommandHandler(
             gateway=cfg.gateway.id,
@@ -264,7 +265,7 @@ class Agent:
             key_id=self.key.key_id,
             drivers=sorted(self.drivers),
             outbox=str(self.config.outbox_path),
-            unacked=len(self.outbox.unacked()),
+            waiting=sum(self.outbox.stats().rows.values()),
         )
         workers: list[asyncio.Task[None]] = []
         try:

@@ -2,12 +2,13 @@
 
 One connection at a time, owned here; the reconnect policy (jittered backoff)
 lives here too, so that a broker that refuses us is retried calmly, not in a busy
-loop. Sending order after every (re)connect:
+loop. The outbox has sealed every message already; sending order after every
+(re)connect:
 
-1. messages sealed earlier but never acknowledged (same bytes, same sequence);
-2. live rows (committed after this connection came up) first;
-3. backlog rows behind them, marked historical, limited to a share of the
-   in-flight window so that live traffic always has room.
+1. live messages (sealed after this connection came up) first, alarms first;
+2. the backlog (everything sealed before, including messages sent earlier but
+   never acknowledged, with the same bytes) behind them, oldest first, limited
+   to a share of the in-flight window so that live traffic always has room.
 """
 
 from __future__ import annotations
@@ -28,9 +29,9 @@ import aiomqtt
 import structlog
 
 from agent.config import GatewaySection, UplinkSection
-from agent.envelope import seal_joined, seal_object
+from agent.envelope import seal_object
 from agent.keys import SigningKey
-from agent.outbox import Batch, Outbox, Sealed
+from agent.outbox import Outbox, Sealed
 from agent.supervisor import Backoff
 
 log = structlog.get_logger(__name__)
@@ -220,7 +221,8 @@ class Uplink:
             client.pending_calls_threshold = max(10, self.config.inflight * 2)
             self._client = client
             try:
-                self._live_after = self.outbox.watermark()
+                self.outbox.online = True
+                self._live_after = self.outbox.last_seq()
                 self.stats.state = LinkState.UP
                 self.stats.since = time.time()
                 self.stats.connects += 1
@@ -229,7 +231,7 @@ class Uplink:
                 log.info(
                     "uplink.up",
                     broker=f"{self.config.host}:{self.config.port}",
-                    backlog_rows_up_to=self._live_after,
+                    backlog_up_to_seq=self._live_after,
                 )
                 await self._publish_state(client, "online")
                 await client.subscribe(
@@ -248,6 +250,8 @@ class Uplink:
                 raise group.exceptions[0] from None
             finally:
                 self._client = None
+                self.outbox.online = False  # what is sealed from now on is historical
+                self.outbox.release()  # unacknowledged messages go again next time
 
     def _state_payload(self, status: str) -> bytes:
         data = {"status": status, **(self._birth() if status == "online" else {})}
@@ -272,29 +276,19 @@ class Uplink:
 
     # --- sending ------------------------------------------------------------------
 
-    def _encode(self, batch: Batch, seq: int, historical: bool) -> bytes:
-        return seal_joined(
-            self.key,
-            gateway=self.gateway.id,
-            site=self.gateway.site,
-            kind=batch.kind,
-            seq=seq,
-            ts=time.time(),
-            historical=historical,
-            entries=batch.entries,
-            count=batch.count,
-        )
-
     async def _send_loop(self, client: aiomqtt.Client) -> None:
         cfg = self.config
         backlog_slots = max(1, math.ceil(cfg.inflight * cfg.backlog_share))
         failure: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         inflight: dict[asyncio.Task[None], bool] = {}  # task -> carries backlog
+        backlog_busy = 0
 
-        async def publish(message: Sealed, historical: bool) -> None:
+        topics = {kind: self.topic(suffix) for kind, suffix in TOPIC_BY_KIND.items()}
+
+        async def publish(message: Sealed) -> None:
             try:
                 await client.publish(
-                    self.topic(TOPIC_BY_KIND[message.kind]),
+                    topics[message.kind],
                     message.payload,
                     qos=1,
                     timeout=cfg.connect_timeout,
@@ -302,69 +296,48 @@ class Uplink:
             except aiomqtt.MqttError as exc:
                 if not failure.done():
                     failure.set_exception(exc)
+                self._wake.set()
                 return
-            self.outbox.ack((message.seq,))
+            self.outbox.ack((message,))
             self.stats.messages_sent += 1
-            self.stats.entries_sent += message.count
-            if historical:
-                self.stats.historical_sent += message.count
+            self.stats.entries_sent += message.entry_count
+            if message.historical:
+                self.stats.historical_sent += message.entry_count
 
-        def launch(message: Sealed, historical: bool) -> None:
-            task = asyncio.create_task(publish(message, historical))
-            inflight[task] = historical
+        def launch(message: Sealed, backlog: bool) -> None:
+            nonlocal backlog_busy
+            task = asyncio.create_task(publish(message))
+            inflight[task] = backlog
+            backlog_busy += backlog
             task.add_done_callback(finished)
 
         def finished(task: asyncio.Task[None]) -> None:
-            inflight.pop(task, None)
+            nonlocal backlog_busy
+            backlog_busy -= inflight.pop(task, False)
             self._wake.set()  # a slot is free
 
-        def pick(backlog_busy: int) -> tuple[Batch, bool] | None:
-            batch = self.outbox.next_batch(
-                live_after=self._live_after, backlog=False, max_entries=cfg.batch_max_readings
-            )
-            if batch is not None:
-                return batch, False
+        def pick() -> tuple[Sealed, bool] | None:
+            message = self.outbox.next_message(live_after=self._live_after, backlog=False)
+            if message is not None:
+                return message, False
             if backlog_busy >= backlog_slots:
                 return None
-            batch = self.outbox.next_batch(
-                live_after=self._live_after, backlog=True, max_entries=cfg.batch_max_readings
-            )
-            return (batch, True) if batch is not None else None
+            message = self.outbox.next_message(live_after=self._live_after, backlog=True)
+            return (message, True) if message is not None else None
 
         try:
-            # 1. Whatever was sealed before and never acknowledged: the same bytes again.
-            for message in self.outbox.unacked():
-                launch(message, historical=False)
             while not failure.done():
                 self._wake.clear()
-                batches: list[tuple[Batch, bool]] = []
-                while len(inflight) + len(batches) < cfg.inflight:
-                    picked = pick(sum(inflight.values()) + sum(h for _, h in batches))
-                    if picked is None:
-                        break
-                    batches.append(picked)
-                if batches:
-                    historical = {id(b) for b, hist in batches if hist}
-
-                    def encode(batch: Batch, seq: int, historical: set[int] = historical) -> bytes:
-                        return self._encode(batch, seq, id(batch) in historical)
-
-                    sealed = self.outbox.seal([b for b, _ in batches], encode)
-                    for message, (_, hist) in zip(sealed, batches, strict=True):
-                        launch(message, hist)
-                    await asyncio.sleep(0)  # let the publishes reach the socket
+                while len(inflight) < cfg.inflight and (picked := pick()) is not None:
+                    launch(*picked)
+                if inflight:
+                    # the next PUBACK (a free slot), commit or failure wakes us
+                    await self._wake.wait()
                     continue
-                # nothing to send now: wait for a commit, a free slot, or a failure
-                waiter = asyncio.ensure_future(self._wake.wait())
-                waiting: set[asyncio.Future[Any]] = {waiter, failure}
-                try:
-                    await asyncio.wait(
-                        waiting,
-                        timeout=cfg.batch_interval * 5,
-                        return_when=asyncio.FIRST_COMPLETED,
-                    )
-                finally:
-                    waiter.cancel()
+                # idle: wait for a commit; the timeout is a safety net, not the pace
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(cfg.batch_interval * 5):
+                        await self._wake.wait()
             failure.result()
         finally:
             for task in list(inflight):

@@ -24,9 +24,12 @@ import tempfile
 import time
 from pathlib import Path
 
+import msgpack
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent.keys import create_key
+from agent.envelope import message_sealer
+from agent.keys import SigningKey, create_key
 from agent.outbox import Entry, Outbox
 from agent.street.broker import Broker
 from drivers.modbus.profile import resolve_profile
@@ -89,8 +92,9 @@ async def naive_cycle(street: ModbusStreet) -> tuple[int, float]:
 
 
 def ingest_rate(workdir: Path, n: int = 300_000) -> float:
-    outbox = Outbox.open(workdir / "ingest.db", max_bytes=1 << 30, max_age=1e9)
-    body = bytes(40)
+    seal = message_sealer(SigningKey.generate(), gateway="gw-bench", site="bench")
+    outbox = Outbox.open(workdir / "ingest.db", seal=seal, max_bytes=1 << 30, max_age=1e9)
+    body = bytes(msgpack.packb(["lamppost-001", "power", 61.5, time.time(), "W"]))
     start = time.perf_counter()
     for _ in range(0, n, 1000):
         outbox.add([Entry("telemetry", 1, time.time(), body) for _ in range(1000)])

@@ -131,7 +131,11 @@ async def site(tmp_path: Path) -> AsyncIterator[Site]:
     with Broker(workdir=tmp_path / "broker") as broker:
         async with ModbusStreet(lampposts=3, meters=0) as street:
             config = write_config(tmp_path, broker.port, street)
+            subscribing = time.time()
             async with CommandPost(broker.port, key.public_key) as post:
+                # the command post's session must outlive a SIGKILLed broker, as a real
+                # command post's does on a broker configured for it
+                await broker.saved(since=subscribing)
                 yield Site(tmp_path, broker, street, key, post, config)
 
 

@@ -23,8 +23,8 @@ from agent.commands import CommandHandler, ReplayCache
 from agent.envelope import seal_command
 from agent.keys import SigningKey
 from agent.model import Command, DeviceInfo, PointAccess, PointInfo, ResultCode, Value
-from agent.outbox import Outbox
 from agent.policy import Policy
+from tests.support.outbox_probe import open_outbox
 
 CENTRAL = SigningKey.from_seed(bytes(range(32)))
 STRANGER = SigningKey.from_seed(bytes(range(1, 33)))
@@ -43,7 +43,7 @@ POLICY = Policy.model_validate({"lamppost": {"writes": {"dimming": {"min": 0, "m
 class Rig:
     def __init__(self, tmp: Path) -> None:
         self.writes: list[tuple[str, str, Value]] = []
-        self.outbox = Outbox.open(tmp / "outbox.db", max_bytes=1 << 30, max_age=1e9)
+        self.outbox = open_outbox(tmp / "outbox.db", max_bytes=1 << 30, max_age=1e9)
         self.handler = CommandHandler(
             gateway="gw-1",
             trusted={CENTRAL.key_id: CENTRAL.public_key},

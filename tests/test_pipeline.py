@@ -4,26 +4,29 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-
-import msgpack
+from typing import Any
 
 from agent.model import Event, PointInfo, Quality, Reading, Severity
 from agent.outbox import Outbox
 from agent.pipeline import Pipeline
+from tests.support.outbox_probe import open_outbox, stored_entries
 
 
 def make(tmp_path: Path, full_report: float = 300.0) -> tuple[Pipeline, Outbox]:
-    outbox = Outbox.open(tmp_path / "o.db", max_bytes=1 << 30, max_age=1e9)
+    outbox = open_outbox(tmp_path / "o.db", max_bytes=1 << 30, max_age=1e9)
     points = {("lamp-1", "power"): PointInfo("power", "float", "W", deadband=5.0)}
     pipeline = Pipeline(outbox, lambda: points, full_report_interval=full_report,
                         commit_interval=0.1, queue_size=1000)  # fmt: skip
     return pipeline, outbox
 
 
-def stored(outbox: Outbox) -> list[list[object]]:
+def stored(outbox: Outbox) -> list[Any]:
+    """The entries of the first kind stored, highest priority first."""
     outbox.commit()
-    batch = outbox.next_batch(live_after=0, backlog=False, max_entries=1000)
-    return [msgpack.unpackb(b) for b in batch.bodies] if batch else []
+    message = outbox.next_message(live_after=0, backlog=False)
+    if message is None:
+        return []
+    return [e for kind, e in stored_entries(outbox.path) if kind == message.kind]
 
 
 def test_deadband_reports_by_exception(tmp_path: Path) -> None:

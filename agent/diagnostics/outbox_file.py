@@ -19,7 +19,7 @@ from urllib.parse import quote
 import msgpack
 
 from agent.control.snapshot import PRIORITY_NAMES
-from agent.outbox import stored_chunks
+from agent.outbox import stored_messages
 
 FIELDS = {
     "telemetry": ("device", "point", "value", "ts", "unit", "quality"),
@@ -63,13 +63,10 @@ def file_stats(path: Path, now: float | None = None) -> dict[str, Any]:
     try:
         rows = {
             PRIORITY_NAMES.get(int(p), str(p)): int(n)
-            for p, n in db.execute("SELECT priority, SUM(count) FROM chunks GROUP BY priority")
+            for p, n in db.execute("SELECT priority, SUM(count) FROM messages GROUP BY priority")
         }
-        row_bytes, oldest = db.execute(
-            "SELECT COALESCE(SUM(LENGTH(body) + LENGTH(sizes)), 0), MIN(first_ts) FROM chunks"
-        ).fetchone()
-        sealed, sealed_bytes = db.execute(
-            "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM messages"
+        stored_bytes, oldest = db.execute(
+            "SELECT COALESCE(SUM(LENGTH(payload)), 0), MIN(NULLIF(first_ts, 0)) FROM messages"
         ).fetchone()
         seq = db.execute("SELECT value FROM meta WHERE key = 'seq'").fetchone()
     except sqlite3.Error as exc:
@@ -80,10 +77,10 @@ def file_stats(path: Path, now: float | None = None) -> dict[str, Any]:
         "path": str(path),
         "rows": rows,
         "depth": sum(rows.values()),
-        "bytes": int(row_bytes) + int(sealed_bytes),
+        "bytes": int(stored_bytes),
         "oldest_ts": oldest,
         "oldest_age": None if oldest is None else max(0.0, now - float(oldest)),
-        "sealed_unacked": int(sealed),
+        "sealed_unacked": 0,  # with the agent stopped, nothing is on its way
         "last_seq": int(seq[0]) if seq else 0,
         "file_bytes": path.stat().st_size,
         "source": "file",
@@ -91,31 +88,14 @@ def file_stats(path: Path, now: float | None = None) -> dict[str, Any]:
 
 
 def count_entries(db: sqlite3.Connection) -> int:
-    rows = int(db.execute("SELECT COALESCE(SUM(count), 0) FROM chunks").fetchone()[0])
-    sealed = int(db.execute("SELECT COALESCE(SUM(count), 0) FROM messages").fetchone()[0])
-    return rows + sealed
+    return int(db.execute("SELECT COALESCE(SUM(count), 0) FROM messages").fetchone()[0])
 
 
 def entries(db: sqlite3.Connection) -> Iterator[dict[str, Any]]:
-    """Every entry, sealed messages first (they go out first), then rows by priority."""
-    for seq, kind, priority, payload in db.execute(
-        "SELECT seq, kind, priority, payload FROM messages ORDER BY seq"
-    ):
+    """Every entry, message by message in sequence order."""
+    for seq, kind, priority, payload in stored_messages(db):
         for entry in _message_entries(payload):
-            yield {"state": "sealed", "seq": seq, **_entry(kind, priority, entry)}
-    for chunk_id, kind, priority, first_ts, last_ts, bodies in stored_chunks(db):
-        for body in bodies:
-            try:
-                decoded = msgpack.unpackb(body, raw=False, strict_map_key=False)
-            except Exception:  # a damaged entry is shown, not skipped: a post-mortem tool
-                decoded = None
-            item = _entry(kind, priority, decoded, raw=body)
-            yield {
-                "state": "queued",
-                "chunk": chunk_id,
-                "committed_ts": [first_ts, last_ts],
-                **item,
-            }
+            yield {"seq": seq, **_entry(kind, priority, entry)}
 
 
 def export(path: Path, out: TextIO, progress: Callable[[int, int], None] | None = None) -> int:

@@ -6,6 +6,7 @@ they can configure, stop and restart without touching the machine's own.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
@@ -131,8 +132,20 @@ class Broker:
             self.process.stderr.close()
         self.process = None
 
+    async def saved(self, since: float, timeout: float = 5.0) -> None:
+        """Wait until the broker has written its persistence file after `since` (a
+        `time.time()`): sessions and subscriptions made before then survive `kill`.
+        Before that, a SIGKILL also forgets who was subscribed, and a message
+        published right after the restart reaches nobody (as with a real broker)."""
+        snapshot = self.workdir / "mosquitto.db"
+        deadline = time.monotonic() + timeout
+        while not (snapshot.exists() and snapshot.stat().st_mtime > since):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"mosquitto wrote no {snapshot.name} within {timeout} s")
+            await asyncio.sleep(0.05)
+
     def kill(self) -> None:
-        """SIGKILL: the broker dies mid-batch, without a clean disconnect."""
+        """SIGKILL: the broker dies mid-batch, without a clean disconnect (see `saved`)."""
         if self.process and self.process.poll() is None:
             self.process.kill()
             self.process.wait(5)

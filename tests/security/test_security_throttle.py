@@ -4,18 +4,15 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from pathlib import Path
-
-import msgpack
 
 from agent.commands import CommandHandler, ReplayCache, SecurityThrottle
 from agent.envelope import seal_command
 from agent.keys import SigningKey
 from agent.model import Command, ResultCode, Value
-from agent.outbox import Outbox, stored_chunks
 from agent.policy import Policy
 from agent.trust_store import TrustStore
+from tests.support.outbox_probe import open_outbox, stored_entries
 
 CENTRAL = SigningKey.from_seed(b"\x21" * 32)
 
@@ -39,7 +36,7 @@ def test_throttle_reports_once_per_window_with_counts() -> None:
 
 
 def test_flood_through_the_handler_is_bounded_in_the_outbox(tmp_path: Path) -> None:
-    outbox = Outbox.open(tmp_path / "outbox.db", max_bytes=1 << 30, max_age=1e9)
+    outbox = open_outbox(tmp_path / "outbox.db", max_bytes=1 << 30, max_age=1e9)
     store = TrustStore.open(tmp_path / "trust.json", [CENTRAL.public_text()])
 
     async def write(device: str, point: str, value: Value) -> None:
@@ -65,10 +62,9 @@ def test_flood_through_the_handler_is_bounded_in_the_outbox(tmp_path: Path) -> N
     codes = asyncio.run(flood())
     assert codes.count(ResultCode.BAD_SIGNATURE) == 300 and codes.count(ResultCode.MALFORMED) == 300
     outbox.commit()
-    with sqlite3.connect(tmp_path / "outbox.db") as db:
-        rows = [(kind, body) for _, kind, *_, bodies in stored_chunks(db) for body in bodies]
-    results = [body for kind, body in rows if kind == "result"]
-    events = [msgpack.unpackb(body)[0] for kind, body in rows if kind == "event"]
+    rows = stored_entries(tmp_path / "outbox.db")
+    results = [entry for kind, entry in rows if kind == "result"]
+    events = [entry[0] for kind, entry in rows if kind == "event"]
     assert len(results) == 10  # 5 per kind
     assert sorted(events) == ["security.bad-signature", "security.malformed"]
     assert handler.throttle.suppressed_results == 600 - 10

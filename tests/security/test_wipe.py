@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from agent.keys import create_key
-from agent.outbox import Entry, Outbox
+from agent.outbox import Entry
 from tests.support.agent_process import cityedge
+from tests.support.outbox_probe import open_outbox
 
 
 def test_wipe_removes_keys_outbox_and_state(tmp_path: Path) -> None:
@@ -14,7 +15,7 @@ def test_wipe_removes_keys_outbox_and_state(tmp_path: Path) -> None:
     config = tmp_path / "agent.toml"
     config.write_text(f'[gateway]\nid = "gw-1"\nsite = "t"\nstate_dir = "{state}"\n')
     create_key(state / "keys" / "gateway.key")
-    box = Outbox.open(state / "outbox.db", max_bytes=1 << 20, max_age=1e9)
+    box = open_outbox(state / "outbox.db", max_bytes=1 << 20, max_age=1e9)
     box.add([Entry("telemetry", 1, 0.0, b"x")])
     box.commit()
     (state / "lorawan").mkdir()

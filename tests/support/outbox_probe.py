@@ -1,35 +1,38 @@
 """What a gateway's outbox file holds right now, read from outside the agent.
 
 Tests and benchmarks count readings that are "accepted but not yet delivered":
-queued in chunks, or sealed in a message that waits for its PUBACK. Opened
-read-only, so a running (or just killed) agent's store is never changed.
+sealed in a message that waits for its PUBACK. Opened read-only, so a running
+(or just killed) agent's store is never changed.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import msgpack
 
-from agent.outbox import stored_chunks
+from agent.envelope import message_sealer
+from agent.keys import SigningKey
+from agent.outbox import Outbox, stored_messages
+
+TEST_KEY = SigningKey.from_seed(bytes([7]) * 32)
 
 ReadingKey = tuple[str, str, float]  # (device, point, ts)
 
 
 def committed_readings(db: Path) -> set[ReadingKey]:
-    """Every telemetry reading in the store: queued entries and sealed messages."""
+    """Every telemetry reading in the store."""
     if not db.exists():
         return set()
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     found: set[ReadingKey] = set()
     try:
-        for _, kind, *_, bodies in stored_chunks(conn):
+        for _, kind, _, payload in stored_messages(conn):
             if kind == "telemetry":
-                found.update(_key(msgpack.unpackb(body)) for body in bodies)
-        for (payload,) in conn.execute("SELECT payload FROM messages WHERE kind = 'telemetry'"):
-            body = msgpack.unpackb(msgpack.unpackb(payload)["body"])
-            found.update(_key(entry) for entry in body["data"])
+                body = msgpack.unpackb(msgpack.unpackb(payload)["body"])
+                found.update(_key(entry) for entry in body["data"])
     finally:
         conn.close()
     return found
@@ -38,3 +41,22 @@ def committed_readings(db: Path) -> set[ReadingKey]:
 def _key(entry: list[object]) -> ReadingKey:
     # a reading entry is [device, point, value, ts, …] (docs/protocol.md)
     return (str(entry[0]), str(entry[1]), float(entry[3]))  # type: ignore[arg-type]
+
+
+def open_outbox(path: Path, **options: Any) -> Outbox:
+    """The real store, sealing with a fixed test key as gateway "gw-1"."""
+    seal = message_sealer(TEST_KEY, gateway="gw-1", site="test")
+    return Outbox.open(path, seal=seal, **options)
+
+
+def stored_entries(db: Path) -> list[tuple[str, Any]]:
+    """(kind, decoded entry) of every message in the store, in sequence order."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return [
+            (kind, entry)
+            for _, kind, _, payload in stored_messages(conn)
+            for entry in msgpack.unpackb(msgpack.unpackb(payload)["body"])["data"]
+        ]
+    finally:
+        conn.close()

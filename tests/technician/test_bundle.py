@@ -234,7 +234,7 @@ def test_the_outbox_is_exported_read_only_with_the_agent_stopped(tmp_path: Path)
     assert len(lines) == data["depth"]
     readings = [line for line in lines if line["kind"] == "telemetry"]
     assert {r["device"] for r in readings} == {"lamppost-001", "lamppost-002"}
-    assert all({"point", "value", "ts", "priority", "state"} <= set(r) for r in readings)
+    assert all({"point", "value", "ts", "priority", "seq"} <= set(r) for r in readings)
     assert hashlib.sha256(db.read_bytes()).hexdigest() == before  # read-only, really
 
     to_stdout = technician("outbox", "export", "-", "-c", str(config))

@@ -25,10 +25,10 @@ from agent.diagnostics.results import CheckResult, Status, worst
 from agent.diagnostics.runner import run_checks
 from agent.driver import DriverSection, known_kinds
 from agent.keys import create_key
-from agent.outbox import Outbox
 from agent.street.broker import Broker, free_port
 from drivers.modbus.simulator import Fault, ModbusStreet
 from tests.support.agent_process import to_toml
+from tests.support.outbox_probe import open_outbox
 from tests.technician.certs import Issued, issue, make_ca
 from tests.technician.conftest import Live
 from tests.technician.site import technician
@@ -290,7 +290,7 @@ async def test_a_nearly_full_disk_warns_then_fails(tmp_path: Path) -> None:
 async def test_outbox_integrity_read_only(tmp_path: Path) -> None:
     path = config_file(tmp_path)
     assert (await check(path, "outbox"))["outbox"].status is Status.WARN  # not created yet
-    store = Outbox.open(tmp_path / "state" / "outbox.db", max_bytes=1 << 20, max_age=3600)
+    store = open_outbox(tmp_path / "state" / "outbox.db", max_bytes=1 << 20, max_age=3600)
     store.close()
     before = (tmp_path / "state" / "outbox.db").read_bytes()
     assert (await check(path, "outbox"))["outbox"].status is Status.OK
