@@ -278,25 +278,25 @@ class Uplink:
 
     async def _send_loop(self, client: aiomqtt.Client) -> None:
         cfg = self.config
+        loop = asyncio.get_running_loop()
         backlog_slots = max(1, math.ceil(cfg.inflight * cfg.backlog_share))
-        failure: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        inflight: dict[asyncio.Task[None], bool] = {}  # task -> carries backlog
+        failure: asyncio.Future[None] = loop.create_future()
+        # task -> (carries backlog, launched at); in launch order, so the first is the oldest
+        inflight: dict[asyncio.Task[None], tuple[bool, float]] = {}
         backlog_busy = 0
-
         topics = {kind: self.topic(suffix) for kind, suffix in TOPIC_BY_KIND.items()}
+
+        def fail(exc: Exception) -> None:
+            if not failure.done():
+                failure.set_exception(exc)
+            self._wake.set()
 
         async def publish(message: Sealed) -> None:
             try:
-                await client.publish(
-                    topics[message.kind],
-                    message.payload,
-                    qos=1,
-                    timeout=cfg.connect_timeout,
-                )
+                # No timeout per publish (a timer each): `watchdog` times the window.
+                await client.publish(topics[message.kind], message.payload, qos=1, timeout=math.inf)
             except aiomqtt.MqttError as exc:
-                if not failure.done():
-                    failure.set_exception(exc)
-                self._wake.set()
+                fail(exc)
                 return
             self.outbox.ack((message,))
             self.stats.messages_sent += 1
@@ -304,16 +304,28 @@ class Uplink:
             if message.historical:
                 self.stats.historical_sent += message.entry_count
 
+        async def watchdog() -> None:
+            """A broker that keeps the connection but stops answering (overloaded,
+            SIGSTOPped) holds the window full: give up on the session when the oldest
+            publish has waited `connect_timeout` for its PUBACK."""
+            while True:
+                await asyncio.sleep(min(1.0, cfg.connect_timeout / 4))
+                if inflight:
+                    _, launched = next(iter(inflight.values()))
+                    if loop.time() - launched > cfg.connect_timeout:
+                        fail(aiomqtt.MqttError(f"no PUBACK within {cfg.connect_timeout:g} s"))
+
         def launch(message: Sealed, backlog: bool) -> None:
             nonlocal backlog_busy
             task = asyncio.create_task(publish(message))
-            inflight[task] = backlog
+            inflight[task] = (backlog, loop.time())
             backlog_busy += backlog
             task.add_done_callback(finished)
 
         def finished(task: asyncio.Task[None]) -> None:
             nonlocal backlog_busy
-            backlog_busy -= inflight.pop(task, False)
+            backlog, _ = inflight.pop(task, (False, 0.0))
+            backlog_busy -= backlog
             self._wake.set()  # a slot is free
 
         def pick() -> tuple[Sealed, bool] | None:
@@ -325,6 +337,7 @@ class Uplink:
             message = self.outbox.next_message(live_after=self._live_after, backlog=True)
             return (message, True) if message is not None else None
 
+        timer = asyncio.create_task(watchdog())
         try:
             while not failure.done():
                 self._wake.clear()
@@ -340,10 +353,10 @@ class Uplink:
                         await self._wake.wait()
             failure.result()
         finally:
+            timer.cancel()
             for task in list(inflight):
                 task.cancel()
-            if inflight:
-                await asyncio.gather(*inflight, return_exceptions=True)
+            await asyncio.gather(timer, *inflight, return_exceptions=True)
 
     async def _receive_loop(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
