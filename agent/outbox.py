@@ -55,11 +55,14 @@ CREATE TABLE IF NOT EXISTS messages (
     seq INTEGER PRIMARY KEY,
     kind TEXT NOT NULL,
     priority INTEGER NOT NULL,
-    payload BLOB NOT NULL,           -- the signed envelope, byte for byte as it travels
     count INTEGER NOT NULL,          -- entries carried
     first_ts REAL NOT NULL DEFAULT 0,  -- oldest and newest entry time stamp
     last_ts REAL NOT NULL DEFAULT 0,
-    historical INTEGER NOT NULL DEFAULT 0  -- sealed while the uplink was down
+    historical INTEGER NOT NULL DEFAULT 0,  -- sealed while the uplink was down
+    -- the signed envelope, byte for byte as it travels. Last: a column stored after
+    -- a ~19 KiB payload sits on its overflow pages, so stats, eviction and start-up
+    -- would read every message whole to learn its count or time stamps.
+    payload BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS messages_by_priority ON messages (priority, seq);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -161,20 +164,18 @@ class Outbox:
         self._disk_full = False
         self._next_age_check = 0.0
         self.counters = _Counters()
-        self._last_seq = max(
-            self._meta("seq"),
-            int(db.execute("SELECT COALESCE(MAX(seq), 0) FROM messages").fetchone()[0]),
-        )
+        # highest seq and bytes stored per priority, in one pass over the table
+        self._top: dict[int, int] = {}
+        self._bytes = 0
+        for priority, top, size in db.execute(
+            "SELECT priority, MAX(seq), SUM(LENGTH(payload)) FROM messages GROUP BY priority"
+        ):
+            self._top[int(priority)] = int(top)
+            self._bytes += int(size)
+        self._last_seq = max(self._meta("seq"), *self._top.values(), 0)
         # What an earlier process left may still sit in the page cache only (kill -9):
         # the first message handed out fsyncs it, whatever it is.
         self._durable_seq = -1
-        self._top = {
-            int(p): int(s)
-            for p, s in db.execute("SELECT priority, MAX(seq) FROM messages GROUP BY priority")
-        }
-        self._bytes = int(
-            db.execute("SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM messages").fetchone()[0]
-        )
 
     # --- opening ---------------------------------------------------------------------
 
@@ -296,21 +297,35 @@ class Outbox:
         self._enforce_bounds()
         return committed
 
-    def _insert(self, entries: list[Entry]) -> int:
-        rows = self._sealed_rows(self._chunk(entries), historical=not self.online)
-        durable = self.online  # these leave at once: their numbers must be on disk first
-        if durable:
+    @contextlib.contextmanager
+    def _transaction(self, *, fsync: bool = False) -> Iterator[None]:
+        """One transaction, which also deletes what the broker acknowledged; committed
+        with synchronous=FULL when `fsync`. The in-memory view of the acknowledged
+        messages follows only once it committed."""
+        if fsync:
             self._db.execute("PRAGMA synchronous=FULL")
         try:
             with self._db:
-                acked = self._delete_acked()
-                self._write(rows)
+                acked = list(self._acked.values())
+                if acked:
+                    self._db.executemany(
+                        "DELETE FROM messages WHERE seq BETWEEN ? AND ?",
+                        _runs(sorted(self._acked)),
+                    )
+                yield
         finally:
-            if durable:
+            if fsync:
                 self._db.execute(f"PRAGMA synchronous={self._synchronous}")
-        # the transaction stands: now the in-memory view follows it
-        self._forget(acked)
-        size = self._remember(rows)
+        for message in acked:
+            del self._acked[message.seq]
+        self._bytes -= sum(len(m.payload) for m in acked)
+
+    def _insert(self, entries: list[Entry]) -> int:
+        rows = self._sealed_rows(self._chunk(entries), historical=not self.online)
+        durable = self.online  # these leave at once: their numbers must be on disk first
+        with self._transaction(fsync=durable):
+            self._write(rows)
+        size = self._remember(rows)  # the transaction stands: the in-memory view follows
         if durable:
             self._durable_seq = self._last_seq
         self.counters.commits += 1
@@ -567,35 +582,30 @@ class Outbox:
     def _fetch(self, key: tuple[int, bool], live_after: int) -> deque[Sealed] | None:
         priority, backlog = key
         after = self._cursor.get(key, 0 if backlog else live_after)
-        upto = live_after if backlog else self._last_seq
-        if after >= min(upto, self._top.get(priority, 0)):
-            return None  # nothing of this priority there: no query
-        fetched = deque(
-            Sealed(seq, kind, priority, payload, count, bool(historical))
-            for seq, kind, payload, count, historical in self._db.execute(
+        end = min(live_after if backlog else self._last_seq, self._top.get(priority, 0))
+        while after < end:  # nothing of this priority there: no query
+            read = self._db.execute(
                 "SELECT seq, kind, payload, count, historical FROM messages "
                 "WHERE priority = ? AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
-                (priority, after, upto, READ_AHEAD),
+                (priority, after, end, READ_AHEAD),
+            ).fetchall()
+            fetched = deque(
+                Sealed(seq, kind, priority, payload, count, bool(historical))
+                for seq, kind, payload, count, historical in read
+                if seq not in self._acked
             )
-            if seq not in self._acked
-        )
-        if not fetched:
-            # acknowledged ones only: move past them
-            self._cursor[key] = min(upto, self._top.get(priority, 0))
-            return None
-        self._ahead[key] = fetched
-        return fetched
+            if fetched:
+                self._ahead[key] = fetched
+                return fetched
+            # acknowledged ones only (deleted at the next commit): read on past them
+            after = read[-1][0] if read else end
+            self._cursor[key] = after
+        return None
 
     def _sync(self) -> None:
         """fsync the WAL (one small FULL transaction covers every frame before it)."""
-        self._db.execute("PRAGMA synchronous=FULL")
-        try:
-            with self._db:
-                acked = self._delete_acked()
-                self._set_meta_seq(self._last_seq)
-        finally:
-            self._db.execute(f"PRAGMA synchronous={self._synchronous}")
-        self._forget(acked)
+        with self._transaction(fsync=True):
+            self._set_meta_seq(self._last_seq)
         self._durable_seq = self._last_seq
 
     def release(self) -> None:
@@ -616,23 +626,8 @@ class Outbox:
 
     def _flush_acks(self) -> None:
         if self._acked:
-            with self._db:
-                acked = self._delete_acked()
-            self._forget(acked)
-
-    def _delete_acked(self) -> list[Sealed]:
-        """Inside the caller's transaction; `_forget` what it returns once committed."""
-        acked = list(self._acked.values())
-        if acked:
-            self._db.executemany(
-                "DELETE FROM messages WHERE seq BETWEEN ? AND ?", _runs(sorted(self._acked))
-            )
-        return acked
-
-    def _forget(self, acked: list[Sealed]) -> None:
-        for message in acked:
-            del self._acked[message.seq]
-        self._bytes -= sum(len(m.payload) for m in acked)
+            with self._transaction():
+                pass
 
     def last_seq(self) -> int:
         return self._last_seq

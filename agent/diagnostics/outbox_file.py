@@ -128,13 +128,13 @@ def _message_entries(payload: bytes) -> list[Any]:
     return data if isinstance(data, list) else [None]
 
 
-def _entry(kind: str, priority: int, decoded: Any, raw: bytes | None = None) -> dict[str, Any]:
+def _entry(kind: str, priority: int, decoded: Any) -> dict[str, Any]:
     item: dict[str, Any] = {"kind": kind, "priority": PRIORITY_NAMES.get(priority, priority)}
     names = FIELDS.get(kind)
     if isinstance(decoded, list) and names is not None and len(decoded) <= len(names):
         item.update(zip(names, decoded, strict=False))
     else:
-        item["undecodable"] = raw.hex() if raw is not None else True
+        item["undecodable"] = True
     return item
 
 

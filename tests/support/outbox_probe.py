@@ -26,16 +26,7 @@ def committed_readings(db: Path) -> set[ReadingKey]:
     """Every telemetry reading in the store."""
     if not db.exists():
         return set()
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    found: set[ReadingKey] = set()
-    try:
-        for _, kind, _, payload in stored_messages(conn):
-            if kind == "telemetry":
-                body = msgpack.unpackb(msgpack.unpackb(payload)["body"])
-                found.update(_key(entry) for entry in body["data"])
-    finally:
-        conn.close()
-    return found
+    return {_key(entry) for kind, entry in stored_entries(db) if kind == "telemetry"}
 
 
 def _key(entry: list[object]) -> ReadingKey:
