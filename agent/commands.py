@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from agent.envelope import EnvelopeError, Reason, event_entry, open_command, result_entry
+from agent.keys import PublicKey
 from agent.model import (
     Command,
     CommandResult,
@@ -168,7 +168,7 @@ class CommandHandler:
         self,
         *,
         gateway: str,
-        trusted: Mapping[str, Ed25519PublicKey] | TrustStore,
+        trusted: Mapping[str, PublicKey] | TrustStore,
         policy: Policy,
         outbox: Outbox,
         replay: ReplayCache,
@@ -200,7 +200,7 @@ class CommandHandler:
         if isinstance(trusted, TrustStore):
             self.operations[TRUST_UPDATE_OP] = self._trust_update
 
-    def _keys(self, now: float) -> Mapping[str, Ed25519PublicKey]:
+    def _keys(self, now: float) -> Mapping[str, PublicKey]:
         return self.trusted.usable(now) if isinstance(self.trusted, TrustStore) else self.trusted
 
     async def handle(self, payload: bytes) -> CommandResult:

@@ -26,10 +26,8 @@ from enum import Enum, StrEnum
 from typing import Any, Final, TypedDict, TypeVar, cast
 
 import msgpack
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from agent.keys import KEY_ID_PATTERN, SigningKey, key_id, raw_public_bytes
+from agent.keys import KEY_ID_PATTERN, PublicKey, SigningKey, key_id, raw_public_bytes
 from agent.model import (
     Command,
     CommandResult,
@@ -450,7 +448,7 @@ def command_result(entry: ResultEntry) -> CommandResult:
 
 
 def open_message(
-    payload: bytes, trusted: Mapping[str, Ed25519PublicKey], *, max_size: int = MAX_MESSAGE_BYTES
+    payload: bytes, trusted: Mapping[str, PublicKey], *, max_size: int = MAX_MESSAGE_BYTES
 ) -> Message:
     """Verify and decode a gateway message; raises `EnvelopeError`.
 
@@ -495,7 +493,7 @@ def open_message(
 
 
 def open_command(
-    payload: bytes, trusted: Mapping[str, Ed25519PublicKey], *, max_size: int = MAX_COMMAND_BYTES
+    payload: bytes, trusted: Mapping[str, PublicKey], *, max_size: int = MAX_COMMAND_BYTES
 ) -> Command:
     """Verify and decode a command; raises `EnvelopeError` (malformed, unsupported-version,
     unknown-key, bad-signature). Expiry, target and replay are the gateway's checks."""
@@ -534,13 +532,11 @@ class KeyAnnouncement:
     key_id: str  # the old key, which signed this
     gateway: str
     new_key_id: str
-    new_key: Ed25519PublicKey
+    new_key: PublicKey
     ts: float
 
 
-def seal_key_announcement(
-    old: SigningKey, new_key: Ed25519PublicKey, *, gateway: str, ts: float
-) -> bytes:
+def seal_key_announcement(old: SigningKey, new_key: PublicKey, *, gateway: str, ts: float) -> bytes:
     """The announcement of `new_key`, signed by the gateway's current key `old`."""
     if NAME_PATTERN.match(gateway) is None:
         raise ValueError(f"gateway id {gateway!r}: expected 1-64 of A-Z a-z 0-9 _ . -")
@@ -555,9 +551,7 @@ def seal_key_announcement(
     return _wrap(old, _pack_total(body), ANNOUNCEMENT_CONTEXT)
 
 
-def open_key_announcement(
-    payload: bytes, trusted: Mapping[str, Ed25519PublicKey]
-) -> KeyAnnouncement:
+def open_key_announcement(payload: bytes, trusted: Mapping[str, PublicKey]) -> KeyAnnouncement:
     """Verify an announcement with the keys trusted for gateways; raises `EnvelopeError`.
     Whether the signer belongs to the announced gateway is the verifier's check."""
     kid, body = _open_envelope(payload, trusted, MAX_ANNOUNCEMENT_BYTES, ANNOUNCEMENT_CONTEXT)
@@ -569,7 +563,10 @@ def open_key_announcement(
     raw = fields["new_key"]
     if not isinstance(raw, bytes) or len(raw) != 32:
         raise _malformed(f"announcement.new_key: expected 32 bytes of bin, got {_show(raw)}")
-    new_key = Ed25519PublicKey.from_public_bytes(raw)
+    try:
+        new_key = PublicKey.from_raw(raw)
+    except ValueError as err:
+        raise _malformed(f"announcement.new_key: {err}") from None
     new_kid = key_id(new_key)
     if fields["new_kid"] != new_kid:
         raise _malformed(f"announcement.new_kid: {_show(fields['new_kid'])} is not {new_kid}")
@@ -598,7 +595,7 @@ def unverified_announcements(payload: bytes) -> list[bytes]:
 
 
 def _open_envelope(
-    payload: bytes, trusted: Mapping[str, Ed25519PublicKey], max_size: int, context: bytes
+    payload: bytes, trusted: Mapping[str, PublicKey], max_size: int, context: bytes
 ) -> tuple[str, bytes]:
     if not isinstance(payload, bytes | bytearray | memoryview):
         raise _malformed(f"payload: expected bytes, got {type(payload).__name__}")
@@ -619,14 +616,12 @@ def _open_envelope(
     public = trusted.get(kid)
     if public is None:
         raise EnvelopeError(Reason.UNKNOWN_KEY, f"key {kid} is not trusted here", kid)
-    try:
-        public.verify(sig, context + body)
-    except InvalidSignature:
+    if not public.verify(sig, context + body):
         raise EnvelopeError(
             Reason.BAD_SIGNATURE,
             f"signature does not verify with key {kid} ({len(body)}-byte body)",
             kid,
-        ) from None
+        )
     return kid, body
 
 

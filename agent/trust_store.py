@@ -30,11 +30,10 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
 from agent.envelope import MAX_ANNOUNCEMENTS, seal_key_announcement
 from agent.keys import (
     KeyFileError,
+    PublicKey,
     SigningKey,
     key_id,
     load_signing_key,
@@ -74,7 +73,7 @@ class TrustUpdateRefused(Exception):
 @dataclass(frozen=True, slots=True)
 class TrustedKey:
     key_id: str
-    public_key: Ed25519PublicKey
+    public_key: PublicKey
     not_before: float | None = None
     not_after: float | None = None
     state: KeyState = KeyState.ACTIVE
@@ -219,7 +218,7 @@ class TrustStore:
 
     # --- asking -------------------------------------------------------------------------
 
-    def usable(self, now: float) -> dict[str, Ed25519PublicKey]:
+    def usable(self, now: float) -> dict[str, PublicKey]:
         """Keys that may sign a command at `now`: during an overlap, old and new both."""
         return {kid: k.public_key for kid, k in self.keys.items() if k.refusal(now) is None}
 

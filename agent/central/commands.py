@@ -11,14 +11,13 @@ from typing import Any
 
 import aiomqtt
 import structlog
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from agent.central.link import BrokerError, BrokerUrl, as_broker_url, mqtt_client
 from agent.central.topics import DEFAULT_PREFIX, topic_for
 from agent.central.verifier import Verifier
 from agent.central.watch import payload_bytes
 from agent.envelope import command_result, seal_command
-from agent.keys import SigningKey
+from agent.keys import PublicKey, SigningKey
 from agent.model import Command, CommandResult
 from agent.trust_store import TRUST_UPDATE_OP, TrustedKey, parse_trust_update
 
@@ -59,7 +58,7 @@ def new_command(
     )
 
 
-def _verifier(trusted: Mapping[str, Ed25519PublicKey] | Verifier, prefix: str) -> Verifier:
+def _verifier(trusted: Mapping[str, PublicKey] | Verifier, prefix: str) -> Verifier:
     return trusted if isinstance(trusted, Verifier) else Verifier(trusted, prefix=prefix)
 
 
@@ -88,7 +87,7 @@ async def send_command(
     key: SigningKey,
     command: Command,
     *,
-    trusted: Mapping[str, Ed25519PublicKey] | Verifier,
+    trusted: Mapping[str, PublicKey] | Verifier,
     site: str | None = None,
     prefix: str = DEFAULT_PREFIX,
     within: float = 30.0,

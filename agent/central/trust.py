@@ -12,16 +12,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
-from agent.keys import KeyFileError, key_id, load_public_key
+from agent.keys import KeyFileError, PublicKey, key_id, load_public_key
 
 _BOUND = re.compile(r"^([A-Za-z0-9_.-]{1,64})=(.+)$", re.DOTALL)
 
 
 @dataclass(slots=True)
 class Trust:
-    keys: dict[str, Ed25519PublicKey] = field(default_factory=dict)
+    keys: dict[str, PublicKey] = field(default_factory=dict)
     bindings: dict[str, str] = field(default_factory=dict)  # key id -> gateway id
 
 

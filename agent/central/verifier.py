@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 import structlog
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from agent.central.sequence import SeqStatus, SequenceTracker
 from agent.central.topics import DEFAULT_PREFIX, TopicError, parse_topic
@@ -38,6 +37,7 @@ from agent.envelope import (
     open_message,
     unverified_announcements,
 )
+from agent.keys import PublicKey
 from agent.model import Command
 
 log = structlog.get_logger(__name__)
@@ -97,10 +97,10 @@ class Verifier:
 
     def __init__(
         self,
-        gateway_keys: Mapping[str, Ed25519PublicKey],
+        gateway_keys: Mapping[str, PublicKey],
         *,
         bindings: Mapping[str, str] | None = None,
-        command_keys: Mapping[str, Ed25519PublicKey] | None = None,
+        command_keys: Mapping[str, PublicKey] | None = None,
         prefix: str = DEFAULT_PREFIX,
         learn_bindings: bool = True,
         window: int = 1_000_000,

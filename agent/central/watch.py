@@ -10,11 +10,11 @@ from pathlib import Path
 
 import aiomqtt
 import structlog
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from agent.central.link import BrokerError, BrokerUrl, as_broker_url, mqtt_client
 from agent.central.topics import DEFAULT_PREFIX, watch_filter
 from agent.central.verifier import Verdict, Verifier
+from agent.keys import PublicKey
 
 log = structlog.get_logger(__name__)
 
@@ -28,7 +28,7 @@ def payload_bytes(payload: object) -> bytes:
 
 async def watch(
     broker_url: str | BrokerUrl,
-    trusted: Mapping[str, Ed25519PublicKey] | Verifier,
+    trusted: Mapping[str, PublicKey] | Verifier,
     on_message: OnVerdict,
     *,
     prefix: str = DEFAULT_PREFIX,

@@ -11,10 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiomqtt
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from agent.envelope import EnvelopeError, open_command, result_entry, seal, seal_object
-from agent.keys import SigningKey
+from agent.keys import PublicKey, SigningKey
 from agent.model import CommandResult, ResultCode
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,7 +43,7 @@ class Gateway:
     """Answers commands like a gateway would: verify, act, seal a result, publish it."""
 
     key: SigningKey
-    command_keys: dict[str, Ed25519PublicKey]
+    command_keys: dict[str, PublicKey]
     port: int
     seq: int = 100
     received: list[str] = field(default_factory=list)

@@ -51,7 +51,7 @@ def test_created_key_is_0600_in_a_0700_dir_and_loads_back(tmp_path: Path, open_u
     assert loaded.key_id == key.key_id
     assert loaded.path == path
     signature = loaded.sign(b"lamppost-03")
-    key.public_key.verify(signature, b"lamppost-03")  # raises if the halves do not match
+    assert key.public_key.verify(signature, b"lamppost-03")  # the halves match
 
 
 def test_create_refuses_to_clobber_unless_told(tmp_path: Path) -> None:

@@ -10,10 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import aiomqtt
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from agent.central.verifier import Verdict, Verifier
-from agent.keys import key_id
+from agent.keys import PublicKey, key_id
 from agent.model import Event, Reading
 
 
@@ -28,7 +27,7 @@ class Received:
 @dataclass
 class CommandPost:
     port: int
-    gateway_key: Ed25519PublicKey
+    gateway_key: PublicKey
     prefix: str = "cityedge/v1"
     verdicts: list[Verdict] = field(default_factory=list)
     readings: list[Received] = field(default_factory=list)
