@@ -15,17 +15,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-
 from agent.driver import DriverEnv, DriverSection, known_kinds, section_model
 from agent.problems import describe_value, error_lines
+from agent.tables import Field, Invalid, Table, check_table
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 Seconds = Annotated[float, Field(gt=0, le=86400 * 366)]
 
 
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class Section(Table):
+    pass
 
 
 class GatewaySection(Section):
@@ -57,18 +56,18 @@ class UplinkSection(Section):
     reconnect_min: Seconds = 0.5
     reconnect_max: Seconds = 60.0
 
-    @model_validator(mode="after")
-    def _tls_files(self) -> UplinkSection:
+    @check_table
+    def _tls_files(self) -> None:
         if (self.cert_file is None) != (self.key_file is None):
             raise ValueError("cert_file and key_file go together (client certificate)")
         if (self.cert_file or self.ca_file) and not self.tls:
             raise ValueError("ca_file/cert_file given but tls = false: no plaintext fallback")
-        return self
 
 
 class KeysSection(Section):
     signing_key: Path | None = None  # default: <state_dir>/keys/gateway.key
-    trust: list[str] = []  # command-post public keys: files, or "ed25519:<hex>" text
+    # command-post public keys: files, or "ed25519:<hex>" text
+    trust: list[str] = Field(default_factory=list)
     # Refused commands (bad signature, unknown key, replay…): one security event per
     # kind per window, and at most `refusal_answers` results per kind per window.
     refusal_window: Seconds = 60.0
@@ -107,10 +106,10 @@ class AgentConfig(Section):
     logging: LoggingSection = LoggingSection()
     control: ControlSection = ControlSection()
     # kind -> validated sections; filled by load_config from the driver packages
-    drivers: dict[str, list[Any]] = {}
+    drivers: dict[str, list[Any]] = Field(default_factory=dict)
     # Sections owned by features that are not drivers (lighting, policy, …) are
     # kept raw here and validated by their own module.
-    extra: dict[str, Any] = {}
+    extra: dict[str, Any] = Field(default_factory=dict)
 
     @property
     def signing_key_path(self) -> Path:
@@ -187,8 +186,8 @@ def validate_config(raw: Mapping[str, Any], source: str = "<config>") -> AgentCo
         model = section_model(kind)
         for i, entry in enumerate(entries):
             try:
-                section = model.model_validate(entry)
-            except ValidationError as err:
+                section = model.parse(entry)
+            except Invalid as err:
                 problems += error_lines(err, ("drivers", kind, i))
                 continue
             where = f"drivers.{kind}[{i}]"
@@ -219,13 +218,13 @@ def validate_config(raw: Mapping[str, Any], source: str = "<config>") -> AgentCo
             if gateway.get(key) is None:
                 problems.append(f"gateway.{key}: required by [lighting] (sun times)")
     try:
-        config = AgentConfig.model_validate({**raw, "drivers": {}, "extra": extra})
-    except ValidationError as err:
+        config = AgentConfig.parse({**raw, "drivers": {}, "extra": extra})
+    except Invalid as err:
         problems += error_lines(err)
         config = None
     if problems or config is None:
         raise ConfigError(source, problems)
-    return config.model_copy(update={"drivers": validated_drivers})
+    return config.replace(drivers=validated_drivers)
 
 
 def load_config(path: Path | str) -> LoadedConfig:

@@ -2,8 +2,9 @@
 
 A driver is one package `drivers/<kind>/` with two public names:
 
-* `drivers/<kind>/config.py` defines `Section`, a pydantic model (subclass of
-  `DriverSection`) for one `[[drivers.<kind>]]` table of the config file;
+* `drivers/<kind>/config.py` defines `Section`, a typed table (subclass of
+  `DriverSection`, see `agent.tables`) for one `[[drivers.<kind>]]` table of the
+  config file;
 * `drivers/<kind>/__init__.py` defines `build(section, env) -> Driver`.
 
 Adding a protocol therefore means adding a folder; the config loader and the
@@ -20,18 +21,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, cast, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from agent.model import DeviceHealth, DeviceInfo, Emit, Reading, Value
+from agent.tables import Field, Table
 
 SHIPPED_CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 """`config/` of the source tree: shipped device profiles and codecs live there."""
 
 
-class DriverSection(BaseModel):
+class DriverSection(Table):
     """Common keys of every `[[drivers.<kind>]]` table."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
     enabled: bool = True

@@ -14,6 +14,12 @@ import sys
 from pathlib import Path
 
 
+def lean_daemon_imports() -> None:
+    """structlog renders with rich when it can import it; the daemon logs plain lines
+    or JSON, so keep rich (and its ~8 MB) out of the process."""
+    sys.modules.setdefault("rich", None)  # type: ignore[arg-type]
+
+
 def run_daemon(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="cityedge run", description="Run the agent in the foreground (systemd runs this)."
@@ -24,9 +30,7 @@ def run_daemon(argv: list[str]) -> int:
         help="agent config file (TOML); default $CITYEDGE_CONFIG or /etc/cityedge/agent.toml",
     )  # fmt: skip
     args = parser.parse_args(argv)
-    # structlog renders with rich when it can import it; the daemon logs plain lines
-    # or JSON, so keep rich (and its ~8 MB) out of the process.
-    sys.modules.setdefault("rich", None)  # type: ignore[arg-type]
+    lean_daemon_imports()
 
     from agent.config import ConfigError
     from agent.keys import KeyFileError

@@ -19,28 +19,25 @@ cannot be run.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any
-
-from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError, model_validator
 
 from agent.config import ConfigError
 from agent.model import PointAccess, PointInfo, Value
 from agent.problems import error_lines
+from agent.tables import Field, Invalid, Table, check_table
 
 
-class PointRule(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class PointRule(Table):
     min: float | None = None
     max: float | None = None
     choices: list[bool | int | float | str] | None = Field(default=None, min_length=1)
     max_length: int | None = Field(default=None, ge=1, le=1024)  # text points (panel messages)
 
-    @model_validator(mode="after")
-    def _consistent(self) -> PointRule:
+    @check_table
+    def _consistent(self) -> None:
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError(f"min {self.min} is above max {self.max}")
-        return self
 
     def refuses(self, value: Value) -> str | None:
         """Why `value` is not allowed, or None when it is."""
@@ -61,15 +58,22 @@ class PointRule(BaseModel):
         return None
 
 
-class DeviceTypePolicy(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    writes: dict[str, PointRule] = {}
-    operations: list[str] = []
+class DeviceTypePolicy(Table):
+    writes: dict[str, PointRule] = Field(default_factory=dict)
+    operations: list[str] = Field(default_factory=list)
 
 
-class Policy(RootModel[dict[str, DeviceTypePolicy]]):
-    root: dict[str, DeviceTypePolicy] = {}
+class Policy(Table):
+    """Rules by device type: the `[policy]` table, whose keys are device types."""
+
+    root: dict[str, DeviceTypePolicy] = Field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, raw: Any, *, context: Any = None) -> Policy:
+        try:
+            return super().parse({"root": raw}, context=context)
+        except Invalid as err:  # the `root` wrapper is ours, not a key of the file
+            raise Invalid(problems=[replace(p, loc=p.loc[1:]) for p in err.problems]) from None
 
     def check_write(self, device_type: str, point: PointInfo, value: Value) -> str | None:
         """None when the write is allowed; otherwise the reason it is denied."""
@@ -108,6 +112,6 @@ class Policy(RootModel[dict[str, DeviceTypePolicy]]):
 
 def load_policy(raw: Any, source: str = "<config>") -> Policy:
     try:
-        return Policy.model_validate(raw or {})
-    except ValidationError as err:
+        return Policy.parse(raw or {})
+    except Invalid as err:
         raise ConfigError(source, error_lines(err, ("policy",))) from None

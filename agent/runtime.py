@@ -18,7 +18,7 @@ import time
 from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -29,7 +29,6 @@ from agent.control import technician_tasks
 from agent.driver import Driver, build_driver
 from agent.envelope import event_entry, message_sealer
 from agent.keys import SigningKey, load_signing_key
-from agent.lighting import LightingController, Sky, load_lighting
 from agent.model import (
     Command,
     CommandResult,
@@ -49,6 +48,9 @@ from agent.sdnotify import Notifier
 from agent.supervisor import TaskHealth, supervise
 from agent.trust_store import STORE_FILE, TrustStore, announcements_for
 from agent.uplink import Uplink
+
+if TYPE_CHECKING:
+    from agent.lighting import LightingController
 
 log = structlog.get_logger(__name__)
 
@@ -143,6 +145,9 @@ class Agent:
         gateway = self.config.gateway
         if raw is None or gateway.latitude is None or gateway.longitude is None:
             return None
+        # Imported here: sun times (astral, zoneinfo) cost a gateway without lampposts memory.
+        from agent.lighting import LightingController, Sky, load_lighting
+
         sky = Sky(gateway.latitude, gateway.longitude, gateway.timezone)
         return LightingController(
             load_lighting(raw, str(self.loaded.path)), sky, write=self.write,

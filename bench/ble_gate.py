@@ -45,7 +45,7 @@ def rate(label: str, callback, items: list[tuple]) -> float:
 
 async def main(n: int) -> None:
     rng = random.Random(1)
-    section = Section.model_validate(
+    section = Section.parse(
         {
             "name": "bench",
             "scanning": "active",

@@ -50,7 +50,7 @@ async def measure(
     if naive:
         for device in tables["devices"]:
             device["profile"] = one_request_per_point(street.device(device["name"]).profile)
-    driver = ModbusDriver(Section.model_validate(tables))
+    driver = ModbusDriver(Section.parse(tables))
     names = [d.name for d in street.devices]
     try:
         await asyncio.gather(*(driver.poll(n) for n in names))  # connect; not measured

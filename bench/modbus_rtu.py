@@ -75,7 +75,7 @@ async def drive(
     for device in table["devices"]:
         profile = cabinet.device(device["name"]).profile
         device["profile"] = one_request_per_point(profile) if naive else profile
-    driver = ModbusDriver(Section.model_validate(table))
+    driver = ModbusDriver(Section.parse(table))
     requests = [r for d in table["devices"] for r in d["profile"].requests]
     ceiling = line_budget(cabinet.line, [read_frame_sizes(r) for r in requests])
 

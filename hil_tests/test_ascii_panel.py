@@ -43,7 +43,7 @@ class Sign:
 def driver_on(port: str, baud: int, profile: str, tmp_path: Path) -> AsciiDriver:
     device = {"name": DEVICE, "profile": profile, "timeout": 2.0, "retries": 2}
     raw = {"name": "hil-ascii", "port": port, "baud": baud, **FAST_LINE, "devices": [device]}
-    return build(Section.model_validate(raw), env(tmp_path))
+    return build(Section.parse(raw), env(tmp_path))
 
 
 @pytest.fixture(params=["simulated", pytest.param("hardware", marks=pytest.mark.hardware)])

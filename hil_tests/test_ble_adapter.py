@@ -45,7 +45,7 @@ def hil_section() -> Section:
         if key:
             device["bindkey"] = key
         devices.append(device)
-    return Section.model_validate(
+    return Section.parse(
         {
             "name": "hil-ble",
             "adapter": ADAPTER,

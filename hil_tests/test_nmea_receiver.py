@@ -39,7 +39,7 @@ pytestmark = pytest.mark.timeout(SECONDS * 2 + 60)
 def driver_on(port: str, tmp_path: Path, baud: int = 4800, **extra: object) -> NmeaDriver:
     raw = {"name": "hil-nmea", "device": DEVICE, "port": port, "baud": baud, "interval": 0,
            **FAST_LINE, **extra}  # fmt: skip
-    return build(Section.model_validate(raw), env(tmp_path))
+    return build(Section.parse(raw), env(tmp_path))
 
 
 @contextlib.asynccontextmanager

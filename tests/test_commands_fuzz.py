@@ -37,7 +37,7 @@ DEVICES = {
         },
     )
 }  # fmt: skip
-POLICY = Policy.model_validate({"lamppost": {"writes": {"dimming": {"min": 0, "max": 100}}}})
+POLICY = Policy.parse({"lamppost": {"writes": {"dimming": {"min": 0, "max": 100}}}})
 
 
 class Rig:

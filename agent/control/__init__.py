@@ -22,12 +22,13 @@ if TYPE_CHECKING:
 def technician_tasks(agent: Agent) -> dict[str, Callable[[], Awaitable[None]]]:
     """The long-running tasks for the runtime to supervise: the control socket, and the
     maintenance page when `control.maintenance_address` is set."""
-    from agent.maintenance import MaintenancePage
-
     control = ControlServer(agent)
     tasks: dict[str, Callable[[], Awaitable[None]]] = {"control": control.run}
     address = agent.config.control.maintenance_address
     if address:
+        # The page's HTTP and Prometheus code loads only where a page is configured.
+        from agent.maintenance import MaintenancePage
+
         tasks["maintenance"] = MaintenancePage(agent, address, control=control).run
     return tasks
 

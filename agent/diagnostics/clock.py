@@ -9,7 +9,6 @@ clock. Tests inject a `ClockSource` instead.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -80,11 +79,9 @@ def _timesyncd_flag() -> ClockState | None:
 
 
 def _adjtimex() -> ClockState | None:
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return None
     try:
-        libc = ctypes.CDLL(name, use_errno=True)
+        # The process's own symbols include libc's; find_library("c") would fork ldconfig.
+        libc = ctypes.CDLL(None, use_errno=True)
         buf = ctypes.create_string_buffer(TIMEX_BYTES)  # modes = 0: read, never set
         state = int(libc.adjtimex(buf))
     except (OSError, AttributeError):

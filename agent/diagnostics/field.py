@@ -30,7 +30,7 @@ def serial_ports(sections: dict[str, list[Any]]) -> Iterator[tuple[str, Path]]:
     """(key path, device path) of every `port` that names a file, in any driver section."""
     for kind, entries in sections.items():
         for i, section in enumerate(entries):
-            dumped = section.model_dump() if hasattr(section, "model_dump") else {}
+            dumped = section.dump() if hasattr(section, "dump") else {}
             yield from _ports(dumped, f"drivers.{kind}[{i}]")
 
 

@@ -140,7 +140,7 @@ class LightingController:
             unknown = sorted({d for g in new.groups for d in g.devices} - set(self._known()))
             if unknown:
                 return CommandResult(cmd.id, ResultCode.REJECTED, f"unknown devices {unknown}")
-        self._store(new.model_dump(mode="json"))
+        self._store(new.dump())
         self.lighting = new
         self._wake.set()
         log.info("lighting.program_applied", version=new.version)

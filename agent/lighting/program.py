@@ -32,25 +32,21 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from astral import Observer
 from astral.sun import sun
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from agent.config import ConfigError
 from agent.problems import error_lines
+from agent.tables import Field, Invalid, Table, check, check_table
 
 TIME_SPEC = re.compile(r"^(?:(sunset|sunrise)(?:([+-])(\d{1,3}))?|([01]\d|2[0-3]):([0-5]\d))$")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 Level = Annotated[int, Field(ge=0, le=100)]
 
 
-class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Step(Model):
+class Step(Table):
     at: str
     level: Level
 
-    @field_validator("at")
+    @check("at")
     @classmethod
     def _spec(cls, value: str) -> str:
         if not TIME_SPEC.match(value):
@@ -60,17 +56,17 @@ class Step(Model):
         return value
 
 
-class Program(Model):
+class Program(Table):
     steps: list[Step] = Field(min_length=1, max_length=24)
     off: str = "sunrise"
 
-    @field_validator("off")
+    @check("off")
     @classmethod
     def _off(cls, value: str) -> str:
-        return Step._spec(value)
+        return str(Step._spec(value))
 
 
-class Group(Model):
+class Group(Table):
     name: str = Field(min_length=1, max_length=64)
     devices: list[str] = Field(min_length=1)
     program: str
@@ -78,13 +74,13 @@ class Group(Model):
     baseline_watts: float = Field(default=150.0, gt=0, le=5000)
 
 
-class Exception_(Model):
+class Exception_(Table):
     date: dt.date | None = None
-    weekdays: list[str] = []
+    weekdays: list[str] = Field(default_factory=list)
     program: str
-    groups: list[str] = []  # empty: every group that is not a corridor
+    groups: list[str] = Field(default_factory=list)  # empty: every group that is not a corridor
 
-    @field_validator("weekdays")
+    @check("weekdays")
     @classmethod
     def _weekdays(cls, value: list[str]) -> list[str]:
         bad = [d for d in value if d not in WEEKDAYS]
@@ -92,14 +88,13 @@ class Exception_(Model):
             raise ValueError(f"unknown weekday(s) {bad}: use {', '.join(WEEKDAYS)}")
         return value
 
-    @model_validator(mode="after")
-    def _when(self) -> Exception_:
+    @check_table
+    def _when(self) -> None:
         if self.date is None and not self.weekdays:
             raise ValueError("an exception needs a date or weekdays")
-        return self
 
 
-class Lighting(Model):
+class Lighting(Table):
     """The whole lighting document: from the config, or pushed by the command post."""
 
     version: int = Field(default=0, ge=0)
@@ -112,10 +107,10 @@ class Lighting(Model):
     grace_s: float = Field(default=120.0, ge=0)  # how long a mismatch may last before an alarm
     programs: dict[str, Program]
     groups: list[Group] = Field(min_length=1)
-    exceptions: list[Exception_] = []
+    exceptions: list[Exception_] = Field(default_factory=list)
 
-    @model_validator(mode="after")
-    def _references(self) -> Lighting:
+    @check_table
+    def _references(self) -> None:
         problems = []
         names = set(self.programs)
         for i, group in enumerate(self.groups):
@@ -138,13 +133,12 @@ class Lighting(Model):
                 problems.append(f"exceptions[{i}].groups: unknown {sorted(unknown)}")
         if problems:
             raise ValueError("; ".join(problems))
-        return self
 
 
 def load_lighting(raw: Any, source: str = "<config>") -> Lighting:
     try:
-        return Lighting.model_validate(raw)
-    except ValidationError as err:
+        return Lighting.parse(raw)
+    except Invalid as err:
         raise ConfigError(source, error_lines(err, ("lighting",))) from None
 
 

@@ -8,19 +8,11 @@ profile is an error at `devices[i].profile` naming the file and the problem.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    InstanceOf,
-    ValidationInfo,
-    model_validator,
-)
-
+from agent.tables import Convert, Field, Table, check_table
 from drivers.ascii.profile import (
     SHIPPED_PROFILES,
     Profile,
@@ -31,7 +23,7 @@ from drivers.ascii.profile import (
 from drivers.serialline.settings import SerialSection
 
 
-def _load_profile(value: object, info: ValidationInfo) -> object:
+def _load_profile(value: object, context: Mapping[str, Any]) -> object:
     """A profile name (`info-panel`) or a path, made into a `Profile`.
 
     Names are looked up under `ascii/` of the validation context's
@@ -40,7 +32,6 @@ def _load_profile(value: object, info: ValidationInfo) -> object:
     """
     if not isinstance(value, str):
         return value  # a Profile given in code passes; anything else fails the type check
-    context = info.context if isinstance(info.context, dict) else {}
     given: tuple[Path, ...] = tuple(context.get("profile_dirs") or ())
     dirs = profile_dirs(given) if given else (SHIPPED_PROFILES,)
     try:
@@ -49,12 +40,10 @@ def _load_profile(value: object, info: ValidationInfo) -> object:
         raise ValueError(str(err)) from None
 
 
-ProfileRef = Annotated[InstanceOf[Profile], BeforeValidator(_load_profile)]
+ProfileRef = Annotated[Profile, Convert(_load_profile)]
 
 
-class AsciiDevice(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class AsciiDevice(Table):
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
     profile: ProfileRef
     address: str | None = Field(default=None, min_length=1, max_length=16,
@@ -66,19 +55,18 @@ class AsciiDevice(BaseModel):
         60.0  # longest wait between polls while down
     )
 
-    @model_validator(mode="after")
-    def _address(self) -> AsciiDevice:
+    @check_table
+    def _address(self) -> None:
         if self.profile.uses_address and self.address is None:
             raise ValueError(f"profile {self.profile.type!r} addresses its devices: "
                              "set address")  # fmt: skip
-        return self
 
 
 class Section(SerialSection):
     devices: list[AsciiDevice] = Field(min_length=1, max_length=32)
 
-    @model_validator(mode="after")
-    def _distinct(self) -> Section:
+    @check_table
+    def _distinct(self) -> None:
         names: dict[str, int] = {}
         addresses: dict[str | None, int] = {}
         problems = []
@@ -95,4 +83,3 @@ class Section(SerialSection):
             addresses.setdefault(device.address, i)
         if problems:
             raise ValueError("; ".join(problems))
-        return self

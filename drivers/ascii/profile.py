@@ -20,11 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
 from agent.driver import SHIPPED_CONFIG_DIR
 from agent.model import PointAccess
 from agent.problems import error_lines
+from agent.tables import Field, Invalid, Table
 from drivers.ascii.points import Point, PointType
 
 SHIPPED_PROFILES = SHIPPED_CONFIG_DIR / "profiles" / "ascii"
@@ -46,11 +45,7 @@ class ProfileError(Exception):
 # --- the TOML schema ----------------------------------------------------------------
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class _DeviceSpec(_Strict):
+class _DeviceSpec(Table):
     type: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_.-]*$")
     description: str = ""
     terminator: Literal["\r\n", "\n", "\r"] = "\r\n"  # sent after every request
@@ -61,13 +56,13 @@ class _DeviceSpec(_Strict):
     request_pause: Annotated[float, Field(ge=0, le=5)] = 0.0  # quiet after each exchange
 
 
-class _RequestSpec(_Strict):
+class _RequestSpec(Table):
     name: str = Field(min_length=1, max_length=64, pattern=_NAME)
     send: str = Field(min_length=1, max_length=256)
     expect: str = Field(min_length=1, max_length=1024)
 
 
-class _PointSpec(_Strict):
+class _PointSpec(Table):
     name: str = Field(min_length=1, max_length=64, pattern=_NAME)
     type: PointType
     read: str
@@ -89,7 +84,7 @@ class _PointSpec(_Strict):
     description: str = ""
 
 
-class _ProfileSpec(_Strict):
+class _ProfileSpec(Table):
     device: _DeviceSpec
     requests: list[_RequestSpec] = Field(min_length=1, max_length=64)
     points: list[_PointSpec] = Field(min_length=1, max_length=256)
@@ -125,8 +120,8 @@ class Profile:
 def parse_profile(raw: Mapping[str, Any], source: Path) -> Profile:
     """Validate a parsed profile document; ProfileError lists every problem."""
     try:
-        spec = _ProfileSpec.model_validate(raw)
-    except ValidationError as err:
+        spec = _ProfileSpec.parse(raw)
+    except Invalid as err:
         raise ProfileError(str(source), error_lines(err)) from None
     problems: list[str] = []
     device = spec.device
@@ -199,7 +194,7 @@ def _build_point(
     def bad(key: str, message: str) -> None:
         problems.append(f"{where}.{key}: {message}")
 
-    given = spec.model_fields_set
+    given = spec.given
     kind = spec.type
     group = spec.group or spec.name
     if spec.read not in requests:

@@ -10,10 +10,8 @@ from __future__ import annotations
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from pydantic_core import PydanticCustomError
-
 from agent.driver import DriverSection
+from agent.tables import Field, Table, check, check_table
 from drivers.ble.bthome import POINT_NAMES
 
 Seconds = Annotated[float, Field(gt=0, le=86400 * 31)]
@@ -25,11 +23,7 @@ _HEX = re.compile(r"^[0-9a-fA-F]*$")
 GattPoint = Literal["battery_level", "manufacturer", "model", "firmware", "hardware", "software"]
 
 
-class _Table(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class GattSchedule(_Table):
+class GattSchedule(Table):
     """Maintenance reads over a GATT connection (Battery and Device Information services)."""
 
     every: Seconds = 86400.0  # a connection costs the sensor battery: daily is plenty
@@ -39,7 +33,7 @@ class GattSchedule(_Table):
     first_within: Seconds = 60.0  # first read at a random moment this soon after start
 
 
-class DeviceSection(_Table):
+class DeviceSection(Table):
     """One BLE sensor of the city, by its fixed (public or static random) address."""
 
     name: Name
@@ -47,45 +41,37 @@ class DeviceSection(_Table):
     bindkey: str | None = None  # 32 hex digits: the sensor's BTHome AES-CCM key
     interval: Seconds = 60.0  # how often the sensor is expected to advertise
     silent_after: Annotated[int, Field(ge=1, le=10000)] = 5  # intervals without data → alarm
-    points: list[str] = []  # BTHome points expected (listed in the catalogue before first heard)
+    # BTHome points expected (listed in the catalogue before first heard)
+    points: list[str] = Field(default_factory=list)
     gatt: GattSchedule | None = None
 
-    @field_validator("address", mode="before")
+    @check("address", before=True)
     @classmethod
     def _address(cls, value: object) -> object:
         if not isinstance(value, str):
             return value
         text = value.strip().upper().replace("-", ":")
         if not _MAC.match(text):
-            raise PydanticCustomError(
-                "mac_address", "expected a Bluetooth address like A4:C1:38:8D:18:B2"
-            )
+            raise ValueError("expected a Bluetooth address like A4:C1:38:8D:18:B2")
         return text
 
-    @field_validator("points")
+    @check("points")
     @classmethod
     def _points(cls, value: list[str]) -> list[str]:
         unknown = [p for p in value if p not in POINT_NAMES]
         if unknown:
-            raise PydanticCustomError(
-                "bthome_point",
-                "unknown BTHome point(s) {unknown}; see docs/ble.md for the names",
-                {"unknown": ", ".join(unknown)},
+            raise ValueError(
+                f"unknown BTHome point(s) {', '.join(unknown)}; see docs/ble.md for the names"
             )
         return value
 
-    @model_validator(mode="after")
-    def _bindkey(self) -> DeviceSection:
-        # Checked here, not as a field, so the loader cannot append the (secret) value.
+    @check_table
+    def _bindkey(self) -> None:
+        # Checked here, not as a key, so the report cannot show the (secret) value.
         key = self.bindkey
         if key is not None and (len(key) != 32 or not _HEX.match(key)):
             what = "not hexadecimal" if not _HEX.match(key) else f"{len(key)} characters"
-            raise PydanticCustomError(
-                "bindkey",
-                "bindkey: expected 32 hex digits (a 16-byte AES key), got {what}",
-                {"what": what},
-            )
-        return self
+            raise ValueError(f"bindkey: expected 32 hex digits (a 16-byte AES key), got {what}")
 
     @property
     def key(self) -> bytes | None:
@@ -111,8 +97,8 @@ class Section(DriverSection):
     retry_max: Seconds = 60.0
     gatt_timeout: Seconds = 20.0  # a whole maintenance read: wait for adapter, connect, read
 
-    @model_validator(mode="after")
-    def _unique(self) -> Section:
+    @check_table
+    def _unique(self) -> None:
         problems = []
         names: dict[str, int] = {}
         addresses: dict[str, int] = {}
@@ -132,7 +118,4 @@ class Section(DriverSection):
         if self.retry_max < self.retry_min:
             problems.append(f"retry_max: {self.retry_max} is below retry_min {self.retry_min}")
         if problems:
-            raise PydanticCustomError(
-                "ble_section", "{problems}", {"problems": "; ".join(problems)}
-            )
-        return self
+            raise ValueError("; ".join(problems))

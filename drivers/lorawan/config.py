@@ -13,10 +13,8 @@ import re
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator
-from pydantic_core import PydanticCustomError
-
 from agent.driver import DriverSection
+from agent.tables import Field, check
 
 _EUI = re.compile(r"^[0-9A-Fa-f]{16}$")
 
@@ -36,25 +34,21 @@ class Section(DriverSection):
     silent_intervals: Annotated[float, Field(ge=1, le=1000)] = 3.0  # alarm after N intervals
     queue_size: Annotated[int, Field(ge=10, le=100_000)] = 2000  # frames between socket and decoder
 
-    @field_validator("listen")
+    @check("listen")
     @classmethod
     def _address(cls, value: str) -> str:
         try:
             ipaddress.ip_address(value)
         except ValueError:
-            raise PydanticCustomError(
-                "ip_address", "expected an IP address to listen on, like 127.0.0.1 or ::1"
-            ) from None
+            raise ValueError("expected an IP address to listen on, like 127.0.0.1 or ::1") from None
         return value
 
-    @field_validator("forwarders")
+    @check("forwarders")
     @classmethod
     def _euis(cls, value: list[str]) -> list[str]:
         for eui in value:
             if not _EUI.match(eui):
-                raise PydanticCustomError(
-                    "gateway_eui",
-                    "expected gateway EUIs of 16 hex digits, like AA555A0000000101; got {eui!r}",
-                    {"eui": eui},
+                raise ValueError(
+                    f"expected gateway EUIs of 16 hex digits, like AA555A0000000101; got {eui!r}"
                 )
         return [eui.upper() for eui in value]

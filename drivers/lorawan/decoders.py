@@ -23,11 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-
 from agent.driver import SHIPPED_CONFIG_DIR
 from agent.model import Value
 from agent.problems import error_lines
+from agent.tables import Field, Invalid, Table, check_table
 
 SHIPPED_DEVICE_TYPES = SHIPPED_CONFIG_DIR / "lorawan"
 
@@ -433,20 +432,16 @@ FUNCTIONS: dict[str, _Function] = {
 # --- the TOML schema ----------------------------------------------------------------
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
 _Port = Annotated[int, Field(ge=1, le=223)]
 
 
-class _BitSpec(_Strict):
+class _BitSpec(Table):
     name: str = Field(min_length=1, max_length=64, pattern=_NAME)
     bit: Annotated[int, Field(ge=0, le=31)]
     width: Annotated[int, Field(ge=1, le=16)] = 1  # 1: a flag (bool), more: a small number
 
 
-class _FieldSpec(_Strict):
+class _FieldSpec(Table):
     name: str = Field(min_length=1, max_length=64, pattern=_NAME)
     type: FieldType
     size: Annotated[int, Field(ge=1, le=64)] | None = None  # only for skip
@@ -459,27 +454,27 @@ class _FieldSpec(_Strict):
     description: str = ""
 
 
-class _DeriveSpec(_Strict):
+class _DeriveSpec(Table):
     name: str = Field(min_length=1, max_length=64, pattern=_NAME)
     function: Literal["fill_percent", "battery_percent"]
     source: str = Field(min_length=1, max_length=64)
     description: str = ""
 
 
-class _FrameSpec(_Strict):
+class _FrameSpec(Table):
     fport: list[_Port] | None = Field(default=None, min_length=1)
     field: list[_FieldSpec] = Field(min_length=1, max_length=64)
     derive: list[_DeriveSpec] = Field(default_factory=list, max_length=16)
     description: str = ""
 
 
-class _ChannelSpec(_Strict):
+class _ChannelSpec(Table):
     channel: Annotated[int, Field(ge=0, le=255)]
     type: str
     name: str = Field(min_length=1, max_length=64, pattern=_NAME)
 
 
-class _AlarmSpec(_Strict):
+class _AlarmSpec(Table):
     point: str = Field(min_length=1, max_length=64)
     event: str = Field(min_length=3, max_length=64, pattern=_EVENT)
     severity: Literal["info", "warning", "critical"] = "warning"
@@ -487,15 +482,14 @@ class _AlarmSpec(_Strict):
     at_or_below: float | None = Field(default=None, allow_inf_nan=False)
     equals: bool | float | None = Field(default=None, allow_inf_nan=False)
 
-    @model_validator(mode="after")
-    def _one_condition(self) -> _AlarmSpec:
+    @check_table
+    def _one_condition(self) -> None:
         given = [self.at_or_above, self.at_or_below, self.equals]
         if sum(v is not None for v in given) != 1:
             raise ValueError("give exactly one of at_or_above, at_or_below, equals")
-        return self
 
 
-class _DeviceTypeSpec(_Strict):
+class _DeviceTypeSpec(Table):
     name: str = Field(min_length=1, max_length=64, pattern=_TYPE_NAME)
     description: str = ""
     codec: Literal["cayenne-lpp", "layout"]
@@ -516,8 +510,8 @@ def parse_device_type(raw: Mapping[str, Any], source: Path | None = None) -> Dev
     """Validate a parsed device-type document; DeviceTypeError lists every problem."""
     where_from = str(source) if source is not None else "<device type>"
     try:
-        spec = _DeviceTypeSpec.model_validate(raw)
-    except ValidationError as err:
+        spec = _DeviceTypeSpec.parse(raw)
+    except Invalid as err:
         raise DeviceTypeError(where_from, error_lines(err)) from None
     problems: list[str] = []
     if source is not None and source.stem != spec.name:

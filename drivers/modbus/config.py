@@ -3,7 +3,7 @@
 A bus is a Modbus TCP network (`transport = "tcp"`, the default: each device
 names its host and port) or one serial line (`transport = "rtu"`: the table
 names the port and its settings, each device its unit id on the line).
-`Section.model_validate` picks the right model by `transport`, so errors name
+`Section.parse` picks the right table by `transport`, so errors name
 the keys a technician wrote (`drivers.modbus[1].devices[2].unit`).
 
 Profiles are loaded and validated here, at config load: a bad or missing
@@ -13,28 +13,16 @@ before anything runs.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
-
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    InstanceOf,
-    ModelWrapValidatorHandler,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
-from pydantic_core import InitErrorDetails, PydanticCustomError
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, cast
 
 from agent.driver import DriverSection
+from agent.tables import Convert, Field, Invalid, Table, check, check_table
 from drivers.modbus.budget import STANDARD_BAUDS, LineFormat
 from drivers.modbus.profile import SHIPPED_PROFILES, Profile, ProfileError, resolve_profile
 
 
-def _load_profile(value: object, info: ValidationInfo) -> object:
+def _load_profile(value: object, context: Mapping[str, Any]) -> object:
     """A profile name (`lamppost`) or an absolute path, made into a `Profile`.
 
     Names are looked up in the validation context's `profile_dirs` when the
@@ -42,7 +30,6 @@ def _load_profile(value: object, info: ValidationInfo) -> object:
     """
     if not isinstance(value, str):
         return value  # a Profile given in code passes; anything else fails the type check
-    context = info.context if isinstance(info.context, dict) else {}
     dirs = tuple(context.get("profile_dirs") or (SHIPPED_PROFILES,))
     try:
         return resolve_profile(value, dirs)
@@ -50,13 +37,11 @@ def _load_profile(value: object, info: ValidationInfo) -> object:
         raise ValueError(str(err)) from None
 
 
-ProfileRef = Annotated[InstanceOf[Profile], BeforeValidator(_load_profile)]
+ProfileRef = Annotated[Profile, Convert(_load_profile)]
 
 
-class TcpDevice(BaseModel):
+class TcpDevice(Table):
     """One device reached over Modbus TCP (directly, or through a gateway's unit id)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
     profile: ProfileRef
@@ -73,32 +58,20 @@ class TcpDevice(BaseModel):
         return (self.host, self.port)
 
 
-def _problem(loc: tuple[str | int, ...], message: str, value: object) -> InitErrorDetails:
-    return InitErrorDetails(
-        type=PydanticCustomError("modbus_config", message), loc=loc, input=value
-    )
-
-
 class Section(DriverSection):
     """One `[[drivers.modbus]]` table: validates as `TcpSection` or `RtuSection`."""
 
     transport: Literal["tcp", "rtu"] = "tcp"
 
-    @model_validator(mode="wrap")
     @classmethod
-    def _by_transport(
-        cls, data: Any, handler: ModelWrapValidatorHandler[Section], info: ValidationInfo
-    ) -> Any:
-        if cls is not Section or not isinstance(data, dict):
-            return handler(data)
-        transport = data.get("transport", "tcp")
+    def parse(cls, raw: Mapping[str, Any], *, context: Mapping[str, Any] | None = None) -> Any:
+        if cls is not Section or not isinstance(raw, Mapping):
+            return super().parse(raw, context=context)
+        transport = raw.get("transport", "tcp")
         if transport not in ("tcp", "rtu"):
-            raise ValidationError.from_exception_data(
-                cls.__name__,
-                [_problem(("transport",), 'expected "tcp" or "rtu"', transport)],
-            )
-        model = RtuSection if transport == "rtu" else TcpSection
-        return model.model_validate(data, context=info.context)
+            raise Invalid.at((("transport",), 'expected "tcp" or "rtu"', transport))
+        table = RtuSection if transport == "rtu" else TcpSection
+        return cast(Section, table.parse(raw, context=context))
 
 
 class TcpSection(Section):
@@ -107,8 +80,8 @@ class TcpSection(Section):
     transport: Literal["tcp"] = "tcp"
     devices: list[TcpDevice] = Field(min_length=1, max_length=1000)
 
-    @model_validator(mode="after")
-    def _distinct(self) -> TcpSection:
+    @check_table
+    def _distinct(self) -> None:
         names: dict[str, int] = {}
         units: dict[tuple[str, int, int], int] = {}
         problems = []
@@ -124,22 +97,19 @@ class TcpSection(Section):
             units.setdefault(key, i)
         if problems:
             raise ValueError("; ".join(problems))
-        return self
 
 
 # --- Modbus RTU: one serial line ------------------------------------------------------
 
 
-def _parity(value: object) -> object:
+def _parity(value: object, context: Mapping[str, Any]) -> object:
     """`"E"`, or the word a technician may write: `"even"`, `"none"`, `"odd"`."""
     words = {"none": "N", "even": "E", "odd": "O", "n": "N", "e": "E", "o": "O"}
     return words.get(value.lower(), value) if isinstance(value, str) else value
 
 
-class RtuDevice(BaseModel):
+class RtuDevice(Table):
     """One device on a serial line, told apart by its unit id (slave address)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
     profile: ProfileRef
@@ -156,7 +126,7 @@ class RtuSection(Section):
     transport: Literal["rtu"] = "rtu"
     port: str = Field(min_length=1, max_length=4096)  # /dev/ttyUSB0, /dev/serial/by-id/…
     baudrate: int = 19200
-    parity: Annotated[Literal["N", "E", "O"], BeforeValidator(_parity)] = "E"
+    parity: Annotated[Literal["N", "E", "O"], Convert(_parity)] = "E"
     stopbits: Literal[1, 2] = 1
     bytesize: Literal[8] = 8  # RTU frames carry 8-bit bytes; 7 bits is Modbus ASCII
     frame_gap: Annotated[float, Field(gt=0, le=1)] | None = None  # default: 3.5 characters
@@ -168,37 +138,36 @@ class RtuSection(Section):
     def line(self) -> LineFormat:
         return LineFormat(self.baudrate, self.bytesize, self.parity, self.stopbits)
 
-    @field_validator("port")
+    @check("port")
     @classmethod
     def _port_named(cls, port: str) -> str:
         if not port.strip():
-            raise PydanticCustomError("modbus_config", "names no serial device")
+            raise ValueError("names no serial device")
         return port
 
-    @field_validator("baudrate")
+    @check("baudrate")
     @classmethod
     def _standard_baud(cls, baudrate: int) -> int:
         if baudrate not in STANDARD_BAUDS:
             shown = ", ".join(str(b) for b in STANDARD_BAUDS)
-            raise PydanticCustomError("modbus_config", f"expected one of {shown}")
+            raise ValueError(f"expected one of {shown}")
         return baudrate
 
-    @model_validator(mode="after")
-    def _distinct(self) -> RtuSection:
-        problems: list[InitErrorDetails] = []
+    @check_table
+    def _distinct(self) -> None:
+        problems: list[tuple[tuple[str | int, ...], str, object]] = []
         names: dict[str, int] = {}
         units: dict[int, int] = {}
         for i, device in enumerate(self.devices):
             if device.name in names:
-                problems.append(_problem(("devices", i, "name"),
-                                f"{device.name!r} already used by devices[{names[device.name]}]",
-                                device.name))  # fmt: skip
+                problems.append((("devices", i, "name"),
+                                 f"{device.name!r} already used by devices[{names[device.name]}]",
+                                 device.name))  # fmt: skip
             names.setdefault(device.name, i)
             if device.unit in units:
-                problems.append(_problem(("devices", i, "unit"),
-                                f"unit {device.unit} is already devices[{units[device.unit]}] "
-                                f"on {self.port}", device.unit))  # fmt: skip
+                problems.append((("devices", i, "unit"),
+                                 f"unit {device.unit} is already devices[{units[device.unit]}] "
+                                 f"on {self.port}", device.unit))  # fmt: skip
             units.setdefault(device.unit, i)
         if problems:
-            raise ValidationError.from_exception_data(type(self).__name__, problems)
-        return self
+            raise Invalid.at(*problems)

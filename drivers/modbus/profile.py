@@ -15,11 +15,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
 from agent.driver import SHIPPED_CONFIG_DIR
 from agent.model import InvalidValue, PointAccess
 from agent.problems import error_lines
+from agent.tables import Field, Invalid, Table
 from drivers.modbus.codec import encode
 from drivers.modbus.planner import ReadRequest, plan
 from drivers.modbus.points import DataType, Limits, Order, Point, RegisterKind
@@ -42,11 +41,7 @@ class ProfileError(Exception):
 # --- the TOML schema ----------------------------------------------------------------
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class _DeviceSpec(_Strict):
+class _DeviceSpec(Table):
     type: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_.-]*$")
     description: str = ""
     max_registers: Annotated[int, Field(ge=1, le=125)] = 125
@@ -61,9 +56,9 @@ class _DeviceSpec(_Strict):
     request_pause: Annotated[float, Field(ge=0, le=5)] = 0.0  # seconds after each request
 
 
-class _PointSpec(_Strict):
+class _PointSpec(Table):
     name: str = Field(min_length=1, max_length=64, pattern=_NAME)
-    kind: RegisterKind = Field(alias="register")  # `register` would shadow BaseModel's
+    kind: RegisterKind = Field(alias="register")  # the TOML key; `kind` reads better here
     address: Annotated[int, Field(ge=0, le=65536)]
     type: DataType | None = None  # default: bool for coils/discrete, uint16 for registers
     count: Annotated[int, Field(ge=1, le=125)] | None = None  # cross-check of the type's size
@@ -82,7 +77,7 @@ class _PointSpec(_Strict):
     description: str = ""
 
 
-class _ProfileSpec(_Strict):
+class _ProfileSpec(Table):
     device: _DeviceSpec
     points: list[_PointSpec] = Field(min_length=1, max_length=2000)
 
@@ -107,8 +102,8 @@ class Profile:
 def parse_profile(raw: Mapping[str, Any], source: Path) -> Profile:
     """Validate a parsed profile document; ProfileError lists every problem."""
     try:
-        spec = _ProfileSpec.model_validate(raw)
-    except ValidationError as err:
+        spec = _ProfileSpec.parse(raw)
+    except Invalid as err:
         raise ProfileError(str(source), error_lines(err)) from None
     problems: list[str] = []
     points = [
@@ -141,7 +136,7 @@ def _build_point(device: _DeviceSpec, spec: _PointSpec, where: str, problems: li
 
     kind = spec.kind
     dtype = spec.type or (DataType.BOOL if kind.is_bit else DataType.UINT16)
-    given = spec.model_fields_set
+    given = spec.given
 
     if kind.is_bit and dtype is not DataType.BOOL:
         bad("type", f'a {kind} holds one bit: type must be "bool", got "{dtype}"')

@@ -10,12 +10,12 @@ read and write requests it received, and can be made to misbehave: stop
 answering, answer garbage, answer with an exception, or be switched off.
 
     async with ModbusStreet(lampposts=20, meters=1) as street:
-        section = Section.model_validate(street.driver_tables())
+        section = Section.parse(street.driver_tables())
         ...
         street.read_requests("lamppost-001")
 
     async with JunctionCabinet("/tmp/ttyDEV", controllers=2, meters=1) as cabinet:
-        section = Section.model_validate(cabinet.driver_table("junction", port="/tmp/ttyGW"))
+        section = Section.parse(cabinet.driver_table("junction", port="/tmp/ttyGW"))
         cabinet.controller("traffic-controller-1").inject("conflict")
 """
 

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field, model_validator
-
+from agent.tables import Field, check_table
 from drivers.serialline.settings import SerialSection
 
 
@@ -26,9 +25,8 @@ class Section(SerialSection):
     )
     stale_after: Annotated[float, Field(gt=0, le=3600)] = 5.0  # no valid sentence this long: DOWN
 
-    @model_validator(mode="after")
-    def _gap(self) -> Section:
+    @check_table
+    def _gap(self) -> None:
         if self.epoch_gap >= self.stale_after:
             raise ValueError(f"epoch_gap ({self.epoch_gap}) must be shorter than stale_after "
                              f"({self.stale_after})")  # fmt: skip
-        return self

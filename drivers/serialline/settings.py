@@ -9,10 +9,8 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator, model_validator
-from pydantic_core import PydanticCustomError
-
 from agent.driver import DriverSection
+from agent.tables import Field, check, check_table
 
 STANDARD_BAUDS = (300, 600, 1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200, 230400,
                   460800, 921600)  # fmt: skip
@@ -32,31 +30,26 @@ class SerialSection(DriverSection):
     reopen_min: Seconds = 0.5  # first wait before reopening a lost port (doubles)
     reopen_max: Seconds = 30.0  # longest wait between reopen attempts
 
-    @field_validator("port")
+    @check("port")
     @classmethod
     def _port(cls, value: str) -> str:
         if not value.startswith("/") or value.endswith("/") or "\x00" in value:
-            raise PydanticCustomError(
-                "serial_port",
+            raise ValueError(
                 "expected the absolute path of a serial device, like /dev/ttyUSB0 "
-                "or /dev/serial/by-id/usb-…",
+                "or /dev/serial/by-id/usb-…"
             )
         return value
 
-    @field_validator("baud")
+    @check("baud")
     @classmethod
     def _baud(cls, value: int) -> int:
         if value not in STANDARD_BAUDS:
-            raise PydanticCustomError(
-                "baud_rate",
-                "expected a standard baud rate ({rates})",
-                {"rates": ", ".join(map(str, STANDARD_BAUDS))},
-            )
+            rates = ", ".join(map(str, STANDARD_BAUDS))
+            raise ValueError(f"expected a standard baud rate ({rates})")
         return value
 
-    @model_validator(mode="after")
-    def _reopen(self) -> SerialSection:
+    @check_table
+    def _reopen(self) -> None:
         if self.reopen_min > self.reopen_max:
             raise ValueError(f"reopen_min ({self.reopen_min}) is greater than reopen_max "
                              f"({self.reopen_max})")  # fmt: skip
-        return self

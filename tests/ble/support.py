@@ -31,7 +31,7 @@ def section(**overrides: Any) -> Section:
         ],
     }
     raw.update(overrides)
-    return Section.model_validate(raw)
+    return Section.parse(raw)
 
 
 async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:

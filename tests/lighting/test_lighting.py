@@ -215,7 +215,7 @@ async def test_accelerated_night_on_simulated_controllers(tmp_path: Path) -> Non
     async with ModbusStreet(lampposts=3, meters=0) as street:
         from drivers.modbus.config import Section
 
-        section = Section.model_validate(street.driver_tables(name="street", timeout=1.0))
+        section = Section.parse(street.driver_tables(name="street", timeout=1.0))
         driver = build_driver("modbus", section, DriverEnv(tmp_path, tmp_path))
         start = local(2026, 6, 21, 20, 45)
         clock = ScaledClock(start, speed=1800)

@@ -34,7 +34,7 @@ def write_keys(tmp_path: Path) -> Path:
 
 
 def make_driver(tmp_path: Path, **extra: object) -> LoRaWANDriver:
-    section = Section.model_validate(
+    section = Section.parse(
         {"name": "lora", "port": 0, "sessions": str(write_keys(tmp_path)), **extra}
     )
     env = DriverEnv(state_dir=tmp_path / "state", config_dir=tmp_path)

@@ -40,7 +40,7 @@ FAST = {"poll_interval": 0.2, "timeout": 0.4, "retries": 0, "backoff_max": 0.4}
 
 
 def make_driver(street: ModbusStreet, **settings: Any) -> ModbusDriver:
-    section = Section.model_validate(street.driver_tables("street", **{**FAST, **settings}))
+    section = Section.parse(street.driver_tables("street", **{**FAST, **settings}))
     driver = build(
         section, DriverEnv(state_dir=Path("/nonexistent"), config_dir=Path("/nonexistent"))
     )
@@ -293,7 +293,7 @@ async def test_wrong_unit_is_an_exception_reply(street: ModbusStreet) -> None:
     tables = street.driver_tables("street", **FAST)
     tables["devices"] = tables["devices"][:1]
     tables["devices"][0]["unit"] = 9  # the device answers unit 1 only
-    driver = build(Section.model_validate(tables), DriverEnv(Path("/x"), Path("/x")))
+    driver = build(Section.parse(tables), DriverEnv(Path("/x"), Path("/x")))
     try:
         assert await driver.poll("lamppost-001") == []
         (health,) = driver.health()
@@ -343,7 +343,7 @@ async def test_catalogue_exposes_points_and_deadbands(street: ModbusStreet) -> N
 
 
 def test_devices_behind_one_gateway_share_one_bus() -> None:
-    section = Section.model_validate(
+    section = Section.parse(
         {
             "name": "gateway",
             "devices": [
@@ -366,7 +366,7 @@ async def test_a_value_that_does_not_decode_costs_only_that_point() -> None:
     server = await DeviceServer.start(meter)
     tables = {"name": "cabinet", "devices": [{"name": "odd-meter", "profile": "energy-meter",
               "host": "127.0.0.1", "port": server.port, **FAST}]}  # fmt: skip
-    driver = ModbusDriver(Section.model_validate(tables))
+    driver = ModbusDriver(Section.parse(tables))
     try:
         items = await driver.poll("odd-meter")
         assert {i.point for i in items if isinstance(i, Reading)} == set(meter.profile.points) - {

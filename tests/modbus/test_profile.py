@@ -246,8 +246,8 @@ def test_config_with_profiles_by_name_and_by_path(tmp_path: Path) -> None:
 def test_site_profile_dirs_come_first_when_the_loader_passes_them(tmp_path: Path) -> None:
     (tmp_path / "lamppost.toml").write_text(GOOD)  # a site's own "lamppost"
     raw = {"name": "s", "devices": [{"name": "l", "profile": "lamppost", "host": "h"}]}
-    shipped = Section.model_validate(raw)
-    site = Section.model_validate(raw, context={"profile_dirs": [tmp_path, SHIPPED_PROFILES]})
+    shipped = Section.parse(raw)
+    site = Section.parse(raw, context={"profile_dirs": [tmp_path, SHIPPED_PROFILES]})
     assert shipped.devices[0].profile.type == "lamppost"
     assert site.devices[0].profile.type == "test-device"
 
@@ -283,4 +283,4 @@ def test_documented_example_in_docs_is_valid() -> None:
     doc = (SHIPPED_CONFIG_DIR.parent / "docs" / "modbus.md").read_text()
     block = doc.split("```toml\n[[drivers.modbus]]", 1)[1].split("```", 1)[0]
     raw = tomllib.loads("[[drivers.modbus]]" + block)
-    Section.model_validate(raw["drivers"]["modbus"][0])
+    Section.parse(raw["drivers"]["modbus"][0])

@@ -111,7 +111,7 @@ async def running(driver: ModbusDriver, emit: Recorder) -> AsyncIterator[asyncio
 
 
 def make_driver(table: dict[str, Any]) -> ModbusDriver:
-    driver = build(Section.model_validate(table), ENV)
+    driver = build(Section.parse(table), ENV)
     assert isinstance(driver, Driver)
     return driver
 

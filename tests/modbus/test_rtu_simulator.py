@@ -82,7 +82,7 @@ def test_the_cabinet_as_a_driver_table() -> None:
         "junction-meter": (3, "energy-meter"),
     }
     table = cabinet.driver_table("junction", "/tmp/ttyGW", line={"timeout": 0.2}, poll_interval=0.5)
-    section = Section.model_validate(table)
+    section = Section.parse(table)
     assert isinstance(section, RtuSection)
     assert str(section.line) == "19200 8N2" and section.timeout == 0.2
     assert {d.poll_interval for d in section.devices} == {0.5}

@@ -52,7 +52,7 @@ def make_driver(pair: PtyPair, tmp_path: Path, **device: Any) -> AsciiDriver:
         "devices": [{"name": PANEL, "profile": "info-panel", "poll_interval": 0.05,
                      "timeout": 0.5, "retries": 1, "backoff_max": 0.2, **device}],
     }  # fmt: skip
-    driver = build(Section.model_validate(raw), env(tmp_path))
+    driver = build(Section.parse(raw), env(tmp_path))
     assert isinstance(driver, Driver)
     return driver
 

@@ -12,7 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("nmea", "ascii", "serialline")
-ALLOWED_AGENT = {"agent.model", "agent.driver", "agent.problems"}
+ALLOWED_AGENT = {"agent.model", "agent.driver", "agent.problems", "agent.tables"}
 FORBIDDEN = ("aiomqtt", "paho", "msgpack", "cryptography", "sqlite3", "drivers.modbus",
              "drivers.ble")  # fmt: skip
 

@@ -38,7 +38,7 @@ DEVICE = "bus-12-gps"
 def make_driver(pair: PtyPair, tmp_path: Path, **overrides: Any) -> NmeaDriver:
     raw = {"name": "gps", "device": DEVICE, "port": str(pair.link), "baud": 4800, "interval": 0,
            "epoch_gap": 0.05, "stale_after": 30.0, **FAST_LINE, **overrides}  # fmt: skip
-    driver = build(Section.model_validate(raw), env(tmp_path))
+    driver = build(Section.parse(raw), env(tmp_path))
     assert isinstance(driver, Driver)
     return driver
 

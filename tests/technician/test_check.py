@@ -369,9 +369,7 @@ async def test_the_packet_forwarder_is_asked_of_the_running_agent(
     ctx = CheckContext(path)
     await check_config(ctx)
     assert ctx.loaded is not None
-    lorawan = ctx.loaded.config.model_copy(
-        update={"drivers": {"lorawan": [DriverSection(name="forwarders")]}}
-    )
+    lorawan = ctx.loaded.config.replace(drivers={"lorawan": [DriverSection(name="forwarders")]})
     ctx.loaded = replace(ctx.loaded, config=lorawan)
     [alone] = await check_forwarder(ctx)
     assert alone.status is Status.WARN and "agent not running" in alone.detail
