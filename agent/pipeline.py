@@ -10,7 +10,6 @@ one SQLite transaction per window: that commit is the moment a reading is accept
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -100,7 +99,10 @@ class Pipeline:
                 continue
             self.stats.received += 1
             if item.quality is Quality.GOOD and (not self.clock_trusted or item.ts < CLOCK_FLOOR):
-                item = dataclasses.replace(item, quality=Quality.CLOCK_UNSYNCED)
+                # built directly: dataclasses.replace costs 4x, on every reading while
+                # the clock is unsynchronised
+                item = Reading(item.device, item.point, item.value, item.ts, item.unit,
+                               Quality.CLOCK_UNSYNCED)  # fmt: skip
                 self.stats.clock_flagged += 1
             key = (item.device, item.point)
             last = self._last.get(key)

@@ -6,7 +6,7 @@ simulator; the TOML schema that produces it lives in `profile.py`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from agent.model import PointAccess, PointInfo
@@ -78,11 +78,12 @@ class Point:
     alarm: str | None = None  # event kind raised while this boolean point is true
     choices: tuple[int | float, ...] | None = None  # the only values a write may set
     description: str = ""
+    # Registers (or bits, for coils and discrete inputs) this point spans; kept, not
+    # derived on each use: every poll decodes every point.
+    size: int = field(init=False, repr=False, compare=False)
 
-    @property
-    def size(self) -> int:
-        """Registers (or bits, for coils and discrete inputs) this point spans."""
-        return 1 if self.register.is_bit else self.type.registers
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "size", 1 if self.register.is_bit else self.type.registers)
 
     @property
     def end(self) -> int:

@@ -106,7 +106,10 @@ async def test_broker_outage_backlog_arrives_marked_historical(
 ) -> None:
     async with ModbusStreet(lampposts=3, meters=0) as street:
         names = [d.name for d in street.devices]
-        config = write_config(modbus=[street.driver_tables(name="street", poll_interval=0.5)])
+        # Requests are counted at the devices as polls: a generous timeout keeps a loaded
+        # machine's late reply from becoming a retry (two requests for one reading).
+        tables = street.driver_tables(name="street", poll_interval=0.5, timeout=5.0)
+        config = write_config(modbus=[tables])
         async with CommandPost(broker.port, gateway_key.public_key) as post:
             with AgentProcess(config) as agent:
                 assert await post.wait_for(lambda: len(post.readings) > 20, timeout=30)
