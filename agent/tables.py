@@ -473,8 +473,6 @@ class Table:
                 continue
             spec = cls.__defaults__.get(name, NO_VALUE)
             field = spec if isinstance(spec, FieldSpec) else FieldSpec(default=spec)
-            if field.default_factory is None and isinstance(field.default, FieldSpec):
-                field = field.default
             validate = _compile(tp)
             limits = dataclasses.replace(field, default=NO_VALUE, default_factory=None, alias=None)
             if limits != FieldSpec():
@@ -510,24 +508,16 @@ class Table:
                 if spec.required:
                     problems.append(Problem(loc, "required key is missing", NO_VALUE, "missing"))
                 continue
-            value = raw[key]
-            try:
-                for fn in spec.before:
-                    value = fn(cls, value)
-            except ValueError as err:
-                problems.extend(_from_check(err, loc, value))
+            value = _checked(cls, spec.before, raw[key], loc, problems)
+            if value is _BAD:
                 continue
             before = len(problems)
             value = spec.validate(value, loc, ctx, problems)
             if len(problems) > before:
                 continue
-            try:
-                for fn in spec.after:
-                    value = fn(cls, value)
-            except ValueError as err:
-                problems.extend(_from_check(err, loc, value))
-                continue
-            values[spec.name] = value
+            value = _checked(cls, spec.after, value, loc, problems)
+            if value is not _BAD:
+                values[spec.name] = value
         if problems:
             raise Invalid(problems=problems)
         given = frozenset(values)
@@ -603,6 +593,19 @@ class Table:
     def __repr__(self) -> str:
         shown = ", ".join(f"{k}={v!r}" for k, v in self._items())
         return f"{type(self).__name__}({shown})"
+
+
+def _checked(
+    cls: type, checks: Sequence[Callable[..., Any]], value: Any, loc: Loc, out: list[Problem]
+) -> Any:
+    """`value` through a key's checks, or _BAD with the first complaint in `out`."""
+    try:
+        for fn in checks:
+            value = fn(cls, value)
+    except ValueError as err:
+        out.extend(_from_check(err, loc, value))
+        return _BAD
+    return value
 
 
 def _from_check(err: ValueError, loc: Loc, value: Any) -> list[Problem]:

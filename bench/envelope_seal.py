@@ -83,7 +83,8 @@ def main() -> None:
 
     def unpack_verify() -> object:
         outer = msgpack.unpackb(payload)
-        key.public_key.verify(outer["sig"], MESSAGE_CONTEXT + outer["body"])
+        if not key.public_key.verify(outer["sig"], MESSAGE_CONTEXT + outer["body"]):
+            raise AssertionError("the benchmark's own message failed to verify")
         return msgpack.unpackb(outer["body"])
 
     assert signature == sign_only()
