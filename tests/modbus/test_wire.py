@@ -73,3 +73,72 @@ def test_any_reply_becomes_values_or_one_of_our_errors() -> None:
             runner.run(link.close())
             runner.run(server.stop())
     assert outcomes & {"BadReply", "ExceptionReply", "LinkTimeout"}, outcomes
+
+
+class _SlowFirstAnswer:
+    """A Modbus TCP device (raw MBAP over a real socket) that answers its very first
+    request `delay` seconds late with register 111, and every later one at once
+    with 222: a late reply that would be wrong for whatever was asked next."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self.requests = 0
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._writers: list[asyncio.StreamWriter] = []
+
+    async def __aenter__(self) -> _SlowFirstAnswer:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in self._writers:
+            writer.close()
+        await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.append(writer)
+        try:
+            while True:
+                header = await reader.readexactly(7)
+                tid, _, length, unit = struct.unpack(">HHHB", header)
+                await reader.readexactly(length - 1)
+                self.requests += 1
+                value = 111 if self.requests == 1 else 222
+                if self.requests == 1:
+                    await asyncio.sleep(self.delay)
+                writer.write(struct.pack(">HHHBBBH", tid, 0, 5, unit, 3, 2, value))
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+
+async def test_a_late_reply_is_never_taken_for_the_next_request() -> None:
+    async with _SlowFirstAnswer(delay=0.3) as device:
+        link = TcpLink("127.0.0.1", device.port, timeout=1.0)
+        try:
+            with pytest.raises(LinkTimeout, match="no answer to read holding 0\\+1 unit 1"):
+                await link.read(H, 0, 1, unit=1, timeout=0.1)
+            assert await link.read(H, 0, 1, unit=1, timeout=1.0) == [222]
+            await asyncio.sleep(0.4)  # the late 111 arrives, on the dropped connection
+            assert await link.read(H, 0, 1, unit=1, timeout=1.0) == [222]
+        finally:
+            await link.close()
+
+
+async def test_a_cancelled_request_leaves_no_answer_behind() -> None:
+    async with _SlowFirstAnswer(delay=0.2) as device:
+        link = TcpLink("127.0.0.1", device.port, timeout=1.0)
+        try:
+            first = asyncio.create_task(link.read(H, 0, 1, unit=1, timeout=1.0))
+            await asyncio.sleep(0.05)
+            first.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await first
+            # asked at once: on the same connection the first's late reply would come first
+            assert await link.read(H, 0, 1, unit=1, timeout=1.0) == [222]
+        finally:
+            await link.close()
