@@ -180,3 +180,25 @@ def test_any_document_is_a_table_or_a_list_of_problems(raw: dict[str, Any]) -> N
     except Invalid as err:
         lines = error_lines(err)
         assert lines and all(": " in line for line in lines)
+
+
+def test_every_table_of_the_agent_compiles() -> None:
+    """An annotation the engine cannot check would fail at start-up, on a gateway:
+    compile every table the agent and its drivers declare, here."""
+    import importlib
+
+    from agent.driver import known_kinds
+
+    for module in ("agent.config", "agent.policy", "agent.lighting.program",
+                   "drivers.modbus.profile", "drivers.ascii.profile", "drivers.lorawan.decoders",
+                   *(f"drivers.{kind}.config" for kind in known_kinds())):  # fmt: skip
+        importlib.import_module(module)
+    seen: list[type[Table]] = []
+    todo = list(Table.__subclasses__())
+    while todo:
+        table = todo.pop()
+        todo.extend(table.__subclasses__())
+        if table.__module__.startswith(("agent.", "drivers.")):
+            assert table.table_keys() or table.__name__ == "Section", table
+            seen.append(table)
+    assert len(seen) >= 30, [t.__name__ for t in seen]
