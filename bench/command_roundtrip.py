@@ -37,6 +37,7 @@ from agent.central.verifier import Verifier
 from agent.central.watch import payload_bytes
 from agent.envelope import seal_command
 from agent.keys import SigningKey, create_key
+from agent.logs import configure_logging
 from agent.street.broker import Broker
 from agent.uplink import MQTT_SOCKET_OPTIONS
 from drivers.modbus.profile import resolve_profile
@@ -180,4 +181,5 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--commands", type=int, default=300)
     args = parser.parse_args()
+    configure_logging("warning")  # the command post's per-command log lines would bury the figures
     asyncio.run(main(args.commands))
