@@ -47,6 +47,23 @@ def _raw_to_words(point: Point, raw: int, size: int) -> list[int]:
     return [_swap(w) for w in words] if point.byte_order is Order.LITTLE else words
 
 
+def _shortest_float32(number: float, packed: bytes) -> float:
+    """The float32 a device sent, as the fewest decimal digits that are still it.
+
+    Widened to a double, 229.81993 in a float32 reads 229.81993103027344: digits
+    the device never measured, carried into every message and open-data export.
+    Nine significant digits always identify a float32; most need six or seven.
+    """
+    for digits in (6, 7, 8):
+        candidate = float(f"{number:.{digits}g}")
+        try:
+            if struct.pack(">f", candidate) == packed:
+                return candidate
+        except OverflowError:  # rounded past the largest float32
+            continue
+    return float(f"{number:.9g}")
+
+
 def decode(point: Point, words: Sequence[int]) -> Value:
     """The value of `point` from exactly `point.size` registers (or 0/1 bits)."""
     if len(words) != point.size:
@@ -61,10 +78,14 @@ def decode(point: Point, words: Sequence[int]) -> Value:
         return bool((raw >> point.bit) & 1)
     number: float
     if point.type is DataType.FLOAT32:
-        number = struct.unpack(">f", raw.to_bytes(4, "big"))[0]
+        packed = raw.to_bytes(4, "big")
+        number = struct.unpack(">f", packed)[0]
         if not math.isfinite(number):
             raise DecodeError(f"{point.name}: device sent {number} (not a number)")
-        return number * point.scale + point.offset
+        number = _shortest_float32(number, packed)
+        if point.scale == 1 and point.offset == 0:
+            return number
+        return round(number * point.scale + point.offset, 10)
     if point.type in (DataType.INT16, DataType.INT32):
         bits = 16 * point.size
         if raw >= 1 << (bits - 1):

@@ -146,6 +146,34 @@ def test_float32_registers_round_trip(order: tuple[Order, Order], words: list[in
         assert back == words
 
 
+def words_of_float32(value: float) -> list[int]:
+    raw = int.from_bytes(struct.pack(">f", value), "big")
+    return [raw >> 16, raw & 0xFFFF]
+
+
+@pytest.mark.parametrize(
+    ("sent", "read"),
+    [
+        (229.81993, 229.81993),  # widened, it would read 229.81993103027344
+        (0.1, 0.1),
+        (1 / 3, 0.33333334),
+        (49.98, 49.98),
+        (3.4028234663852886e38, 3.4028235e38),  # the largest float32
+        (1e-45, 1.4013e-45),  # the smallest subnormal
+    ],
+)
+def test_float32_reads_as_the_digits_the_device_meant(sent: float, read: float) -> None:
+    point = pt(DataType.FLOAT32)
+    value = decode(point, words_of_float32(sent))
+    assert value == read
+    assert encode(point, value) == words_of_float32(sent)  # the same float32, nothing lost
+
+
+def test_scaled_float32_is_rounded_like_scaled_integers() -> None:
+    point = pt(DataType.FLOAT32, scale=0.001)
+    assert decode(point, words_of_float32(229819.94)) == 229.81994  # the float32 holds 229819.9375
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     st.sampled_from([DataType.UINT16, DataType.INT16, DataType.UINT32, DataType.INT32]),
