@@ -51,6 +51,7 @@ from agent.trust_store import STORE_FILE, TrustStore, announcements_for
 from agent.uplink import Uplink
 
 if TYPE_CHECKING:
+    from agent.diagnostics.clock import ClockState
     from agent.lighting import LightingController
 
 log = structlog.get_logger(__name__)
@@ -135,6 +136,7 @@ class Agent:
         if self.lighting is not None:
             self.pipeline.observers.append(self.lighting.observe)
             self.commands.operations["lighting.program"] = self.lighting.push
+        self._clock_at_start: ClockState | None = None  # asked in run(), before drivers poll
         # A rotated gateway key travels with the old key's word for it (docs/protocol.md §12).
         self.key_announcements = announcements_for(cfg.gateway.state_dir, self.key)
         self.tasks: dict[str, TaskHealth] = {}
@@ -273,6 +275,10 @@ class Agent:
             outbox=str(self.config.outbox_path),
             waiting=sum(self.outbox.stats().rows.values()),
         )
+        # Readings taken before the first answer would go out unflagged on a machine
+        # whose clock is not synchronised: ask before any driver polls.
+        self._clock_at_start = await self._ask_clock()
+        self.pipeline.clock_trusted = self._clock_at_start.synchronised is not False
         workers: list[asyncio.Task[None]] = []
         try:
             for name, driver in self.drivers.items():
@@ -300,7 +306,10 @@ class Agent:
                 )
             )
             workers.append(
-                asyncio.create_task(self._supervised("clock", self._watch_clock), name="clock")
+                asyncio.create_task(
+                    self._supervised("clock", self._watch_clock),
+                    name="clock",
+                )
             )
             workers.append(
                 asyncio.create_task(
@@ -340,13 +349,20 @@ class Agent:
             log.info("agent.stopped", last_seq=self.outbox.last_seq())
         return 0
 
-    async def _watch_clock(self, every: float = 60.0) -> None:
-        """Ask the system whether the wall clock is synchronised; flag readings while not."""
+    async def _ask_clock(self) -> ClockState:
         from agent.diagnostics.clock import system_clock
 
+        return await asyncio.to_thread(system_clock)
+
+    async def _watch_clock(self, every: float = 60.0) -> None:
+        """Ask the system whether the wall clock is synchronised; flag readings while not.
+
+        The first round takes the answer asked at start-up; a restarted watch asks anew.
+        """
         trusted: bool | None = None
         while True:
-            state = await asyncio.to_thread(system_clock)
+            state = self._clock_at_start or await self._ask_clock()
+            self._clock_at_start = None
             now_trusted = state.synchronised is not False
             if now_trusted != trusted:
                 self.pipeline.clock_trusted = now_trusted
