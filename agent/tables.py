@@ -73,6 +73,11 @@ class Invalid(ValueError):
     def at(cls, *problems: tuple[Loc, str, Any]) -> Invalid:
         return cls(problems=[Problem(loc, message, value) for loc, message, value in problems])
 
+    @classmethod
+    def in_file(cls, source: str, lines: Sequence[str]) -> Invalid:
+        """Problems of a file a key names (a device profile), the file named on each."""
+        return cls(problems=[Problem((), f"{source}: {line}") for line in lines])
+
     def moved(self, loc: Loc) -> list[Problem]:
         """These problems as seen from `loc` further up."""
         return [Problem((*loc, *p.loc), p.message, p.value, p.kind) for p in self.problems]
@@ -351,6 +356,9 @@ def _converted(inner: Validate, convert: Convert) -> Validate:
     def validate(value: Any, loc: Loc, ctx: Mapping[str, Any], out: list[Problem]) -> Any:
         try:
             value = convert.fn(value, ctx)
+        except Invalid as err:  # problems placed by the converter (a profile's own)
+            out.extend(err.moved(loc))
+            return _BAD
         except ValueError as err:
             out.append(Problem(loc, str(err), value))
             return _BAD

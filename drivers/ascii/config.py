@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
-from agent.tables import Convert, Field, Table, check_table
+from agent.tables import Convert, Field, Invalid, Table, check_table
 from drivers.ascii.profile import (
     SHIPPED_PROFILES,
     Profile,
@@ -37,7 +37,7 @@ def _load_profile(value: object, context: Mapping[str, Any]) -> object:
     try:
         return resolve_profile(value, dirs)
     except ProfileError as err:
-        raise ValueError(str(err)) from None
+        raise Invalid.in_file(err.source, err.problems) from None
 
 
 ProfileRef = Annotated[Profile, Convert(_load_profile)]

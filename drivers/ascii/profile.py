@@ -321,9 +321,7 @@ def find_profile(ref: str, dirs: Sequence[Path] = (SHIPPED_PROFILES,)) -> Path:
         if candidate.is_file():
             return candidate
     names = sorted({p.stem for d in dirs if d.is_dir() for p in d.glob("*.toml")})
-    raise ProfileError(
-        ref, [f"no ASCII profile named {ref!r} (known: {', '.join(names) or 'none'})"]
-    )
+    raise ProfileError(ref, [f"no such ASCII profile (known: {', '.join(names) or 'none'})"])
 
 
 _cache: dict[Path, tuple[tuple[int, int], Profile]] = {}

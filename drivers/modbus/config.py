@@ -34,7 +34,7 @@ def _load_profile(value: object, context: Mapping[str, Any]) -> object:
     try:
         return resolve_profile(value, dirs)
     except ProfileError as err:
-        raise ValueError(str(err)) from None
+        raise Invalid.in_file(err.source, err.problems) from None
 
 
 ProfileRef = Annotated[Profile, Convert(_load_profile)]

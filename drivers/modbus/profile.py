@@ -278,7 +278,7 @@ def find_profile(ref: str, dirs: Sequence[Path] = (SHIPPED_PROFILES,)) -> Path:
         if candidate.is_file():
             return candidate
     known = ", ".join(shipped_profiles(dirs)) or "none"
-    raise ProfileError(ref, [f"no profile named {ref!r} (known: {known})"])
+    raise ProfileError(ref, [f"no such profile (known: {known})"])  # shown as "ref: no such…"
 
 
 _cache: dict[Path, tuple[tuple[int, int], Profile]] = {}

@@ -172,7 +172,7 @@ def test_all_problems_at_once(tmp_path: Path) -> None:
 def test_unreadable_and_unknown_profiles(tmp_path: Path) -> None:
     with pytest.raises(ProfileError, match="cannot read"):
         load_profile(tmp_path / "missing.toml")
-    with pytest.raises(ProfileError, match=r"no profile named 'lampost' \(known: .*lamppost"):
+    with pytest.raises(ProfileError, match=r"^lampost: no such profile \(known: .*lamppost"):
         resolve_profile("lampost")
 
 
@@ -261,9 +261,25 @@ def test_config_names_a_broken_profile_file_and_key(tmp_path: Path) -> None:
     ), found  # fmt: skip
 
 
+def test_each_problem_of_a_profile_file_is_a_line_naming_the_file_once(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        GOOD.replace('type = "int32"', 'type = "int64"').replace("address = 0", "address = -1")
+    )
+    found = config_problems(tmp_path, MINIMAL + modbus_toml(str(bad)))
+    mine = [p for p in found if p.startswith("drivers.modbus[0].devices[0].profile:")]
+    assert [p.count(str(bad)) for p in mine] == [1, 1], found
+    assert any("points[0].address" in p for p in mine) and any("points[1].type" in p for p in mine)
+    unreadable = config_problems(tmp_path, MINIMAL + modbus_toml(str(tmp_path)))  # a directory
+    assert f"drivers.modbus[0].devices[0].profile: {tmp_path}: cannot read: Is a directory" in (
+        unreadable
+    ), unreadable
+
+
 def test_config_unknown_profile_name(tmp_path: Path) -> None:
     found = config_problems(tmp_path, MINIMAL + modbus_toml("lampost"))
-    assert any("devices[0].profile" in p and "no profile named 'lampost'" in p for p in found)
+    told = "drivers.modbus[0].devices[0].profile: lampost: no such profile (known:"
+    assert any(p.startswith(told) for p in found), found
 
 
 def test_config_duplicate_devices_and_bad_values(tmp_path: Path) -> None:

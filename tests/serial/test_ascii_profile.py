@@ -54,7 +54,7 @@ def test_find_by_name_or_path_and_unknown_names_list_the_known(tmp_path: Path) -
     assert find_profile("info-panel") == SHIPPED_PROFILES / "info-panel.toml"
     assert find_profile("./my-panel.toml") == Path("./my-panel.toml")
     with pytest.raises(
-        ProfileError, match=r"no ASCII profile named 'bollard' \(known: info-panel\)"
+        ProfileError, match=r"^bollard: no such ASCII profile \(known: info-panel\)"
     ):
         find_profile("bollard")
     with pytest.raises(ProfileError, match="cannot read"):

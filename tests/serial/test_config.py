@@ -85,8 +85,7 @@ def test_bad_ascii_devices_name_their_key_path(tmp_path: Path) -> None:
     }]})  # fmt: skip
     assert found == [
         "drivers.ascii[0].parity: Input should be 'N', 'E' or 'O', got 'X'",
-        "drivers.ascii[0].devices[0].profile: bollard: no ASCII profile named "
-        "'bollard' (known: info-panel), got 'bollard'",
+        "drivers.ascii[0].devices[0].profile: bollard: no such ASCII profile (known: info-panel)",
         "drivers.ascii[0].devices[1].timeout: Input should be greater than 0, got 0",
     ]
     assert problems(
