@@ -157,7 +157,7 @@ _BAD: Any = object()
 
 
 def _type_problem(loc: Loc, value: Any, expected: str) -> Problem:
-    return Problem(loc, f"Input should be {expected}", value, "type")
+    return Problem(loc, f"should be {expected}", value, "type")
 
 
 def _plural(n: int, word: str) -> str:
@@ -223,7 +223,7 @@ def _choices(choices: Sequence[Any]) -> Validate:
             plain = choice.value if isinstance(choice, enum.Enum) else choice
             if type(value) is type(plain) and value == plain:
                 return choice
-        out.append(Problem(loc, f"Input should be {expected}", value, "type"))
+        out.append(Problem(loc, f"should be {expected}", value, "type"))
         return _BAD
 
     return validate
@@ -252,7 +252,7 @@ def _union(branches: Sequence[Any]) -> Validate:
         if len(tried) == 1:
             out.extend(tried[0])
             return _BAD
-        expected = [p.message.removeprefix("Input should be ") for ps in tried for p in ps[:1]]
+        expected = [p.message.removeprefix("should be ") for ps in tried for p in ps[:1]]
         out.append(_type_problem(loc, value, _one_of(expected)))
         return _BAD
 
@@ -329,7 +329,7 @@ def _constrained(inner: Validate, spec: FieldSpec) -> Validate:
 def _limits(value: Any, spec: FieldSpec) -> tuple[str, str] | None:
     if isinstance(value, int | float) and not isinstance(value, bool):
         if isinstance(value, float) and not spec.allow_inf_nan and not math.isfinite(value):
-            return "Input should be a finite number", "value"
+            return "should be a finite number", "value"
         # an inclusive range (1-65535) reads as "out of range"; gt 0 as "should be > 0"
         bounds: tuple[tuple[float | None, Callable[[Any, Any], bool], str, str], ...] = (
             (spec.ge, operator.ge, "greater than or equal to", "range"),
@@ -339,16 +339,15 @@ def _limits(value: Any, spec: FieldSpec) -> tuple[str, str] | None:
         )
         for bound, holds, words, kind in bounds:
             if bound is not None and not holds(value, bound):
-                return f"Input should be {words} {bound}", kind
+                return f"should be {words} {bound}", kind
     if isinstance(value, str | list | tuple | dict):
         noun = "character" if isinstance(value, str) else "item"
-        start = "String" if isinstance(value, str) else "List"
         if spec.min_length is not None and len(value) < spec.min_length:
-            return f"{start} should have at least {_plural(spec.min_length, noun)}", "value"
+            return f"should have at least {_plural(spec.min_length, noun)}", "value"
         if spec.max_length is not None and len(value) > spec.max_length:
-            return f"{start} should have at most {_plural(spec.max_length, noun)}", "value"
+            return f"should have at most {_plural(spec.max_length, noun)}", "value"
     if isinstance(value, str) and spec.pattern is not None and not re.search(spec.pattern, value):
-        return f"String should match pattern '{spec.pattern}'", "value"
+        return f"should match pattern '{spec.pattern}'", "value"
     return None
 
 

@@ -88,20 +88,20 @@ def test_every_problem_is_reported_at_once_with_its_key_path() -> None:
         }
     ) == [
         "panel.gauges[0].extra: unknown key",
-        "panel.gauges[0].name: String should have at least 1 character, got ''",
-        "panel.gauges[0].port: out of range: input should be greater than or equal to 1, got 0",
-        "panel.gauges[0].timeout: Input should be greater than 0, got 0",
-        "panel.gauges[0].parity: Input should be 'N', 'E' or 'O', got 'X'",
-        "panel.gauges[1].name: String should match pattern '^[a-z]+$', got 'Root'",
-        "panel.gauges[1].port: Input should be a valid integer, got '80'",
-        "panel.gauges[1].order: Input should be 'big' or 'little', got 'middle'",
-        "panel.gauges[1].choices[1]: Input should be a valid integer or a valid number, got 'a'",
+        "panel.gauges[0].name: should have at least 1 character, got ''",
+        "panel.gauges[0].port: out of range: should be greater than or equal to 1, got 0",
+        "panel.gauges[0].timeout: should be greater than 0, got 0",
+        "panel.gauges[0].parity: should be 'N', 'E' or 'O', got 'X'",
+        "panel.gauges[1].name: should match pattern '^[a-z]+$', got 'Root'",
+        "panel.gauges[1].port: should be a valid integer, got '80'",
+        "panel.gauges[1].order: should be 'big' or 'little', got 'middle'",
+        "panel.gauges[1].choices[1]: should be a valid integer or a valid number, got 'a'",
         "panel.gauges[2].name: required key is missing",
-        "panel.gauges[2].port: Input should be a valid integer, got True",
-        "panel.gauges[2].path: Input should be a file path, got 7",
+        "panel.gauges[2].port: should be a valid integer, got True",
+        "panel.gauges[2].path: should be a file path, got 7",
         "panel.gauges[3].name: is reserved, got 'root'",
-        "panel.gauges[3].choices: List should have at most 3 items, got [1, 2, 3, 4]",
-        "panel.limits.x: Input should be a finite number, got inf",
+        "panel.gauges[3].choices: should have at most 3 items, got [1, 2, 3, 4]",
+        "panel.limits.x: should be a finite number, got inf",
     ]
 
 
@@ -109,8 +109,8 @@ def test_table_checks_run_once_the_keys_are_valid() -> None:
     assert problems({"gauges": [{"name": "a"}, {"name": "a"}]}) == [
         "panel: gauge names must be unique"
     ]
-    assert problems({"gauges": []}) == ["panel.gauges: List should have at least 1 item, got []"]
-    assert problems([1]) == ["panel: Input should be a table, got [1]"]
+    assert problems({"gauges": []}) == ["panel.gauges: should have at least 1 item, got []"]
+    assert problems([1]) == ["panel: should be a table, got [1]"]
 
 
 def test_checks_may_name_keys_deeper_down() -> None:

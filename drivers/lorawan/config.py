@@ -1,7 +1,7 @@
 """`[[drivers.lorawan]]`: the UDP port the cabinet's packet forwarder sends to, and
 the sensors whose session keys this gateway holds.
 
-Errors name the key path: `drivers.lorawan[0].port: input should be less than or
+Errors name the key path: `drivers.lorawan[0].port: should be less than or
 equal to 65535, got 70000`; a missing or readable-by-others key file is reported
 when the driver starts, with the file's name and the remedy.
 """

@@ -338,12 +338,12 @@ _BIN = (SHIPPED_DEVICE_TYPES / "waste-bin.toml").read_text(encoding="utf-8")
     ("edit", "problem"),
     [
         (("scale = 0.1", "scal = 0.1"), "frame[0].field[1].scal: unknown key"),
-        (('type = "s16be"', 'type = "s17be"'), "frame[0].field[1].type: Input should be"),
-        (("interval_s = 3600", "interval_s = -1"), "interval_s: Input should be greater than 0"),
+        (('type = "s16be"', 'type = "s17be"'), "frame[0].field[1].type: should be"),
+        (("interval_s = 3600", "interval_s = -1"), "interval_s: should be greater than 0"),
         (("interval_s = 3600", ""), "interval_s: required key is missing"),
         (('point = "fill"', 'point = "fil"'), "alarm[0].point: 'fil' is not a point of waste-bin"),
         (("at_or_above = 90", ""), "alarm[0]: give exactly one of"),
-        (('event = "bin.full"', 'event = "full"'), "alarm[0].event: String should match"),
+        (('event = "bin.full"', 'event = "full"'), "alarm[0].event: should match"),
         (("equals = true", "at_or_above = 1"), "alarm[2]: 'tipped' is a flag"),
         (("bin_depth_mm = 1100", "bin_depth_mm = 0"), "parameters: bin_depth_mm must be above"),
         (("bin_depth_mm = 1100", "bin_height_mm = 1100"), "parameters.bin_height_mm: no deriv"),
@@ -355,7 +355,7 @@ _BIN = (SHIPPED_DEVICE_TYPES / "waste-bin.toml").read_text(encoding="utf-8")
         (('codec = "layout"', 'codec = "cayenne-lpp"'), "frame: only a layout codec has frames"),
         (
             ("fport = [1]", "fport = [0]"),
-            "frame[0].fport[0]: out of range: input should be greater than or",
+            "frame[0].fport[0]: out of range: should be greater than or",
         ),
     ],
 )

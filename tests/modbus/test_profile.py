@@ -101,9 +101,9 @@ BROKEN = [
     ("missing key", DEVICE + point_toml(register="holding", address=0),
      "points[0].name: required key is missing"),
     ("no points", DEVICE, "points: required key is missing"),
-    ("unknown type", DEVICE + point_toml(**HOLD, type="int64"), "points[0].type: Input should be"),
+    ("unknown type", DEVICE + point_toml(**HOLD, type="int64"), "points[0].type: should be"),
     ("unknown register kind", DEVICE + point_toml(name="a", register="holdings", address=0),
-     "points[0].register: Input should be"),
+     "points[0].register: should be"),
     ("count vs type size", DEVICE + point_toml(**HOLD, type="int32", count=1),
      "points[0].count: int32 spans 2 register(s), got count = 1"),
     ("duplicate names", DEVICE + point_toml(**HOLD) + point_toml(**{**HOLD, "address": 3}),
@@ -129,7 +129,7 @@ BROKEN = [
     ("alarm on a number", DEVICE + point_toml(**HOLD, alarm="lamppost.hot"),
      "points[0].alarm: only boolean points"),
     ("alarm kind not dotted", DEVICE + point_toml(**HOLD, type="bool", alarm="Hot"),
-     "points[0].alarm: String should match pattern"),
+     "points[0].alarm: should match pattern"),
     ("min above max", DEVICE + point_toml(**HOLD, min=10, max=5), "points[0].min: 10.0 is greater"),
     ("zero scale", DEVICE + point_toml(**HOLD, scale=0),
      "points[0].scale: must be a finite non-zero"),
@@ -143,10 +143,10 @@ BROKEN = [
     ("word order on 16 bits", DEVICE + point_toml(**HOLD, word_order="little"),
      "points[0].word_order: does not apply to a uint16 point"),
     ("bad order word", DEVICE + point_toml(**HOLD, type="int32", word_order="middle"),
-     "points[0].word_order: Input should be 'big' or 'little'"),
+     "points[0].word_order: should be 'big' or 'little'"),
     ("max_registers over the protocol", '[device]\ntype = "t"\nmax_registers = 126\n'
      + point_toml(**HOLD),
-     "device.max_registers: out of range: input should be less than or equal to 125"),
+     "device.max_registers: out of range: should be less than or equal to 125"),
     ("TOML syntax", "[device\n", "TOML syntax error"),
 ]  # fmt: skip
 

@@ -70,10 +70,10 @@ def test_every_line_mistake_at_once_with_its_key_path() -> None:
         "drivers.modbus[0].port: names no serial device, got '  '",
         "drivers.modbus[0].baudrate: expected one of 1200, 2400, 4800, 9600, 19200, 38400, "
         "57600, 115200, got 19000",
-        "drivers.modbus[0].parity: Input should be 'N', 'E' or 'O', got 'mark'",
-        "drivers.modbus[0].stopbits: Input should be 1 or 2, got 3",
-        "drivers.modbus[0].bytesize: Input should be 8, got 7",
-        "drivers.modbus[0].timeout: Input should be greater than 0, got 0",
+        "drivers.modbus[0].parity: should be 'N', 'E' or 'O', got 'mark'",
+        "drivers.modbus[0].stopbits: should be 1 or 2, got 3",
+        "drivers.modbus[0].bytesize: should be 8, got 7",
+        "drivers.modbus[0].timeout: should be greater than 0, got 0",
     ]
 
 
@@ -85,9 +85,9 @@ def test_units_are_1_to_247_and_unique_on_the_line() -> None:
     assert problems(table) == [
         "drivers.modbus[0].devices[1].unit: required key is missing",
         "drivers.modbus[0].devices[2].unit: out of range: "
-        "input should be less than or equal to 247, got 248",
+        "should be less than or equal to 247, got 248",
         "drivers.modbus[0].devices[3].unit: out of range: "
-        "input should be greater than or equal to 1, got 0",
+        "should be greater than or equal to 1, got 0",
     ]
     clash = junction()
     clash["devices"][2]["unit"] = 1

@@ -100,7 +100,7 @@ choices = [0.5, 0.25]
     (empty,) = problems_of(
         '[[points]]\nname = "e"\nregister = "holding"\naddress = 0\nchoices = []'
     )
-    assert empty.startswith("points[0].choices: List should have at least 1 item")
+    assert empty.startswith("points[0].choices: should have at least 1 item")
 
 
 def test_scaled_choices_that_fit_are_kept_as_written() -> None:

@@ -58,7 +58,7 @@ def test_bad_serial_keys_name_their_key_path() -> None:
         "/dev/ttyUSB0 or /dev/serial/by-id/usb-…, got 'ttyUSB0'",
         "drivers.nmea[0].baud: expected a standard baud rate (300, 600, 1200, 2400, 4800, "
         "9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600), got 4801",
-        "drivers.nmea[1].port: String should have at least 1 character, got ''",
+        "drivers.nmea[1].port: should have at least 1 character, got ''",
         "drivers.nmea[2]: reopen_min (5.0) is greater than reopen_max (1.0)",
         "drivers.nmea[2]: epoch_gap (2.0) must be shorter than stale_after (1.0)",
     ]
@@ -84,9 +84,9 @@ def test_bad_ascii_devices_name_their_key_path(tmp_path: Path) -> None:
                     {"name": "panel-2", "profile": "info-panel", "timeout": 0}],
     }]})  # fmt: skip
     assert found == [
-        "drivers.ascii[0].parity: Input should be 'N', 'E' or 'O', got 'X'",
+        "drivers.ascii[0].parity: should be 'N', 'E' or 'O', got 'X'",
         "drivers.ascii[0].devices[0].profile: bollard: no such ASCII profile (known: info-panel)",
-        "drivers.ascii[0].devices[1].timeout: Input should be greater than 0, got 0",
+        "drivers.ascii[0].devices[1].timeout: should be greater than 0, got 0",
     ]
     assert problems(
         {
