@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: lint, types, unit, integration and hardware-in-the-loop
 # tests against real local parts (Mosquitto, pymodbus, ptys, UDP, SQLite).
-# Long soak/fault runs: CITYEDGE_SOAK=1 scripts/test.sh
+# Long soak/fault runs (the fault suite x10): CITYEDGE_SOAK=1 scripts/test.sh
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # The maintenance page is tested in a real headless Chromium (Debian package).
