@@ -37,7 +37,7 @@ import operator
 import re
 import types
 import typing
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar, Union
@@ -158,6 +158,14 @@ _BAD: Any = object()
 
 def _type_problem(loc: Loc, value: Any, expected: str) -> Problem:
     return Problem(loc, f"should be {expected}", value, "type")
+
+
+def _unknown(key: str, known: Iterable[str]) -> str:
+    """'unknown key', with the key meant when one is close (`baudrate` for `baud`)."""
+    import difflib  # only when a file has a mistake
+
+    close = difflib.get_close_matches(key, list(known), n=1)
+    return f"unknown key (did you mean {close[0]!r}?)" if close else "unknown key"
 
 
 def _plural(n: int, word: str) -> str:
@@ -508,7 +516,7 @@ class Table:
         values: dict[str, Any] = {}
         for key in raw:
             if key not in keys:
-                problems.append(Problem((key,), "unknown key", NO_VALUE, "unknown"))
+                problems.append(Problem((key,), _unknown(str(key), keys), NO_VALUE, "unknown"))
         for key, spec in keys.items():
             loc: Loc = (key,)
             if key not in raw:

@@ -57,7 +57,7 @@ def hardware_table() -> dict[str, Any]:
         "name": "bench-bus",
         "transport": "rtu",
         "port": HARDWARE_PORT,
-        "baudrate": int(os.environ.get("CITYEDGE_RTU_BAUD", "19200")),
+        "baud": int(os.environ.get("CITYEDGE_RTU_BAUD", "19200")),
         "parity": os.environ.get("CITYEDGE_RTU_PARITY", "E"),
         "stopbits": int(os.environ.get("CITYEDGE_RTU_STOPBITS", "1")),
         "timeout": 0.5,

@@ -71,7 +71,7 @@ def documented() -> set[tuple[str, str]]:
 def test_the_walk_sees_the_tables_it_must() -> None:
     keys = every_key()
     assert ("uplink", "cert_file") in keys
-    assert ("drivers.modbus", "baudrate") in keys  # the RTU variant
+    assert ("drivers.modbus", "baud") in keys  # the RTU variant
     assert ("drivers.modbus.devices", "host") in keys  # the TCP variant's devices
     assert ("drivers.ble.devices.gatt", "every") in keys
     assert len(keys) > 100

@@ -125,7 +125,7 @@ class RtuSection(Section):
 
     transport: Literal["rtu"] = "rtu"
     port: str = Field(min_length=1, max_length=4096)  # /dev/ttyUSB0, /dev/serial/by-id/…
-    baudrate: int = 19200
+    baud: int = 19200  # `baud`, as on every serial driver's table
     parity: Annotated[Literal["N", "E", "O"], Convert(_parity)] = "E"
     stopbits: Literal[1, 2] = 1
     bytesize: Literal[8] = 8  # RTU frames carry 8-bit bytes; 7 bits is Modbus ASCII
@@ -136,7 +136,7 @@ class RtuSection(Section):
 
     @property
     def line(self) -> LineFormat:
-        return LineFormat(self.baudrate, self.bytesize, self.parity, self.stopbits)
+        return LineFormat(self.baud, self.bytesize, self.parity, self.stopbits)
 
     @check("port")
     @classmethod
@@ -145,13 +145,13 @@ class RtuSection(Section):
             raise ValueError("names no serial device")
         return port
 
-    @check("baudrate")
+    @check("baud")
     @classmethod
-    def _standard_baud(cls, baudrate: int) -> int:
-        if baudrate not in STANDARD_BAUDS:
+    def _standard_baud(cls, baud: int) -> int:
+        if baud not in STANDARD_BAUDS:
             shown = ", ".join(str(b) for b in STANDARD_BAUDS)
             raise ValueError(f"expected one of {shown}")
-        return baudrate
+        return baud
 
     @check_table
     def _distinct(self) -> None:

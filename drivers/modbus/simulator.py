@@ -611,7 +611,7 @@ class JunctionCabinet(_Site):
             "name": name,
             "transport": "rtu",
             "port": str(port),
-            "baudrate": self.line.baudrate,
+            "baud": self.line.baudrate,
             "parity": self.line.parity,
             "stopbits": self.line.stopbits,
             **(line or {}),

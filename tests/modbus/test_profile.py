@@ -291,7 +291,9 @@ def test_config_duplicate_devices_and_bad_values(tmp_path: Path) -> None:
     assert any(p.startswith("drivers.modbus[0].devices[0].timeout") for p in found), found
     assert any(p.startswith("drivers.modbus[0].devices[0].unit") for p in found), found
     found = config_problems(tmp_path, MINIMAL + modbus_toml(extra="polling = 1\n"))
-    assert "drivers.modbus[0].devices[0].polling: unknown key" in found
+    assert "drivers.modbus[0].devices[0].polling: unknown key (did you mean 'poll_interval'?)" in (
+        found
+    )
 
 
 def test_documented_example_in_docs_is_valid() -> None:

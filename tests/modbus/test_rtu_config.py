@@ -56,7 +56,7 @@ def test_a_line_with_defaults() -> None:
 
 def test_line_settings_in_a_technicians_words() -> None:
     section = Section.parse(
-        junction(baudrate=9600, parity="none", stopbits=2, frame_gap=0.005, timeout=1.5)
+        junction(baud=9600, parity="none", stopbits=2, frame_gap=0.005, timeout=1.5)
     )
     assert isinstance(section, RtuSection)
     assert str(section.line) == "9600 8N2" and section.frame_gap == 0.005
@@ -64,11 +64,11 @@ def test_line_settings_in_a_technicians_words() -> None:
 
 
 def test_every_line_mistake_at_once_with_its_key_path() -> None:
-    bad = junction(port="  ", baudrate=19000, parity="mark", stopbits=3, bytesize=7, timeout=0)
+    bad = junction(port="  ", baud=19000, parity="mark", stopbits=3, bytesize=7, timeout=0)
     found = problems(bad)
     assert found == [
         "drivers.modbus[0].port: names no serial device, got '  '",
-        "drivers.modbus[0].baudrate: expected one of 1200, 2400, 4800, 9600, 19200, 38400, "
+        "drivers.modbus[0].baud: expected one of 1200, 2400, 4800, 9600, 19200, 38400, "
         "57600, 115200, got 19000",
         "drivers.modbus[0].parity: should be 'N', 'E' or 'O', got 'mark'",
         "drivers.modbus[0].stopbits: should be 1 or 2, got 3",
@@ -126,3 +126,8 @@ def test_the_sample_in_the_docs_loads(tmp_path: Path) -> None:
     for key in (*RtuSection.table_keys(), *type(section.devices[0]).table_keys()):
         if key not in ("enabled",):
             assert re.search(rf"^({key} = |\[\[drivers\.modbus\.{key}\]\])", rtu, flags=re.M), key
+
+
+def test_a_misspelt_key_is_named_with_the_one_meant() -> None:
+    table = junction(baudrate=9600)  # pyserial's word; every serial driver's table says baud
+    assert problems(table) == ["drivers.modbus[0].baudrate: unknown key (did you mean 'baud'?)"]
