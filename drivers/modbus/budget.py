@@ -25,7 +25,8 @@ from typing import Literal
 
 from drivers.modbus.planner import ReadRequest
 
-STANDARD_BAUDS = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
+# The rates Modbus RTU equipment offers; the line drivers (drivers/serialline) take more.
+RTU_BAUDS = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
 FIXED_GAP_ABOVE_19200 = 0.00175  # seconds; the spec's fixed t3.5 for fast lines
 
 Parity = Literal["N", "E", "O"]

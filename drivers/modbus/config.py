@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal, cast
 
 from agent.driver import DriverSection
 from agent.tables import Convert, Field, Invalid, Table, check, check_table
-from drivers.modbus.budget import STANDARD_BAUDS, LineFormat
+from drivers.modbus.budget import RTU_BAUDS, LineFormat
 from drivers.modbus.profile import SHIPPED_PROFILES, Profile, ProfileError, resolve_profile
 
 
@@ -148,8 +148,8 @@ class RtuSection(Section):
     @check("baud")
     @classmethod
     def _standard_baud(cls, baud: int) -> int:
-        if baud not in STANDARD_BAUDS:
-            shown = ", ".join(str(b) for b in STANDARD_BAUDS)
+        if baud not in RTU_BAUDS:
+            shown = ", ".join(str(b) for b in RTU_BAUDS)
             raise ValueError(f"expected one of {shown}")
         return baud
 
