@@ -34,6 +34,10 @@ class DriverSection(Table):
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
     enabled: bool = True
 
+    def device_names(self) -> list[str]:
+        """The devices this table names (LoRaWAN's are in its sessions file, not here)."""
+        return [device.name for device in getattr(self, "devices", ())]
+
 
 @dataclass(frozen=True, slots=True)
 class DriverEnv:

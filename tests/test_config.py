@@ -112,6 +112,9 @@ def test_cli_config_check_ok_and_errors(tmp_path: Path) -> None:
     ok = cityedge("config", "check", str(ROOT / "config" / "demo.toml"))
     assert ok.returncode == 0, ok.stderr
     assert "ok" in ok.stdout
+    example = cityedge("config", "check", str(ROOT / "config" / "agent.example.toml"))
+    # Modbus TCP 1 + RTU 1, GPS 1 (its `device`), ASCII 1, BLE 2; LoRaWAN's are in its sessions file
+    assert "6 driver section(s), 6 device(s)" in example.stdout, example.stdout + example.stderr
     bad = write(tmp_path, MINIMAL + "[uplink]\nport = 0\n" + "[[drivers.nope]]\nname='x'\n")
     result = cityedge("config", "check", str(bad))
     assert result.returncode == 2

@@ -52,7 +52,7 @@ def config_check(path: Annotated[Path, typer.Argument(help="Config file to valid
         typer.echo(err.render(), err=True)
         raise typer.Exit(2) from None
     cfg = loaded.config
-    devices = sum(len(getattr(s, "devices", [])) for _, s in cfg.driver_sections())
+    devices = sum(len(section.device_names()) for _, section in cfg.driver_sections())
     typer.echo(
         f"{path}: ok — gateway {cfg.gateway.id} at {cfg.gateway.site}, "
         f"{len(cfg.driver_sections())} driver section(s), {devices} device(s), "

@@ -30,3 +30,6 @@ class Section(SerialSection):
         if self.epoch_gap >= self.stale_after:
             raise ValueError(f"epoch_gap ({self.epoch_gap}) must be shorter than stale_after "
                              f"({self.stale_after})")  # fmt: skip
+
+    def device_names(self) -> list[str]:
+        return [self.device]  # one receiver per port
