@@ -306,10 +306,7 @@ class Agent:
                 )
             )
             workers.append(
-                asyncio.create_task(
-                    self._supervised("clock", self._watch_clock),
-                    name="clock",
-                )
+                asyncio.create_task(self._supervised("clock", self._watch_clock), name="clock")
             )
             workers.append(
                 asyncio.create_task(
