@@ -23,11 +23,7 @@ Port = Annotated[int, Field(ge=1, le=65535)]
 Seconds = Annotated[float, Field(gt=0, le=86400 * 366)]
 
 
-class Section(Table):
-    pass
-
-
-class GatewaySection(Section):
+class GatewaySection(Table):
     id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
     site: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
     state_dir: Path = Path("/var/lib/cityedge")
@@ -36,7 +32,7 @@ class GatewaySection(Section):
     timezone: str = "UTC"
 
 
-class UplinkSection(Section):
+class UplinkSection(Table):
     host: str = "127.0.0.1"
     port: Port = 1883
     tls: bool = False
@@ -64,7 +60,7 @@ class UplinkSection(Section):
             raise ValueError("ca_file/cert_file given but tls = false: no plaintext fallback")
 
 
-class KeysSection(Section):
+class KeysSection(Table):
     signing_key: Path | None = None  # default: <state_dir>/keys/gateway.key
     # command-post public keys: files, or "ed25519:<hex>" text
     trust: list[str] = Field(default_factory=list)
@@ -74,7 +70,7 @@ class KeysSection(Section):
     refusal_answers: Annotated[int, Field(ge=0, le=10_000)] = 10
 
 
-class OutboxSection(Section):
+class OutboxSection(Table):
     path: Path | None = None  # default: <state_dir>/outbox.db
     max_bytes: Annotated[int, Field(ge=64 * 1024)] = 256 * 1024 * 1024
     max_age: Seconds = 30 * 86400
@@ -82,22 +78,22 @@ class OutboxSection(Section):
     synchronous: Literal["normal", "full"] = "normal"
 
 
-class PipelineSection(Section):
+class PipelineSection(Table):
     full_report_interval: Seconds = 300.0
     queue_size: Annotated[int, Field(ge=10, le=1_000_000)] = 20_000
 
 
-class LoggingSection(Section):
+class LoggingSection(Table):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "console"] = "auto"
 
 
-class ControlSection(Section):
+class ControlSection(Table):
     socket: Path | None = None  # default: <state_dir>/control.sock
     maintenance_address: str | None = None  # "127.0.0.1:8080"; off when unset
 
 
-class AgentConfig(Section):
+class AgentConfig(Table):
     gateway: GatewaySection
     uplink: UplinkSection = UplinkSection()
     keys: KeysSection = KeysSection()

@@ -27,7 +27,7 @@ from typing import Any, Final, TypedDict, TypeVar, cast
 
 import msgpack
 
-from agent.keys import KEY_ID_PATTERN, PublicKey, SigningKey, key_id, raw_public_bytes
+from agent.keys import KEY_ID_PATTERN, PublicKey, SigningKey
 from agent.model import (
     Command,
     CommandResult,
@@ -544,8 +544,8 @@ def seal_key_announcement(old: SigningKey, new_key: PublicKey, *, gateway: str, 
         "v": ENVELOPE_VERSION,
         "kind": ANNOUNCEMENT_KIND,
         "gw": gateway,
-        "new_kid": key_id(new_key),
-        "new_key": raw_public_bytes(new_key),
+        "new_kid": new_key.key_id,
+        "new_key": new_key.raw,
         "ts": _finite(ts, "announcement ts"),
     }
     return _wrap(old, _pack_total(body), ANNOUNCEMENT_CONTEXT)
@@ -564,10 +564,10 @@ def open_key_announcement(payload: bytes, trusted: Mapping[str, PublicKey]) -> K
     if not isinstance(raw, bytes) or len(raw) != 32:
         raise _malformed(f"announcement.new_key: expected 32 bytes of bin, got {_show(raw)}")
     try:
-        new_key = PublicKey.from_raw(raw)
+        new_key = PublicKey(raw)
     except ValueError as err:
         raise _malformed(f"announcement.new_key: {err}") from None
-    new_kid = key_id(new_key)
+    new_kid = new_key.key_id
     if fields["new_kid"] != new_kid:
         raise _malformed(f"announcement.new_kid: {_show(fields['new_kid'])} is not {new_kid}")
     if new_kid == kid:

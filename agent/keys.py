@@ -83,12 +83,14 @@ class PublicKey:
     """An Ed25519 public key: 32 raw bytes that libsodium accepts as a point. Immutable;
     equal and hashed by its bytes."""
 
-    __slots__ = ("_raw", "_verify_key")
+    __slots__ = ("_raw", "_verify_key", "key_id")
 
     _raw: bytes
     _verify_key: nacl.signing.VerifyKey
+    key_id: str  # first 16 hex digits of SHA-256 over the raw 32-byte key
 
     def __init__(self, raw: bytes) -> None:
+        """The key from its 32 raw bytes; ValueError for a wrong length or a bad point."""
         raw = bytes(raw)
         if len(raw) != PUBLIC_KEY_BYTES:
             raise ValueError(f"an Ed25519 public key is 32 bytes, got {len(raw)}")
@@ -100,20 +102,12 @@ class PublicKey:
             raise ValueError("not a valid Ed25519 point")
         object.__setattr__(self, "_raw", raw)
         object.__setattr__(self, "_verify_key", nacl.signing.VerifyKey(raw))
-
-    @classmethod
-    def from_raw(cls, raw: bytes) -> PublicKey:
-        """The key from its 32 raw bytes; ValueError for a wrong length or a bad point."""
-        return cls(raw)
+        key_id = hashlib.sha256(raw).hexdigest()[:KEY_ID_LENGTH]
+        object.__setattr__(self, "key_id", key_id)
 
     @property
     def raw(self) -> bytes:
         return self._raw
-
-    @property
-    def key_id(self) -> str:
-        """First 16 hex digits of SHA-256 over the raw 32-byte public key."""
-        return hashlib.sha256(self._raw).hexdigest()[:KEY_ID_LENGTH]
 
     def verify(self, signature: bytes, data: bytes) -> bool:
         """True if `signature` is this key's over `data`; a bad signature is False, never
@@ -150,22 +144,9 @@ class PublicKey:
         return f"PublicKey(key_id={self.key_id!r})"
 
 
-def key_id(public_key: PublicKey) -> str:
-    """First 16 hex digits of SHA-256 over the raw 32-byte public key."""
-    return public_key.key_id
-
-
-def raw_public_bytes(public_key: PublicKey) -> bytes:
-    return public_key.raw
-
-
 def public_text(public_key: PublicKey) -> str:
     """The one-line form: `ed25519:<64 lowercase hex digits>`."""
     return PUBLIC_TEXT_PREFIX + public_key.raw.hex()
-
-
-def public_pem(public_key: PublicKey) -> str:
-    return public_key.pem()
 
 
 class SigningKey:
@@ -475,7 +456,7 @@ def parse_public_text(text: str, where: str | Path) -> PublicKey:
             "or 64 hex digits",
         )
     try:
-        return PublicKey.from_raw(bytes.fromhex(hex_part))
+        return PublicKey(bytes.fromhex(hex_part))
     except ValueError:
         raise KeyFileError(where, "not a valid Ed25519 public key") from None
 
@@ -492,7 +473,7 @@ def _public_from_pem(data: bytes, where: str | Path) -> PublicKey:
         raise KeyFileError(where, f"holds {legacy}, expected Ed25519")
     if len(der) == len(_SPKI_PREFIX) + PUBLIC_KEY_BYTES and der.startswith(_SPKI_PREFIX):
         try:
-            return PublicKey.from_raw(der[len(_SPKI_PREFIX) :])
+            return PublicKey(der[len(_SPKI_PREFIX) :])
         except ValueError:
             raise KeyFileError(where, "not a valid Ed25519 public key") from None
     oid = _algorithm_oid(der, private=False)
@@ -531,5 +512,5 @@ def load_trust(sources: Sequence[Path | str]) -> dict[str, PublicKey]:
     trusted: dict[str, PublicKey] = {}
     for source in sources:
         public = load_public_key(source)
-        trusted[key_id(public)] = public
+        trusted[public.key_id] = public
     return trusted

@@ -44,6 +44,7 @@ from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar, Union
 
 Loc = tuple[str | int, ...]
 T = TypeVar("T", bound="Table")
+F = TypeVar("F")  # a check, marked and given back with its own type
 NO_VALUE: Any = object()
 """A problem about a whole table (two keys that disagree) shows no value."""
 
@@ -128,21 +129,21 @@ class Convert:
     fn: Callable[[Any, Mapping[str, Any]], Any]
 
 
-def check(*fields: str, before: bool = False) -> Callable[[Any], Any]:
+def check(*fields: str, before: bool = False) -> Callable[[F], F]:
     """A check of single keys: `fn(cls, value) -> value`, after the type check (or, with
     `before`, on the raw value). Raise ValueError (or `Invalid`) to report."""
 
-    def mark(fn: Any) -> Any:
+    def mark(fn: F) -> F:
         _function(fn).__table_check__ = (fields, before)
         return fn
 
     return mark
 
 
-def check_table(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
+def check_table(fn: F) -> F:
     """A check of the whole table once every key is valid: `fn(self)`; raise ValueError
     for a problem of the table, `Invalid.at(...)` to name keys inside it."""
-    fn.__table_check__ = ((), False)  # type: ignore[attr-defined]
+    _function(fn).__table_check__ = ((), False)
     return fn
 
 

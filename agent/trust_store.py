@@ -35,7 +35,6 @@ from agent.keys import (
     KeyFileError,
     PublicKey,
     SigningKey,
-    key_id,
     load_signing_key,
     load_trust,
     parse_public_text,
@@ -136,7 +135,7 @@ def _parse_entry(item: Any, where: str) -> TrustedKey:
         public = parse_public_text(text, f"{where}.key")
     except KeyFileError as err:
         raise ValueError(str(err)) from None
-    kid = key_id(public)
+    kid = public.key_id
     if "key_id" in item and item["key_id"] != kid:
         raise ValueError(f"{where}.key_id: {item['key_id']!r:.40} is not the id of its key ({kid})")
     bounds = [

@@ -199,6 +199,6 @@ def test_every_table_of_the_agent_compiles() -> None:
         table = todo.pop()
         todo.extend(table.__subclasses__())
         if table.__module__.startswith(("agent.", "drivers.")):
-            assert table.table_keys() or table.__name__ == "Section", table
+            assert table.table_keys(), table
             seen.append(table)
     assert len(seen) >= 30, [t.__name__ for t in seen]

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent.keys import KeyFileError, PublicKey, key_id, load_public_key
+from agent.keys import KeyFileError, PublicKey, load_public_key
 
 _BOUND = re.compile(r"^([A-Za-z0-9_.-]{1,64})=(.+)$", re.DOTALL)
 
@@ -33,7 +33,7 @@ def load_gateway_trust(specs: Sequence[str]) -> Trust:
         if bound and not Path(spec).exists():  # a file name may contain '=' too
             gateway, source = bound.group(1), bound.group(2)
         public = load_public_key(source)
-        kid = key_id(public)
+        kid = public.key_id
         if gateway is not None:
             previous = trust.bindings.get(kid)
             if previous is not None and previous != gateway:

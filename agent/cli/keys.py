@@ -99,7 +99,7 @@ def show(
     config: ConfigOption = None,
 ) -> None:
     """Print a key's id and public key (never the private key)."""
-    from agent.keys import KeyFileError, key_id, load_public_key, load_signing_key, public_text
+    from agent.keys import KeyFileError, load_public_key, load_signing_key, public_text
 
     target = _key_path(path, central, config)
     try:
@@ -113,7 +113,7 @@ def show(
     except KeyFileError as err:
         raise _fail(str(err)) from None
     typer.echo(f"public key of: {str(target)[:60]}")
-    typer.echo(f"key id:     {key_id(public)}")
+    typer.echo(f"key id:     {public.key_id}")
     typer.echo(f"public key: {public_text(public)}")
 
 

@@ -30,8 +30,7 @@ def serial_ports(sections: dict[str, list[Any]]) -> Iterator[tuple[str, Path]]:
     """(key path, device path) of every `port` that names a file, in any driver section."""
     for kind, entries in sections.items():
         for i, section in enumerate(entries):
-            dumped = section.dump() if hasattr(section, "dump") else {}
-            yield from _ports(dumped, f"drivers.{kind}[{i}]")
+            yield from _ports(section.dump(), f"drivers.{kind}[{i}]")
 
 
 def _ports(node: Any, where: str) -> Iterator[tuple[str, Path]]:

@@ -63,7 +63,7 @@ class Program(Table):
     @check("off")
     @classmethod
     def _off(cls, value: str) -> str:
-        return str(Step._spec(value))
+        return Step._spec(value)
 
 
 class Group(Table):

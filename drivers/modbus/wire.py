@@ -139,14 +139,6 @@ class Link(Protocol):
     async def close(self) -> None: ...
 
 
-_READ_METHOD = {
-    RegisterKind.COIL: "read_coils",
-    RegisterKind.DISCRETE: "read_discrete_inputs",
-    RegisterKind.INPUT: "read_input_registers",
-    RegisterKind.HOLDING: "read_holding_registers",
-}
-
-
 _READ_REQUEST: dict[RegisterKind, Callable[..., Any]] = {
     RegisterKind.COIL: pdu_bit.ReadCoilsRequest,
     RegisterKind.DISCRETE: pdu_bit.ReadDiscreteInputsRequest,
@@ -533,7 +525,7 @@ class RtuLink:
                 if received[start] != unit or received[start + 1] & 0x7F != function:
                     raise BadReply(f"answered by unit {received[start]} "
                                    f"function {received[start + 1]}")  # fmt: skip
-                reply = _REPLY_DECODER.decode(bytes(received[start + 1 : end - 2]))
+                reply = _decode_reply(bytes(received[start + 1 : end - 2]))
                 if reply is None:
                     raise BadReply(f"reply does not decode: {received[start:end].hex()}")
                 return reply

@@ -17,7 +17,7 @@ import pytest
 
 from agent.central.commands import new_command, send_command
 from agent.envelope import seal_command
-from agent.keys import SigningKey, create_key, key_id
+from agent.keys import SigningKey, create_key
 from agent.model import Command, CommandResult, ResultCode
 from agent.street.broker import Broker
 from drivers.modbus.simulator import Fault, ModbusStreet
@@ -99,7 +99,7 @@ async def test_rebirth_republishes_the_state(site: Site) -> None:
     result = await site.send(new_command(site.central, "gw-test", "rebirth"))
     assert result.code == ResultCode.DONE, result
     assert await site.post.wait_for(lambda: len(site.post.states) > before, 20)
-    assert site.post.states[-1]["key_id"] == key_id(site.post.gateway_key)
+    assert site.post.states[-1]["key_id"] == site.post.gateway_key.key_id
 
 
 async def test_diagnostics_returns_the_check_results(site: Site) -> None:

@@ -28,7 +28,6 @@ from agent.keys import (
     load_public_key,
     load_signing_key,
     parse_public_text,
-    public_pem,
     save_key,
 )
 
@@ -64,7 +63,7 @@ def test_our_key_file_is_theirs_byte_for_byte(
     assert isinstance(theirs, Ed25519PrivateKey)
     assert theirs.public_key().public_bytes_raw() == ours.public_key.raw
     assert path.read_bytes() == theirs.private_bytes(PEM, PKCS8, PLAIN)
-    assert public_pem(ours.public_key) == their_public_pem(theirs)
+    assert ours.public_key.pem() == their_public_pem(theirs)
     assert ours.sign(message) == theirs.sign(message)  # Ed25519 is deterministic
 
 
@@ -115,10 +114,10 @@ def test_a_signature_of_the_wrong_length_is_false_not_an_error() -> None:
 
 def test_public_keys_libsodium_rejects_are_refused() -> None:
     with pytest.raises(ValueError, match="32 bytes"):
-        PublicKey.from_raw(bytes(31))
+        PublicKey(bytes(31))
     small_order = bytes(32)  # the point y = 0, of order 4: no signing key has it
     with pytest.raises(ValueError, match="not a valid Ed25519 point"):
-        PublicKey.from_raw(small_order)
+        PublicKey(small_order)
     with pytest.raises(KeyFileError, match="not a valid Ed25519 public key"):
         parse_public_text("ed25519:" + small_order.hex(), "trust[0]")
     spki = bytes.fromhex("302a300506032b6570032100") + small_order
@@ -128,7 +127,7 @@ def test_public_keys_libsodium_rejects_are_refused() -> None:
 
 def test_public_key_is_a_value() -> None:
     key = SigningKey.from_seed(bytes(range(32))).public_key
-    same = PublicKey.from_raw(key.raw)
+    same = PublicKey(key.raw)
     assert same == key and hash(same) == hash(key) and same is not key
     assert key != SigningKey.from_seed(bytes(32)).public_key
     assert copy.deepcopy(key) == key == pickle.loads(pickle.dumps(key))

@@ -18,12 +18,9 @@ from agent.keys import (
     KeyFileError,
     SigningKey,
     create_key,
-    key_id,
     load_public_key,
     load_signing_key,
     load_trust,
-    public_pem,
-    raw_public_bytes,
 )
 
 
@@ -96,7 +93,7 @@ def test_key_files_that_are_not_ours_are_refused_clearly(tmp_path: Path) -> None
     ours = SigningKey.generate()
     cases = {
         "garbage.key": (b"hello, lamppost\n", "not a PEM private key"),
-        "public.key": (public_pem(ours.public_key).encode(), "public key, not a private key"),
+        "public.key": (ours.public_key.pem().encode(), "public key, not a private key"),
         "text.key": (ours.public_text().encode(), "public key"),
         "ec.key": (
             ec.generate_private_key(ec.SECP256R1()).private_bytes(
@@ -128,9 +125,9 @@ def test_key_files_that_are_not_ours_are_refused_clearly(tmp_path: Path) -> None
 
 def test_key_id_is_the_first_16_hex_of_sha256_of_the_raw_public_key() -> None:
     key = SigningKey.from_seed(bytes(32))
-    raw = raw_public_bytes(key.public_key)
+    raw = key.public_key.raw
     assert len(raw) == 32
-    assert key.key_id == key_id(key.public_key) == hashlib.sha256(raw).hexdigest()[:16]
+    assert key.key_id == key.public_key.key_id == hashlib.sha256(raw).hexdigest()[:16]
 
 
 def test_repr_never_shows_the_secret() -> None:
@@ -144,7 +141,7 @@ def test_public_key_in_every_accepted_form(tmp_path: Path) -> None:
     key = SigningKey.generate()
     text = key.public_text()
     assert text.startswith("ed25519:") and len(text) == 8 + 64
-    pem = public_pem(key.public_key)
+    pem = key.public_key.pem()
     (tmp_path / "a.pub").write_text(pem)
     (tmp_path / "b.pub").write_text(text + "\n")
     forms: list[Path | str] = [
@@ -158,7 +155,7 @@ def test_public_key_in_every_accepted_form(tmp_path: Path) -> None:
         tmp_path / text,  # …even one made "absolute" against the config's directory
     ]
     for form in forms:
-        assert key_id(load_public_key(form)) == key.key_id, form
+        assert load_public_key(form).key_id == key.key_id, form
 
 
 def test_bad_public_keys_name_the_source(tmp_path: Path) -> None:
@@ -184,6 +181,6 @@ def test_bad_public_keys_name_the_source(tmp_path: Path) -> None:
 
 def test_trust_maps_key_ids_and_keeps_a_repeated_key_once() -> None:
     a, b = SigningKey.generate(), SigningKey.generate()
-    trusted = load_trust([a.public_text(), b.public_text(), public_pem(a.public_key)])
+    trusted = load_trust([a.public_text(), b.public_text(), a.public_key.pem()])
     assert sorted(trusted) == sorted([a.key_id, b.key_id])
     assert load_trust([]) == {}

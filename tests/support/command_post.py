@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import aiomqtt
 
 from agent.central.verifier import Verdict, Verifier
-from agent.keys import PublicKey, key_id
+from agent.keys import PublicKey
 from agent.model import Event, Reading
 
 
@@ -40,7 +40,7 @@ class CommandPost:
     _subscribed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
-        self.verifier = Verifier({key_id(self.gateway_key): self.gateway_key}, prefix=self.prefix)
+        self.verifier = Verifier({self.gateway_key.key_id: self.gateway_key}, prefix=self.prefix)
 
     @property
     def rejected(self) -> list[Verdict]:
