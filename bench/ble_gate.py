@@ -19,10 +19,10 @@ from pathlib import Path
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 
-from agent.driver import DriverEnv
-from drivers.ble.bthome import UUID, encode, encrypt
-from drivers.ble.config import Section
-from drivers.ble.driver import BleDriver
+from cityedge.drivers.ble.bthome import UUID, encode, encrypt
+from cityedge.drivers.ble.config import Section
+from cityedge.drivers.ble.driver import BleDriver
+from cityedge.sdk.driver import DriverEnv
 
 KEY = bytes.fromhex("231d39c1d7cc1ab1aee224cd096db932")
 

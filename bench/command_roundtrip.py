@@ -31,18 +31,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import aiomqtt
 
-from agent.central.commands import new_command, send_command
-from agent.central.topics import topic_for
-from agent.central.verifier import Verifier
-from agent.central.watch import payload_bytes
-from agent.envelope import seal_command
-from agent.keys import SigningKey, create_key
-from agent.logs import configure_logging
-from agent.street.broker import Broker
-from agent.uplink import MQTT_SOCKET_OPTIONS
-from drivers.modbus.profile import resolve_profile
-from drivers.modbus.simulator import ModbusStreet
-from drivers.modbus.wire import TcpLink
+from cityedge.central.commands import new_command, send_command
+from cityedge.central.verifier import Verifier
+from cityedge.central.watch import payload_bytes
+from cityedge.drivers.modbus.profile import resolve_profile
+from cityedge.drivers.modbus.wire import TcpLink
+from cityedge.gateway.uplink import MQTT_SOCKET_OPTIONS
+from cityedge.protocol.envelope import seal_command
+from cityedge.protocol.keys import SigningKey, create_key
+from cityedge.protocol.topics import topic_for
+from cityedge.sdk.logs import configure_logging
+from cityedge.street.broker import Broker
+from cityedge.street.modbus import ModbusStreet
 from tests.support.agent_process import AgentProcess, to_toml
 from tests.support.command_post import CommandPost
 

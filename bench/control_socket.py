@@ -30,14 +30,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent.config import load_config
-from agent.control.server import ControlServer
-from agent.diagnostics.clock import fixed_clock
-from agent.keys import create_key
-from agent.maintenance import MaintenancePage
-from agent.runtime import Agent
-from agent.street.broker import free_port
-from drivers.modbus.simulator import ModbusStreet
+from cityedge.gateway.config import load_config
+from cityedge.gateway.control.server import ControlServer
+from cityedge.gateway.diagnostics.clock import fixed_clock
+from cityedge.gateway.maintenance import MaintenancePage
+from cityedge.gateway.runtime import Agent
+from cityedge.protocol.keys import create_key
+from cityedge.street.broker import free_port
+from cityedge.street.modbus import ModbusStreet
 from tests.support.agent_process import to_toml
 
 

@@ -18,14 +18,14 @@ from collections.abc import Callable
 
 import msgpack
 
-from agent.envelope import (
+from cityedge.protocol.envelope import (
     MESSAGE_CONTEXT,
     open_message,
     reading_entry,
     seal,
 )
-from agent.keys import SigningKey
-from agent.model import Reading
+from cityedge.protocol.keys import SigningKey
+from cityedge.sdk.model import Reading
 
 
 def rate(fn: Callable[[], object], seconds: float) -> float:

@@ -25,11 +25,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from drivers.lorawan.decoders import load_device_types
-from drivers.lorawan.fcnt import FrameCounters
-from drivers.lorawan.frames import build_uplink, crypt_frm_payload, parse_uplink, verify_mic
-from drivers.lorawan.keyring import Keyring, Session
-from drivers.lorawan.uplinks import Radio, UplinkDecoder
+from cityedge.drivers.lorawan.decoders import load_device_types
+from cityedge.drivers.lorawan.fcnt import FrameCounters
+from cityedge.drivers.lorawan.frames import (
+    build_uplink,
+    crypt_frm_payload,
+    parse_uplink,
+    verify_mic,
+)
+from cityedge.drivers.lorawan.keyring import Keyring, Session
+from cityedge.drivers.lorawan.uplinks import Radio, UplinkDecoder
 
 TARGET_FPS = 5000
 RADIO = Radio(rssi=-101.0, snr=4.0, spreading_factor=9, frequency=868.3, forwarders=("AA",))
@@ -46,7 +51,7 @@ def sensors(count: int) -> list[Session]:
 
 def payload_for(device_type: str, i: int) -> tuple[int, bytes]:
     """A plausible report for each shipped type (layouts: docs/lorawan-devices.md)."""
-    from drivers.lorawan.reports import example_payload
+    from cityedge.drivers.lorawan.reports import example_payload
 
     return example_payload(device_type, i)
 

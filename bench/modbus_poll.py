@@ -21,11 +21,11 @@ from dataclasses import dataclass, replace
 
 import structlog
 
-from drivers.modbus.config import Section
-from drivers.modbus.driver import ModbusDriver
-from drivers.modbus.planner import plan
-from drivers.modbus.profile import Profile
-from drivers.modbus.simulator import ModbusStreet
+from cityedge.drivers.modbus.config import Section
+from cityedge.drivers.modbus.driver import ModbusDriver
+from cityedge.drivers.modbus.planner import plan
+from cityedge.drivers.modbus.profile import Profile
+from cityedge.street.modbus import ModbusStreet
 
 
 @dataclass

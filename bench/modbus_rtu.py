@@ -1,7 +1,7 @@
 """Modbus RTU benchmark: a junction's serial line polled flat out by the driver.
 
 The junction — two traffic controllers and an energy meter, pymodbus's RTU
-server — sits on a virtual cable (`drivers.modbus.cable`) whose relay gives
+server — sits on a virtual cable (`cityedge.street.rs485`) whose relay gives
 every byte its wire time at the chosen baud rate (a pty alone has none). Every
 device asks to be polled continuously, so the line runs at capacity; measured
 for a few seconds each, in the same run:
@@ -31,15 +31,15 @@ from typing import Any
 
 import structlog
 
-from drivers.modbus.budget import LineBudget, LineFormat, line_budget, read_frame_sizes
-from drivers.modbus.cable import Cable
-from drivers.modbus.config import Section
-from drivers.modbus.driver import ModbusDriver
-from drivers.modbus.line import SerialPort
-from drivers.modbus.planner import plan
-from drivers.modbus.profile import Profile
-from drivers.modbus.simulator import JunctionCabinet
-from drivers.modbus.wire import rtu_crc
+from cityedge.drivers.modbus.budget import LineBudget, LineFormat, line_budget, read_frame_sizes
+from cityedge.drivers.modbus.config import Section
+from cityedge.drivers.modbus.driver import ModbusDriver
+from cityedge.drivers.modbus.line import SerialPort
+from cityedge.drivers.modbus.planner import plan
+from cityedge.drivers.modbus.profile import Profile
+from cityedge.drivers.modbus.wire import rtu_crc
+from cityedge.street.modbus import JunctionCabinet
+from cityedge.street.rs485 import Cable
 
 
 @dataclass

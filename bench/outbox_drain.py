@@ -1,12 +1,12 @@
 """The outbox under a long outage: ingest, backlog drain, flash wear, and the way back.
 
 1. Ingest: N readings (default 1,000,000; real `reading_entry` bodies of a
-   100-lamppost street) added to the real `agent.outbox.Outbox` in a temp dir and
+   100-lamppost street) added to the real `cityedge.gateway.outbox.Outbox` in a temp dir and
    committed one transaction per window of `--window` rows (10,000 = the 0.1 s
    commit window at 100,000 readings/s), sealed (signed) as they are committed,
    with the uplink down. Prints readings/s, commits and bytes written per 1,000
    readings.
-2. Drain: a child process opens that store and runs the real `agent.uplink.Uplink`
+2. Drain: a child process opens that store and runs the real `cityedge.gateway.uplink.Uplink`
    against a private Mosquitto until every message is sent and PUBACKed (its
    peak RSS is the child's VmHWM, so nothing the parent holds pollutes it). The
    baseline, in the same run, to the same broker: a bare aiomqtt loop in another
@@ -48,14 +48,14 @@ import structlog
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent.config import GatewaySection, UplinkSection
-from agent.envelope import message_sealer, reading_entry
-from agent.keys import SigningKey, create_key, load_signing_key
-from agent.model import Reading
-from agent.outbox import Entry, Outbox, Sealed, Sealer
-from agent.street.broker import Broker
-from agent.uplink import Uplink
-from drivers.modbus.simulator import ModbusStreet
+from cityedge.gateway.config import GatewaySection, UplinkSection
+from cityedge.gateway.outbox import Entry, Outbox, Sealed, Sealer
+from cityedge.gateway.uplink import Uplink
+from cityedge.protocol.envelope import message_sealer, reading_entry
+from cityedge.protocol.keys import SigningKey, create_key, load_signing_key
+from cityedge.sdk.model import Reading
+from cityedge.street.broker import Broker
+from cityedge.street.modbus import ModbusStreet
 from tests.support.agent_process import AgentProcess, to_toml
 from tests.support.command_post import CommandPost
 from tests.support.outbox_probe import committed_readings

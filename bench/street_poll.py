@@ -28,13 +28,13 @@ import msgpack
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from agent.envelope import message_sealer
-from agent.keys import SigningKey, create_key
-from agent.outbox import Entry, Outbox
-from agent.street.broker import Broker
-from drivers.modbus.profile import resolve_profile
-from drivers.modbus.simulator import ModbusStreet
-from drivers.modbus.wire import TcpLink
+from cityedge.drivers.modbus.profile import resolve_profile
+from cityedge.drivers.modbus.wire import TcpLink
+from cityedge.gateway.outbox import Entry, Outbox
+from cityedge.protocol.envelope import message_sealer
+from cityedge.protocol.keys import SigningKey, create_key
+from cityedge.street.broker import Broker
+from cityedge.street.modbus import ModbusStreet
 from tests.support.agent_process import AgentProcess, to_toml
 from tests.support.command_post import CommandPost
 

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from agent.model import InvalidValue, PointAccess
-from drivers.ascii import Section, build
-from drivers.ascii.driver import AsciiDriver
-from drivers.ascii.simulator import InfoPanel
-from drivers.serialline.ptypair import PtyPair
+from cityedge.drivers.ascii import Section, build
+from cityedge.drivers.ascii.driver import AsciiDriver
+from cityedge.sdk.model import InvalidValue, PointAccess
+from cityedge.street.ascii_panel import InfoPanel
+from cityedge.street.ptypair import PtyPair
 from tests.serial.support import FAST_LINE, env
 
 PORT = os.environ.get("CITYEDGE_PANEL_PORT", "")

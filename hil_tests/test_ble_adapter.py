@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 
-from agent.driver import DriverEnv
-from agent.model import DeviceState
-from drivers.ble.config import Section
-from drivers.ble.driver import BleDriver
+from cityedge.drivers.ble.config import Section
+from cityedge.drivers.ble.driver import BleDriver
+from cityedge.sdk.driver import DriverEnv
+from cityedge.sdk.model import DeviceState
 from tests.ble.support import running, until
 
 ADAPTER = os.environ.get("CITYEDGE_BLE_ADAPTER", "")

@@ -28,11 +28,11 @@ from typing import Any
 
 import pytest
 
-from agent.keys import SigningKey, create_key
-from agent.model import Quality
-from agent.pipeline import CLOCK_FLOOR
-from agent.street.broker import Broker, free_port
-from drivers.modbus.simulator import ModbusStreet
+from cityedge.gateway.pipeline import CLOCK_FLOOR
+from cityedge.protocol.keys import SigningKey, create_key
+from cityedge.sdk.model import Quality
+from cityedge.street.broker import Broker, free_port
+from cityedge.street.modbus import ModbusStreet
 from tests.support.agent_process import ROOT as AGENT_ROOT
 from tests.support.agent_process import AgentProcess, agent_env, to_toml
 from tests.support.command_post import CommandPost
@@ -449,7 +449,7 @@ class FakeClockAgent(AgentProcess):
         no_programs.mkdir(exist_ok=True)
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "agent", "run", "-c", str(self.config_path)],
+            [sys.executable, "-m", "cityedge.cli", "run", "-c", str(self.config_path)],
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=AGENT_ROOT,

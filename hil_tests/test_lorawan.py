@@ -15,14 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from drivers.lorawan.frames import (
+from cityedge.drivers.lorawan.frames import (
     build_join_request,
     build_uplink,
     parse_downlink,
     verify_mic,
 )
-from drivers.lorawan.keyring import OtaaDevice, Session
-from drivers.lorawan.reports import bin_report
+from cityedge.drivers.lorawan.keyring import OtaaDevice, Session
+from cityedge.drivers.lorawan.reports import bin_report
 from tests.lorawan.site import LoRaSite, lorawan_site
 
 pytestmark = pytest.mark.timeout(180)

@@ -2,7 +2,7 @@
 
 Simulated (the default): a junction cabinet — two traffic controllers (units
 1, 2) and an energy meter (unit 3) served by pymodbus's RTU server — on the
-device end of a virtual cable (`drivers.modbus.cable`: two pty pairs and a
+device end of a virtual cable (`cityedge.street.rs485`: two pty pairs and a
 relay), the driver on the gateway end. The relay paces bytes at 19200 baud,
 corrupts or drops a seeded share of them, and can be unplugged.
 
@@ -26,12 +26,12 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from agent.model import DeviceState, Reading
-from drivers.modbus.budget import LineFormat
-from drivers.modbus.cable import Cable
-from drivers.modbus.driver import BUS_SUFFIX, ModbusDriver
-from drivers.modbus.profile import resolve_profile
-from drivers.modbus.simulator import JunctionCabinet, ModbusStreet
+from cityedge.drivers.modbus.budget import LineFormat
+from cityedge.drivers.modbus.driver import BUS_SUFFIX, ModbusDriver
+from cityedge.drivers.modbus.profile import resolve_profile
+from cityedge.sdk.model import DeviceState, Reading
+from cityedge.street.modbus import JunctionCabinet, ModbusStreet
+from cityedge.street.rs485 import Cable
 from tests.modbus.test_rtu_driver import Recorder, make_driver, running, wait_until
 
 pytestmark = pytest.mark.timeout(120)

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from agent.model import DeviceState
-from drivers.nmea import Section, build
-from drivers.nmea.driver import UNREACHABLE_EVENT, NmeaDriver
-from drivers.nmea.replay import load_capture, replay
-from drivers.serialline.ptypair import PtyPair
+from cityedge.drivers.nmea import Section, build
+from cityedge.drivers.nmea.driver import UNREACHABLE_EVENT, NmeaDriver
+from cityedge.sdk.model import DeviceState
+from cityedge.street.gps import load_capture, replay
+from cityedge.street.ptypair import PtyPair
 from hil_tests.conftest import SocatCable
 from tests.serial.support import CAPTURE, FAST_LINE, env, health_of, running, until
 

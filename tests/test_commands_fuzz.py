@@ -19,11 +19,11 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from agent.commands import CommandHandler, ReplayCache
-from agent.envelope import seal_command
-from agent.keys import SigningKey
-from agent.model import Command, DeviceInfo, PointAccess, PointInfo, ResultCode, Value
-from agent.policy import Policy
+from cityedge.gateway.commands import CommandHandler, ReplayCache
+from cityedge.gateway.policy import Policy
+from cityedge.protocol.envelope import seal_command
+from cityedge.protocol.keys import SigningKey
+from cityedge.sdk.model import Command, DeviceInfo, PointAccess, PointInfo, ResultCode, Value
 from tests.support.outbox_probe import open_outbox
 
 CENTRAL = SigningKey.from_seed(bytes(range(32)))

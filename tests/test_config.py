@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import ConfigError, load_config
+from cityedge.gateway.config import ConfigError, load_config
 from tests.support.agent_process import cityedge
 
 ROOT = Path(__file__).resolve().parents[1]

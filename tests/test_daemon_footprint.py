@@ -12,7 +12,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from agent.keys import create_key
+from cityedge.protocol.keys import create_key
 from tests.support.agent_process import ROOT, agent_env, to_toml
 
 NOT_FOR_A_MODBUS_GATEWAY = {
@@ -30,10 +30,10 @@ PROBE = textwrap.dedent(
     """
     import json, sys
     from pathlib import Path
-    from agent.entry import lean_daemon_imports
+    from cityedge.cli.entry import lean_daemon_imports
     lean_daemon_imports()
-    from agent.config import load_config
-    from agent.runtime import Agent
+    from cityedge.gateway.config import load_config
+    from cityedge.gateway.runtime import Agent
     Agent(load_config(Path(sys.argv[1])))
     print(json.dumps(sorted({m.split(".")[0] for m, mod in sys.modules.items() if mod})))
     """

@@ -14,9 +14,9 @@ import typing
 from collections.abc import Iterator
 from pathlib import Path
 
-from agent.config import AgentConfig
-from agent.driver import known_kinds, section_model
-from agent.tables import Table
+from cityedge.gateway.config import AgentConfig
+from cityedge.gateway.registry import known_kinds, section_model
+from cityedge.sdk.tables import Table
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "config" / "agent.example.toml"
 HEADER = re.compile(r"^\s*\[\[?\s*([A-Za-z0-9_.-]+)\s*\]\]?")

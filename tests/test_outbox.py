@@ -15,10 +15,10 @@ import msgpack
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.envelope import message_sealer, open_message, reading_entry
-from agent.keys import SigningKey
-from agent.model import Reading
-from agent.outbox import Entry, Outbox, Sealed, stored_messages
+from cityedge.gateway.outbox import Entry, Outbox, Sealed, stored_messages
+from cityedge.protocol.envelope import message_sealer, open_message, reading_entry
+from cityedge.protocol.keys import SigningKey
+from cityedge.sdk.model import Reading
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = SigningKey.from_seed(bytes(range(32)))
@@ -230,9 +230,9 @@ CHILD = """
 import sys, time
 from pathlib import Path
 import msgpack
-from agent.envelope import message_sealer
-from agent.keys import SigningKey
-from agent.outbox import Outbox, Entry
+from cityedge.protocol.envelope import message_sealer
+from cityedge.protocol.keys import SigningKey
+from cityedge.gateway.outbox import Outbox, Entry
 seal = message_sealer(SigningKey.generate(), gateway="gw-test", site="test")
 box = Outbox.open(Path(sys.argv[1]), seal=seal, max_bytes=1 << 30, max_age=1e9)
 box.online = sys.argv[3] == "online"

@@ -6,9 +6,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agent.model import Event, PointInfo, Quality, Reading, Severity
-from agent.outbox import Outbox
-from agent.pipeline import Pipeline
+from cityedge.gateway.outbox import Outbox
+from cityedge.gateway.pipeline import Pipeline
+from cityedge.sdk.model import Event, PointInfo, Quality, Reading, Severity
 from tests.support.outbox_probe import open_outbox, stored_entries
 
 

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.problems import error_lines
-from agent.tables import Convert, Field, Invalid, Table, check, check_table
+from cityedge.sdk.problems import error_lines
+from cityedge.sdk.tables import Convert, Field, Invalid, Table, check, check_table
 
 
 class Order(enum.StrEnum):
@@ -187,18 +187,24 @@ def test_every_table_of_the_agent_compiles() -> None:
     compile every table the agent and its drivers declare, here."""
     import importlib
 
-    from agent.driver import known_kinds
+    from cityedge.gateway.registry import known_kinds
 
-    for module in ("agent.config", "agent.policy", "agent.lighting.program",
-                   "drivers.modbus.profile", "drivers.ascii.profile", "drivers.lorawan.decoders",
-                   *(f"drivers.{kind}.config" for kind in known_kinds())):  # fmt: skip
+    for module in (
+        "cityedge.gateway.config",
+        "cityedge.gateway.policy",
+        "cityedge.gateway.lighting.program",
+        "cityedge.drivers.modbus.profile",
+        "cityedge.drivers.ascii.profile",
+        "cityedge.drivers.lorawan.decoders",
+        *(f"cityedge.drivers.{kind}.config" for kind in known_kinds()),
+    ):
         importlib.import_module(module)
     seen: list[type[Table]] = []
     todo = list(Table.__subclasses__())
     while todo:
         table = todo.pop()
         todo.extend(table.__subclasses__())
-        if table.__module__.startswith(("agent.", "drivers.")):
+        if table.__module__.startswith("cityedge."):
             assert table.table_keys(), table
             seen.append(table)
     assert len(seen) >= 30, [t.__name__ for t in seen]

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import structlog
 
-from agent.driver import DriverEnv
-from drivers.ble.driver import BleDriver
+from cityedge.drivers.ble.driver import BleDriver
+from cityedge.sdk.driver import DriverEnv
 from tests.ble.fake_bleak import FakeAir, FakeGatt
 from tests.ble.support import section
 

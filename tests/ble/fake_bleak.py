@@ -20,7 +20,7 @@ from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
 from bleak.exc import BleakCharacteristicNotFoundError, BleakDBusError, BleakError
 
-from drivers.ble.bthome import UUID as BTHOME_UUID
+from cityedge.drivers.ble.bthome import UUID as BTHOME_UUID
 
 Callback = Callable[[BLEDevice, AdvertisementData], None]
 

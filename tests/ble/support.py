@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
 from typing import Any
 
-from agent.model import Event, Reading
-from drivers.ble.config import Section
-from drivers.ble.driver import BleDriver
+from cityedge.drivers.ble.config import Section
+from cityedge.drivers.ble.driver import BleDriver
+from cityedge.sdk.model import Event, Reading
 
 PLAIN = "A4:C1:38:8D:18:B2"  # a street-side thermometer, unencrypted
 SEALED = "54:48:E6:8F:80:A5"  # the BTHome encryption example's sensor and key

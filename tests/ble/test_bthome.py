@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from drivers.ble.bthome import (
+from cityedge.drivers.ble.bthome import (
     OBJECT_TYPES,
     POINT_NAMES,
     BTHomeError,

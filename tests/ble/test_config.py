@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import ConfigError, load_config
-from agent.driver import Driver, build_driver
-from drivers.ble.config import Section
+from cityedge.drivers.ble.config import Section
+from cityedge.gateway.config import ConfigError, load_config
+from cityedge.gateway.registry import build_driver
+from cityedge.sdk.driver import Driver
 
 GATEWAY = """
 [gateway]

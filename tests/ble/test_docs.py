@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from agent.config import load_config
-from drivers.ble.bthome import POINT_NAMES
-from drivers.ble.config import DeviceSection, GattSchedule, Section
+from cityedge.drivers.ble.bthome import POINT_NAMES
+from cityedge.drivers.ble.config import DeviceSection, GattSchedule, Section
+from cityedge.gateway.config import load_config
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "ble.md"
 GATEWAY = '[gateway]\nid = "gw-1"\nsite = "town-01"\nstate_dir = "state"\n\n'

@@ -11,7 +11,10 @@ from collections.abc import Callable
 import pytest
 from bleak.exc import BleakDBusError, BleakError
 
-from agent.model import (
+from cityedge.drivers.ble.bthome import encode, encrypt
+from cityedge.drivers.ble.driver import ADAPTER_DOWN, SILENT, BleDriver
+from cityedge.drivers.ble.gatt import CHARACTERISTICS
+from cityedge.sdk.model import (
     DeviceHealth,
     DeviceRejected,
     DeviceState,
@@ -21,9 +24,6 @@ from agent.model import (
     UnknownDevice,
     UnknownPoint,
 )
-from drivers.ble.bthome import encode, encrypt
-from drivers.ble.driver import ADAPTER_DOWN, SILENT, BleDriver
-from drivers.ble.gatt import CHARACTERISTICS
 from tests.ble.fake_bleak import FakeAir, FakeGatt, FakeGattDevice
 from tests.ble.support import PLAIN, SEALED, SEALED_KEY, Sink, running, until
 

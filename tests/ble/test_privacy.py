@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.driver import DriverEnv
-from drivers.ble.bthome import encode, encrypt
-from drivers.ble.driver import BleDriver
+from cityedge.drivers.ble.bthome import encode, encrypt
+from cityedge.drivers.ble.driver import BleDriver
+from cityedge.sdk.driver import DriverEnv
 from tests.ble.fake_bleak import FakeAir
 from tests.ble.support import PLAIN, SEALED, SEALED_KEY, running, section, until
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.driver import DriverEnv
-from agent.model import DeviceState, DeviceUnreachable
-from drivers.ble.driver import ADAPTER_DOWN, BleDriver
+from cityedge.drivers.ble.driver import ADAPTER_DOWN, BleDriver
+from cityedge.sdk.driver import DriverEnv
+from cityedge.sdk.model import DeviceState, DeviceUnreachable
 from tests.ble.support import running, section, until
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="bleak's BlueZ backend")

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from agent.keys import SigningKey, create_key
-from agent.street.broker import Broker
+from cityedge.protocol.keys import SigningKey, create_key
+from cityedge.street.broker import Broker
 from tests.support.agent_process import to_toml
 
 

@@ -15,12 +15,12 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
-from agent.central.commands import new_command, send_command
-from agent.envelope import seal_command
-from agent.keys import SigningKey, create_key
-from agent.model import Command, CommandResult, ResultCode
-from agent.street.broker import Broker
-from drivers.modbus.simulator import Fault, ModbusStreet
+from cityedge.central.commands import new_command, send_command
+from cityedge.protocol.envelope import seal_command
+from cityedge.protocol.keys import SigningKey, create_key
+from cityedge.sdk.model import Command, CommandResult, ResultCode
+from cityedge.street.broker import Broker
+from cityedge.street.modbus import Fault, ModbusStreet
 from tests.integration.conftest import ConfigWriter
 from tests.support.agent_process import AgentProcess
 from tests.support.command_post import CommandPost

@@ -20,12 +20,12 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
-from agent.central.commands import new_command, send_command, trust_update_command
-from agent.envelope import seal_command, seal_key_announcement, seal_object
-from agent.keys import SigningKey, create_key
-from agent.model import CommandResult, ResultCode
-from agent.street.broker import Broker
-from agent.trust_store import KeyState, TrustedKey
+from cityedge.central.commands import new_command, send_command, trust_update_command
+from cityedge.protocol.envelope import seal_command, seal_key_announcement, seal_object
+from cityedge.protocol.keys import SigningKey, create_key
+from cityedge.protocol.trust_store import KeyState, TrustedKey
+from cityedge.sdk.model import CommandResult, ResultCode
+from cityedge.street.broker import Broker
 from tests.integration.conftest import ConfigWriter
 from tests.support.agent_process import AgentProcess, cityedge
 from tests.support.command_post import CommandPost

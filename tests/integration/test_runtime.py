@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from agent.keys import SigningKey
-from agent.street.broker import Broker
-from agent.supervisor import TaskHealth, supervise
-from drivers.modbus.simulator import ModbusStreet
+from cityedge.gateway.supervisor import TaskHealth, supervise
+from cityedge.protocol.keys import SigningKey
+from cityedge.street.broker import Broker
+from cityedge.street.modbus import ModbusStreet
 from tests.integration.conftest import ConfigWriter
 from tests.support.agent_process import ROOT, agent_env
 
@@ -34,7 +34,7 @@ async def test_sd_notify_ready_watchdog_stopping(
         env = agent_env() | {"NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "400000"}
         with (tmp_path / "agent.log").open("wb") as log:
             proc = subprocess.Popen(  # noqa: ASYNC220 (starting it is instant)
-                [sys.executable, "-m", "agent", "run", "-c", str(config)],
+                [sys.executable, "-m", "cityedge.cli", "run", "-c", str(config)],
                 cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
             )  # fmt: skip
         received: list[str] = []
@@ -91,7 +91,7 @@ def test_demo_street_shows_verified_readings() -> None:
     if os.environ.get("CITYEDGE_SKIP_DEMO"):
         pytest.skip("CITYEDGE_SKIP_DEMO set")
     result = subprocess.run(
-        [sys.executable, "-m", "agent", "demo", "--duration", "8"],
+        [sys.executable, "-m", "cityedge.cli", "demo", "--duration", "8"],
         cwd=ROOT, env=agent_env(), capture_output=True, text=True, timeout=90,
     )  # fmt: skip
     out = result.stdout + result.stderr

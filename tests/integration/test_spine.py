@@ -8,9 +8,9 @@ import asyncio
 import time
 from pathlib import Path
 
-from agent.keys import SigningKey
-from agent.street.broker import Broker
-from drivers.modbus.simulator import ModbusStreet
+from cityedge.protocol.keys import SigningKey
+from cityedge.street.broker import Broker
+from cityedge.street.modbus import ModbusStreet
 from tests.integration.conftest import ConfigWriter
 from tests.support.agent_process import AgentProcess
 from tests.support.command_post import CommandPost
@@ -63,7 +63,7 @@ async def test_tampered_message_is_rejected_saying_why(
 
 
 def _payload_of(post: CommandPost, verdict: object) -> bytes:
-    from agent.envelope import Message
+    from cityedge.protocol.envelope import Message
 
     message = verdict.message  # type: ignore[attr-defined]
     assert isinstance(message, Message)

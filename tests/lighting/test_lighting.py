@@ -14,12 +14,13 @@ from typing import Any
 
 import pytest
 
-from agent.config import ConfigError
-from agent.driver import DriverEnv, build_driver
-from agent.lighting import LightingController, ScaledClock, Sky, level_at, load_lighting
-from agent.lighting.energy import consumed_kwh
-from agent.model import Command, Event, Reading, ResultCode
-from drivers.modbus.simulator import ModbusStreet
+from cityedge.gateway.config import ConfigError
+from cityedge.gateway.lighting import LightingController, ScaledClock, Sky, level_at, load_lighting
+from cityedge.gateway.lighting.energy import consumed_kwh
+from cityedge.gateway.registry import build_driver
+from cityedge.sdk.driver import DriverEnv
+from cityedge.sdk.model import Command, Event, Reading, ResultCode
+from cityedge.street.modbus import ModbusStreet
 
 MILAN = (45.4642, 9.19)
 ROME_TZ = "Europe/Rome"
@@ -213,7 +214,7 @@ async def test_accelerated_night_on_simulated_controllers(tmp_path: Path) -> Non
     """18:00 to 06:30 on 21 June at Milan, 1,800x: the simulated lamppost controllers
     receive the right level at the right (simulated) time, uplink or no uplink."""
     async with ModbusStreet(lampposts=3, meters=0) as street:
-        from drivers.modbus.config import Section
+        from cityedge.drivers.modbus.config import Section
 
         section = Section.parse(street.driver_tables(name="street", timeout=1.0))
         driver = build_driver("modbus", section, DriverEnv(tmp_path, tmp_path))

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from drivers.lorawan.fcnt import FrameCounters
-from drivers.lorawan.frames import build_uplink, parse_uplink, verify_mic
+from cityedge.drivers.lorawan.fcnt import FrameCounters
+from cityedge.drivers.lorawan.frames import build_uplink, parse_uplink, verify_mic
 
 BIN, NOISE = 0x26011BDA, 0x26011BDB
 NWK, APP = bytes(range(16)), bytes(range(16, 32))
@@ -40,7 +40,7 @@ def test_an_accepted_counter_survives_the_agent_being_killed(tmp_path: Path) -> 
     child = textwrap.dedent(f"""
         import os, signal, sys
         from pathlib import Path
-        from drivers.lorawan.fcnt import FrameCounters
+        from cityedge.drivers.lorawan.fcnt import FrameCounters
         counters = FrameCounters(Path({str(path)!r}))
         counters.accept({BIN}, 41)
         counters.accept({BIN}, 42)

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drivers.lorawan.decoders import (
+from cityedge.drivers.lorawan.decoders import (
     LPP_TYPES,
     SHIPPED_DEVICE_TYPES,
     CodecError,

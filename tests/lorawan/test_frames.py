@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drivers.lorawan.fcnt import FrameCounters
-from drivers.lorawan.frames import (
+from cityedge.drivers.lorawan.fcnt import FrameCounters
+from cityedge.drivers.lorawan.frames import (
     FrameError,
     MType,
     build_uplink,
@@ -20,7 +20,7 @@ from drivers.lorawan.frames import (
     parse_uplink,
     verify_mic,
 )
-from drivers.lorawan.keyring import SessionFileError, load_keyring
+from cityedge.drivers.lorawan.keyring import SessionFileError, load_keyring
 
 # The example of the lora-packet library (npm, README and examples/): an unconfirmed
 # uplink whose FRMPayload decrypts to "test".

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drivers.lorawan.fcnt import FrameCounters
-from drivers.lorawan.frames import (
+from cityedge.drivers.lorawan.fcnt import FrameCounters
+from cityedge.drivers.lorawan.frames import (
     FrameError,
     JoinAccept,
     build_join_accept,
@@ -21,9 +21,9 @@ from drivers.lorawan.frames import (
     parse_join_request,
     verify_join_request,
 )
-from drivers.lorawan.joins import JoinRefused, JoinServer
-from drivers.lorawan.keyring import Keyring, OtaaDevice, SessionFileError, load_keyring
-from drivers.lorawan.uplinks import Radio, UplinkDecoder
+from cityedge.drivers.lorawan.joins import JoinRefused, JoinServer
+from cityedge.drivers.lorawan.keyring import Keyring, OtaaDevice, SessionFileError, load_keyring
+from cityedge.drivers.lorawan.uplinks import Radio, UplinkDecoder
 
 # Published with lora-packet issue #10 (anthonykirby/lora-packet) and the "Deciphering a
 # LoRaWAN OTAA join accept" walkthrough it refers to: a join request, the accept a live
@@ -137,7 +137,7 @@ def test_joins_we_cannot_vouch_for_are_refused(tmp_path: Path, frame: bytes, rea
 
 def test_the_decoder_moves_a_device_to_its_new_address(tmp_path: Path) -> None:
     counters = FrameCounters(tmp_path / "fcnt.db")
-    from drivers.lorawan.decoders import SHIPPED_DEVICE_TYPES, load_device_types
+    from cityedge.drivers.lorawan.decoders import SHIPPED_DEVICE_TYPES, load_device_types
 
     types = load_device_types([SHIPPED_DEVICE_TYPES])
     sent: list[bytes] = []

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drivers.lorawan.frames import (
+from cityedge.drivers.lorawan.frames import (
     FrameError,
     MType,
     build_downlink,
@@ -28,7 +28,7 @@ from drivers.lorawan.frames import (
     parse_uplink,
     verify_mic,
 )
-from drivers.lorawan.keyring import Session
+from cityedge.drivers.lorawan.keyring import Session
 
 ONES, TWOS = bytes([1]) * 16, bytes([2]) * 16
 LORA_PACKET_NWK = bytes.fromhex("44024241ed4ce9a68c6a8bc055233fd3")

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drivers.lorawan.semtech import (
+from cityedge.drivers.lorawan.semtech import (
     PULL_DATA,
     PUSH_ACK,
     PUSH_DATA,

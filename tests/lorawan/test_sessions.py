@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from drivers.lorawan.decoders import load_device_types
-from drivers.lorawan.fcnt import FrameCounters
-from drivers.lorawan.frames import build_uplink
-from drivers.lorawan.keyring import MAX_FILE_BYTES, Keyring, SessionFileError, load_keyring
-from drivers.lorawan.uplinks import Radio, UplinkDecoder
+from cityedge.drivers.lorawan.decoders import load_device_types
+from cityedge.drivers.lorawan.fcnt import FrameCounters
+from cityedge.drivers.lorawan.frames import build_uplink
+from cityedge.drivers.lorawan.keyring import MAX_FILE_BYTES, Keyring, SessionFileError, load_keyring
+from cityedge.drivers.lorawan.uplinks import Radio, UplinkDecoder
 
 NWK = "2B7E151628AED2A6ABF7158809CF4F3C"
 APP = "3C4FCF098815F7ABA6D2AE2816157E2B"

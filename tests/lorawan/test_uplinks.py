@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from agent.model import DeviceState, Event, Reading, Severity
-from drivers.lorawan.decoders import load_device_types
-from drivers.lorawan.fcnt import FrameCounters
-from drivers.lorawan.frames import build_uplink, parse_downlink, verify_mic
-from drivers.lorawan.keyring import Keyring, Session
-from drivers.lorawan.uplinks import MAX_REACKS, RECEIVE_DELAY1_US, Radio, UplinkDecoder
+from cityedge.drivers.lorawan.decoders import load_device_types
+from cityedge.drivers.lorawan.fcnt import FrameCounters
+from cityedge.drivers.lorawan.frames import build_uplink, parse_downlink, verify_mic
+from cityedge.drivers.lorawan.keyring import Keyring, Session
+from cityedge.drivers.lorawan.uplinks import MAX_REACKS, RECEIVE_DELAY1_US, Radio, UplinkDecoder
+from cityedge.sdk.model import DeviceState, Event, Reading, Severity
 
 NWK, APP = bytes(range(16)), bytes(range(100, 116))
 BIN = Session("bin-0042", "waste-bin", 0x26011BDA, NWK, APP)

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.model import InvalidValue
-from drivers.modbus.codec import DecodeError, decode, encode, with_bit
-from drivers.modbus.points import DataType, Order, Point, RegisterKind
+from cityedge.drivers.modbus.codec import DecodeError, decode, encode, with_bit
+from cityedge.drivers.modbus.points import DataType, Order, Point, RegisterKind
+from cityedge.sdk.model import InvalidValue
 
 H = RegisterKind.HOLDING
 ORDERS = [(b, w) for b in Order for w in Order]

@@ -12,8 +12,15 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from agent.driver import Driver, DriverEnv
-from agent.model import (
+from cityedge.drivers.modbus import Section, build
+from cityedge.drivers.modbus.codec import encode
+from cityedge.drivers.modbus.driver import UNREACHABLE_EVENT, ModbusDriver
+from cityedge.drivers.modbus.planner import plan
+from cityedge.drivers.modbus.points import RegisterKind
+from cityedge.drivers.modbus.profile import resolve_profile
+from cityedge.drivers.modbus.wire import DeviceServer
+from cityedge.sdk.driver import Driver, DriverEnv
+from cityedge.sdk.model import (
     DeviceRejected,
     DeviceState,
     DeviceUnreachable,
@@ -25,14 +32,7 @@ from agent.model import (
     UnknownDevice,
     UnknownPoint,
 )
-from drivers.modbus import Section, build
-from drivers.modbus.codec import encode
-from drivers.modbus.driver import UNREACHABLE_EVENT, ModbusDriver
-from drivers.modbus.planner import plan
-from drivers.modbus.points import RegisterKind
-from drivers.modbus.profile import resolve_profile
-from drivers.modbus.simulator import Fault, ModbusStreet, SimulatedDevice
-from drivers.modbus.wire import DeviceServer
+from cityedge.street.modbus import Fault, ModbusStreet, SimulatedDevice
 
 pytestmark = pytest.mark.timeout(90)
 

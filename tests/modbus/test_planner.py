@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drivers.modbus.planner import ReadRequest, plan
-from drivers.modbus.points import DataType, Limits, Point, RegisterKind
-from drivers.modbus.profile import resolve_profile
+from cityedge.drivers.modbus.planner import ReadRequest, plan
+from cityedge.drivers.modbus.points import DataType, Limits, Point, RegisterKind
+from cityedge.drivers.modbus.profile import resolve_profile
 
 H, IR, C, D = RegisterKind.HOLDING, RegisterKind.INPUT, RegisterKind.COIL, RegisterKind.DISCRETE
 

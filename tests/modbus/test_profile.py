@@ -11,18 +11,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.config import ConfigError, load_config
-from agent.driver import SHIPPED_CONFIG_DIR
-from agent.model import PointAccess
-from drivers.modbus.config import Section
-from drivers.modbus.points import DataType, Order, RegisterKind
-from drivers.modbus.profile import (
+from cityedge.drivers.modbus.config import Section
+from cityedge.drivers.modbus.points import DataType, Order, RegisterKind
+from cityedge.drivers.modbus.profile import (
     SHIPPED_PROFILES,
     ProfileError,
     load_profile,
     parse_profile,
     resolve_profile,
 )
+from cityedge.gateway.config import ConfigError, load_config
+from cityedge.sdk.driver import SHIPPED_CONFIG_DIR
+from cityedge.sdk.model import PointAccess
 
 SHIPPED = sorted((SHIPPED_CONFIG_DIR / "profiles").glob("*.toml"))
 

@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import pytest
 
-from drivers.modbus.budget import (
+from cityedge.drivers.modbus.budget import (
     FIXED_GAP_ABOVE_19200,
     LineFormat,
     LineMeter,
     line_budget,
     read_frame_sizes,
 )
-from drivers.modbus.planner import ReadRequest
-from drivers.modbus.points import RegisterKind
-from drivers.modbus.profile import resolve_profile
+from cityedge.drivers.modbus.planner import ReadRequest
+from cityedge.drivers.modbus.points import RegisterKind
+from cityedge.drivers.modbus.profile import resolve_profile
 
 
 def test_bits_per_character_and_gap() -> None:

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from agent.config import ConfigError, load_config, validate_config
-from drivers.modbus.budget import LineFormat
-from drivers.modbus.config import RtuSection, Section, TcpSection
+from cityedge.drivers.modbus.budget import LineFormat
+from cityedge.drivers.modbus.config import RtuSection, Section, TcpSection
+from cityedge.gateway.config import ConfigError, load_config, validate_config
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "modbus.md"
 GATEWAY = {"id": "gw-1", "site": "town-01"}

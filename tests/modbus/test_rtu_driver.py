@@ -21,8 +21,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
-from agent.driver import Driver, DriverEnv
-from agent.model import (
+from cityedge.drivers.modbus import Section, build
+from cityedge.drivers.modbus.driver import BUS_SUFFIX, UNREACHABLE_EVENT, ModbusDriver
+from cityedge.sdk.driver import Driver, DriverEnv
+from cityedge.sdk.model import (
     DeviceRejected,
     DeviceState,
     Event,
@@ -30,10 +32,8 @@ from agent.model import (
     Reading,
     Severity,
 )
-from drivers.modbus import Section, build
-from drivers.modbus.cable import Cable
-from drivers.modbus.driver import BUS_SUFFIX, UNREACHABLE_EVENT, ModbusDriver
-from drivers.modbus.simulator import Fault, JunctionCabinet, TrafficMode
+from cityedge.street.modbus import Fault, JunctionCabinet, TrafficMode
+from cityedge.street.rs485 import Cable
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from agent.model import InvalidValue, PointAccess
-from drivers.modbus.codec import encode
-from drivers.modbus.points import DataType, RegisterKind
-from drivers.modbus.profile import ProfileError, parse_profile, resolve_profile
+from cityedge.drivers.modbus.codec import encode
+from cityedge.drivers.modbus.points import DataType, RegisterKind
+from cityedge.drivers.modbus.profile import ProfileError, parse_profile, resolve_profile
+from cityedge.sdk.model import InvalidValue, PointAccess
 
 
 def test_traffic_controller_reads_as_documented() -> None:

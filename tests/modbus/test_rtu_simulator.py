@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from drivers.modbus.config import RtuSection, Section
-from drivers.modbus.points import RegisterKind
-from drivers.modbus.profile import resolve_profile
-from drivers.modbus.simulator import JunctionCabinet, TrafficController, TrafficMode
-from drivers.modbus.wire import ExceptionReply
+from cityedge.drivers.modbus.config import RtuSection, Section
+from cityedge.drivers.modbus.points import RegisterKind
+from cityedge.drivers.modbus.profile import resolve_profile
+from cityedge.drivers.modbus.wire import ExceptionReply
+from cityedge.street.modbus import JunctionCabinet, TrafficController, TrafficMode
 
 H = RegisterKind.HOLDING
 

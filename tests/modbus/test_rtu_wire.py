@@ -15,14 +15,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.model import DeviceError
-from drivers.modbus.budget import LineFormat
-from drivers.modbus.cable import Cable
-from drivers.modbus.line import PortError
-from drivers.modbus.points import RegisterKind
-from drivers.modbus.profile import resolve_profile
-from drivers.modbus.simulator import Fault, SimulatedDevice, TrafficController
-from drivers.modbus.wire import (
+from cityedge.drivers.modbus.budget import LineFormat
+from cityedge.drivers.modbus.line import PortError
+from cityedge.drivers.modbus.points import RegisterKind
+from cityedge.drivers.modbus.profile import resolve_profile
+from cityedge.drivers.modbus.wire import (
     BadReply,
     CrcError,
     ExceptionReply,
@@ -33,6 +30,9 @@ from drivers.modbus.wire import (
     find_frame,
     rtu_crc,
 )
+from cityedge.sdk.model import DeviceError
+from cityedge.street.modbus import Fault, SimulatedDevice, TrafficController
+from cityedge.street.rs485 import Cable
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -6,12 +6,12 @@ import asyncio
 
 import pytest
 
-from agent.config import load_config
-from agent.driver import SHIPPED_CONFIG_DIR
-from drivers.modbus.points import RegisterKind
-from drivers.modbus.profile import resolve_profile
-from drivers.modbus.simulator import EnergyMeter, Fault, Lamppost, ModbusStreet
-from drivers.modbus.wire import ExceptionReply
+from cityedge.drivers.modbus.points import RegisterKind
+from cityedge.drivers.modbus.profile import resolve_profile
+from cityedge.drivers.modbus.wire import ExceptionReply
+from cityedge.gateway.config import load_config
+from cityedge.sdk.driver import SHIPPED_CONFIG_DIR
+from cityedge.street.modbus import EnergyMeter, Fault, Lamppost, ModbusStreet
 
 H = RegisterKind.HOLDING
 

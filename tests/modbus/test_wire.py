@@ -10,11 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.model import DeviceError
-from drivers.modbus.points import RegisterKind
-from drivers.modbus.profile import resolve_profile
-from drivers.modbus.simulator import SimulatedDevice
-from drivers.modbus.wire import (
+from cityedge.drivers.modbus.points import RegisterKind
+from cityedge.drivers.modbus.profile import resolve_profile
+from cityedge.drivers.modbus.wire import (
     BadReply,
     DeviceServer,
     ExceptionReply,
@@ -22,6 +20,8 @@ from drivers.modbus.wire import (
     LinkTimeout,
     TcpLink,
 )
+from cityedge.sdk.model import DeviceError
+from cityedge.street.modbus import SimulatedDevice
 
 H = RegisterKind.HOLDING
 

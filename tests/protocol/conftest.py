@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from agent.keys import SigningKey
-from agent.street.broker import Broker
+from cityedge.protocol.keys import SigningKey
+from cityedge.street.broker import Broker
 from tests.protocol.vectors import command_post_key, gateway_key
 
 

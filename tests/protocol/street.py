@@ -12,9 +12,9 @@ from pathlib import Path
 
 import aiomqtt
 
-from agent.envelope import EnvelopeError, open_command, result_entry, seal, seal_object
-from agent.keys import PublicKey, SigningKey
-from agent.model import CommandResult, ResultCode
+from cityedge.protocol.envelope import EnvelopeError, open_command, result_entry, seal, seal_object
+from cityedge.protocol.keys import PublicKey, SigningKey
+from cityedge.sdk.model import CommandResult, ResultCode
 
 ROOT = Path(__file__).resolve().parents[2]
 PREFIX = "cityedge/v1"
@@ -28,7 +28,7 @@ def topic(suffix: str, gateway: str = GATEWAY, site: str = SITE) -> str:
 
 def cli(*args: str) -> list[str]:
     """The real `cityedge` command line, as a subprocess argv."""
-    return [sys.executable, "-m", "agent", *args]
+    return [sys.executable, "-m", "cityedge.cli", *args]
 
 
 async def publish(port: int, *messages: tuple[str, bytes, bool]) -> None:

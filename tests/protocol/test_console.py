@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
-from agent.central.link import BrokerError, BrokerUrl, BrokerUrlError, parse_broker_url
-from agent.central.verifier import Outcome, Verdict
-from agent.central.watch import watch
-from agent.envelope import event_entry, reading_entry, seal, seal_object
-from agent.keys import SigningKey
-from agent.model import Event, Quality, Reading, Severity
-from agent.street.broker import Broker, free_port
+from cityedge.central.link import BrokerError, BrokerUrl, BrokerUrlError, parse_broker_url
+from cityedge.central.verifier import Outcome, Verdict
+from cityedge.central.watch import watch
+from cityedge.protocol.envelope import event_entry, reading_entry, seal, seal_object
+from cityedge.protocol.keys import SigningKey
+from cityedge.sdk.model import Event, Quality, Reading, Severity
+from cityedge.street.broker import Broker, free_port
 from tests.protocol.street import GATEWAY, ROOT, SITE, cli, publish, topic
 
 STRANGER = SigningKey.from_seed(bytes([99]) * 32)

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.envelope import (
+from cityedge.protocol.envelope import (
     COMMAND_CONTEXT,
     MESSAGE_CONTEXT,
     EnvelopeError,
@@ -29,8 +29,8 @@ from agent.envelope import (
     seal_command,
     seal_object,
 )
-from agent.keys import SigningKey
-from agent.model import (
+from cityedge.protocol.keys import SigningKey
+from cityedge.sdk.model import (
     Command,
     CommandResult,
     Event,

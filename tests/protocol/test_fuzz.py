@@ -9,7 +9,7 @@ import msgpack
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.envelope import (
+from cityedge.protocol.envelope import (
     COMMAND_CONTEXT,
     MESSAGE_CONTEXT,
     EnvelopeError,
@@ -18,7 +18,7 @@ from agent.envelope import (
     open_command,
     open_message,
 )
-from agent.keys import load_trust
+from cityedge.protocol.keys import load_trust
 from tests.protocol import vectors
 
 BUILT = vectors.build()

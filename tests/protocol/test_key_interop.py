@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.keys import (
+from cityedge.protocol.keys import (
     KeyFileError,
     PublicKey,
     SigningKey,

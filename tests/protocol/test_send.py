@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from agent.central.commands import NoResult, SiteNotFound, new_command, send_command
-from agent.central.verifier import Verifier
-from agent.keys import SigningKey, create_key
-from agent.model import ResultCode
-from agent.street.broker import Broker
+from cityedge.central.commands import NoResult, SiteNotFound, new_command, send_command
+from cityedge.central.verifier import Verifier
+from cityedge.protocol.keys import SigningKey, create_key
+from cityedge.sdk.model import ResultCode
+from cityedge.street.broker import Broker
 from tests.protocol.street import GATEWAY, ROOT, SITE, Gateway, answering_gateway, cli
 
 

@@ -14,9 +14,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
-from agent.envelope import EnvelopeError, Reason, open_command, open_message
-from agent.keys import load_trust
-from agent.model import ResultCode
+from cityedge.protocol.envelope import EnvelopeError, Reason, open_command, open_message
+from cityedge.protocol.keys import load_trust
+from cityedge.sdk.model import ResultCode
 from tests.protocol import vectors
 
 REGENERATE = "regenerate with: .venv/bin/python -m tests.protocol.vectors --write"

@@ -8,13 +8,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.central.sequence import SeqStatus, SequenceTracker
-from agent.central.topics import TopicError, parse_topic, topic_for, watch_filter
-from agent.central.trust import load_gateway_trust
-from agent.central.verifier import Gap, Outcome, Verifier
-from agent.envelope import reading_entry, seal, seal_command, seal_object
-from agent.keys import KeyFileError, SigningKey
-from agent.model import Command, Reading
+from cityedge.central.sequence import SeqStatus, SequenceTracker
+from cityedge.central.trust import load_gateway_trust
+from cityedge.central.verifier import Gap, Outcome, Verifier
+from cityedge.protocol.envelope import reading_entry, seal, seal_command, seal_object
+from cityedge.protocol.keys import KeyFileError, SigningKey
+from cityedge.protocol.topics import TopicError, parse_topic, topic_for, watch_filter
+from cityedge.sdk.model import Command, Reading
 
 GW17 = SigningKey.from_seed(bytes([17]) * 32)
 GW18 = SigningKey.from_seed(bytes([18]) * 32)

@@ -15,7 +15,7 @@ from typing import Any
 
 import msgpack
 
-from agent.envelope import (
+from cityedge.protocol.envelope import (
     COMMAND_CONTEXT,
     MESSAGE_CONTEXT,
     event_entry,
@@ -25,8 +25,8 @@ from agent.envelope import (
     seal_command,
     seal_object,
 )
-from agent.keys import SigningKey
-from agent.model import (
+from cityedge.protocol.keys import SigningKey
+from cityedge.sdk.model import (
     Command,
     CommandResult,
     Event,

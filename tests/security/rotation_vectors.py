@@ -13,15 +13,15 @@ from typing import Any
 
 import msgpack
 
-from agent.envelope import (
+from cityedge.protocol.envelope import (
     ANNOUNCEMENT_CONTEXT,
     COMMAND_CONTEXT,
     seal_command,
     seal_key_announcement,
 )
-from agent.keys import SigningKey
-from agent.model import Command
-from agent.trust_store import TRUST_UPDATE_OP, KeyState, TrustedKey, parse_trust_update
+from cityedge.protocol.keys import SigningKey
+from cityedge.protocol.trust_store import TRUST_UPDATE_OP, KeyState, TrustedKey, parse_trust_update
+from cityedge.sdk.model import Command
 
 ROOT = Path(__file__).resolve().parents[2]
 VECTOR_DIR = ROOT / "docs" / "test-vectors" / "rotation"

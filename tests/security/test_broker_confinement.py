@@ -16,8 +16,8 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
-from agent.keys import create_key
-from agent.street.broker import Broker, free_port
+from cityedge.protocol.keys import create_key
+from cityedge.street.broker import Broker, free_port
 from tests.support.agent_process import AgentProcess, to_toml
 from tests.technician.certs import Issued, issue, make_ca
 

@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import pytest
 
-from agent.central.console import lines
-from agent.central.verifier import Verifier
-from agent.envelope import (
+from cityedge.central.console import lines
+from cityedge.central.verifier import Verifier
+from cityedge.protocol.envelope import (
     EnvelopeError,
     open_key_announcement,
     seal,
     seal_key_announcement,
     seal_object,
 )
-from agent.keys import SigningKey
+from cityedge.protocol.keys import SigningKey
 
 K0, K1, K2, OTHER, THIEF = (SigningKey.from_seed(bytes([n]) * 32) for n in (10, 11, 12, 13, 14))
 TS = 1_700_000_000.0

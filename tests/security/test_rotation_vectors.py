@@ -8,9 +8,9 @@ import json
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent.envelope import open_command, open_key_announcement
-from agent.keys import SigningKey
-from agent.trust_store import parse_trust_update
+from cityedge.protocol.envelope import open_command, open_key_announcement
+from cityedge.protocol.keys import SigningKey
+from cityedge.protocol.trust_store import parse_trust_update
 from tests.security import rotation_vectors as rv
 
 REGENERATE = "regenerate with: .venv/bin/python -m tests.security.rotation_vectors --write"

@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from agent.commands import CommandHandler, ReplayCache, SecurityThrottle
-from agent.envelope import seal_command
-from agent.keys import SigningKey
-from agent.model import Command, ResultCode, Value
-from agent.policy import Policy
-from agent.trust_store import TrustStore
+from cityedge.gateway.commands import CommandHandler, ReplayCache, SecurityThrottle
+from cityedge.gateway.policy import Policy
+from cityedge.protocol.envelope import seal_command
+from cityedge.protocol.keys import SigningKey
+from cityedge.protocol.trust_store import TrustStore
+from cityedge.sdk.model import Command, ResultCode, Value
 from tests.support.outbox_probe import open_outbox, stored_entries
 
 CENTRAL = SigningKey.from_seed(b"\x21" * 32)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.keys import SigningKey
-from agent.trust_store import (
+from cityedge.protocol.keys import SigningKey
+from cityedge.protocol.trust_store import (
     KeyState,
     TrustedKey,
     TrustStore,

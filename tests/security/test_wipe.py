@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agent.keys import create_key
-from agent.outbox import Entry
+from cityedge.gateway.outbox import Entry
+from cityedge.protocol.keys import create_key
 from tests.support.agent_process import cityedge
 from tests.support.outbox_probe import open_outbox
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from drivers.serialline.ptypair import PtyPair
+from cityedge.street.ptypair import PtyPair
 
 
 @pytest.fixture

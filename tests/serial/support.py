@@ -9,8 +9,8 @@ from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-from agent.driver import Driver, DriverEnv
-from agent.model import DeviceHealth, Event, Reading
+from cityedge.sdk.driver import Driver, DriverEnv
+from cityedge.sdk.model import DeviceHealth, Event, Reading
 
 DATA = Path(__file__).parent / "data"
 CAPTURE = DATA / "vehicle.nmea"

@@ -13,8 +13,10 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from agent.driver import Driver
-from agent.model import (
+from cityedge.drivers.ascii import Section, build
+from cityedge.drivers.ascii.driver import UNREACHABLE_EVENT, AsciiDriver
+from cityedge.sdk.driver import Driver
+from cityedge.sdk.model import (
     DeviceRejected,
     DeviceState,
     DeviceUnreachable,
@@ -25,10 +27,8 @@ from agent.model import (
     UnknownPoint,
     Value,
 )
-from drivers.ascii import Section, build
-from drivers.ascii.driver import UNREACHABLE_EVENT, AsciiDriver
-from drivers.ascii.simulator import InfoPanel
-from drivers.serialline.ptypair import PtyPair
+from cityedge.street.ascii_panel import InfoPanel
+from cityedge.street.ptypair import PtyPair
 from tests.serial.support import FAST_LINE, env, health_of, running, until
 
 pytestmark = pytest.mark.timeout(60)

@@ -8,10 +8,8 @@ from typing import Any
 
 import pytest
 
-from agent.driver import SHIPPED_CONFIG_DIR
-from agent.model import PointAccess
-from drivers.ascii.points import PointType
-from drivers.ascii.profile import (
+from cityedge.drivers.ascii.points import PointType
+from cityedge.drivers.ascii.profile import (
     SHIPPED_PROFILES,
     ProfileError,
     find_profile,
@@ -19,6 +17,8 @@ from drivers.ascii.profile import (
     parse_profile,
     resolve_profile,
 )
+from cityedge.sdk.driver import SHIPPED_CONFIG_DIR
+from cityedge.sdk.model import PointAccess
 
 SHIPPED = sorted(SHIPPED_PROFILES.glob("*.toml"))
 

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.model import InvalidValue
-from drivers.ascii.points import DecodeError, Point, PointType
-from drivers.ascii.profile import parse_profile, resolve_profile
-from drivers.ascii.reply import BadReply, Refused, check_write_answer, parse_reply
+from cityedge.drivers.ascii.points import DecodeError, Point, PointType
+from cityedge.drivers.ascii.profile import parse_profile, resolve_profile
+from cityedge.drivers.ascii.reply import BadReply, Refused, check_write_answer, parse_reply
+from cityedge.sdk.model import InvalidValue
 
 PANEL = resolve_profile("info-panel")
 STATUS = PANEL.requests["status"]

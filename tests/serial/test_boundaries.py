@@ -1,5 +1,5 @@
-"""The serial drivers know nothing of MQTT, the outbox or signing: from the agent they
-import `agent.model` and `agent.driver` only; and checking a config does not load pyserial."""
+"""The serial drivers know nothing of MQTT, the outbox or signing: of cityedge they
+import the driver SDK only; and checking a config does not load pyserial."""
 
 from __future__ import annotations
 
@@ -12,9 +12,14 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("nmea", "ascii", "serialline")
-ALLOWED_AGENT = {"agent.model", "agent.driver", "agent.problems", "agent.tables"}
-FORBIDDEN = ("aiomqtt", "paho", "msgpack", "cryptography", "sqlite3", "drivers.modbus",
-             "drivers.ble")  # fmt: skip
+ALLOWED_AGENT = {
+    "cityedge.sdk.model",
+    "cityedge.sdk.driver",
+    "cityedge.sdk.problems",
+    "cityedge.sdk.tables",
+}
+FORBIDDEN = ("aiomqtt", "paho", "msgpack", "cryptography", "sqlite3", "cityedge.drivers.modbus",
+             "cityedge.drivers.ble")  # fmt: skip
 
 
 def imports(path: Path) -> set[str]:
@@ -29,12 +34,12 @@ def imports(path: Path) -> set[str]:
 
 @pytest.mark.parametrize(
     "path",
-    sorted(p for pkg in PACKAGES for p in (ROOT / "drivers" / pkg).glob("*.py")),
+    sorted(p for pkg in PACKAGES for p in (ROOT / "drivers/cityedge/drivers" / pkg).glob("*.py")),
     ids=lambda p: f"{p.parent.name}/{p.name}",
 )
 def test_a_driver_imports_only_what_it_may(path: Path) -> None:
     names = imports(path)
-    agent = {n for n in names if n == "agent" or n.startswith("agent.")}
+    agent = {n for n in names if n.startswith("cityedge.") and not n.startswith("cityedge.drivers")}
     assert agent <= ALLOWED_AGENT, agent - ALLOWED_AGENT
     assert not [n for n in names if n.startswith(FORBIDDEN)]
 
@@ -42,7 +47,7 @@ def test_a_driver_imports_only_what_it_may(path: Path) -> None:
 def test_checking_a_config_does_not_load_pyserial() -> None:
     script = (
         "import sys\n"
-        "from agent.config import validate_config\n"
+        "from cityedge.gateway.config import validate_config\n"
         "validate_config({'gateway': {'id': 'g', 'site': 's'}, 'drivers': {"
         "'nmea': [{'name': 'gps', 'device': 'gps', 'port': '/dev/ttyUSB0'}],"
         "'ascii': [{'name': 'p', 'port': '/dev/ttyUSB1',"

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from agent.config import ConfigError, load_config, validate_config
-from agent.driver import build_driver, known_kinds
-from drivers.ascii.profile import _PointSpec
-from drivers.nmea.receiver import POINTS
+from cityedge.drivers.ascii.profile import _PointSpec
+from cityedge.drivers.nmea.receiver import POINTS
+from cityedge.gateway.config import ConfigError, load_config, validate_config
+from cityedge.gateway.registry import build_driver, known_kinds
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "serial.md"
 GATEWAY = {"gateway": {"id": "gw-bus-12", "site": "town-03"}}

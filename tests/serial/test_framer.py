@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drivers.serialline.framer import LineFramer
+from cityedge.drivers.serialline.framer import LineFramer
 
 
 def test_lines_end_at_crlf_lf_or_cr_and_empty_lines_are_skipped() -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from structlog.testing import capture_logs
 
-from agent.model import DeviceState
-from drivers.serialline.health import NOISE_QUIET, LineHealth
+from cityedge.drivers.serialline.health import NOISE_QUIET, LineHealth
+from cityedge.sdk.model import DeviceState
 
 
 def test_failures_counted_logged_loudly_once_per_episode_and_recovery_logged() -> None:

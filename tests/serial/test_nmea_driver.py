@@ -12,8 +12,12 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from agent.driver import Driver
-from agent.model import (
+from cityedge.drivers.nmea import Section, build
+from cityedge.drivers.nmea.driver import DEVICE_TYPE, UNREACHABLE_EVENT, NmeaDriver
+from cityedge.drivers.nmea.receiver import FIX_LOST
+from cityedge.drivers.nmea.sentence import frame
+from cityedge.sdk.driver import Driver
+from cityedge.sdk.model import (
     DeviceState,
     DeviceUnreachable,
     PointAccess,
@@ -22,12 +26,8 @@ from agent.model import (
     UnknownDevice,
     UnknownPoint,
 )
-from drivers.nmea import Section, build
-from drivers.nmea.driver import DEVICE_TYPE, UNREACHABLE_EVENT, NmeaDriver
-from drivers.nmea.receiver import FIX_LOST
-from drivers.nmea.replay import load_capture, replay
-from drivers.nmea.sentence import frame
-from drivers.serialline.ptypair import PtyPair
+from cityedge.street.gps import load_capture, replay
+from cityedge.street.ptypair import PtyPair
 from tests.serial.support import CAPTURE, FAST_LINE, Sink, env, health_of, running, until
 
 pytestmark = pytest.mark.timeout(60)

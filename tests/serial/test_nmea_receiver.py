@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from agent.model import Event, Reading, Severity
-from drivers.nmea.receiver import FIX_LOST, POINTS, Receiver
-from drivers.nmea.sentence import frame, parse_sentence
+from cityedge.drivers.nmea.receiver import FIX_LOST, POINTS, Receiver
+from cityedge.drivers.nmea.sentence import frame, parse_sentence
+from cityedge.sdk.model import Event, Reading, Severity
 
 
 def sentence(body: str) -> object:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from drivers.nmea.sentence import (
+from cityedge.drivers.nmea.sentence import (
     Gga,
     Gsa,
     Rmc,

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from agent.model import DeviceUnreachable
-from drivers.serialline.backoff import Backoff
-from drivers.serialline.port import PortLost, PortUnavailable, SerialLine
-from drivers.serialline.ptypair import PtyPair
+from cityedge.drivers.serialline.port import PortLost, PortUnavailable, SerialLine
+from cityedge.sdk.backoff import Backoff
+from cityedge.sdk.model import DeviceUnreachable
+from cityedge.street.ptypair import PtyPair
 from tests.serial.support import until
 
 

@@ -60,7 +60,7 @@ def agent_env() -> dict[str, str]:
 def cityedge(*args: str, timeout: float = 60, **kwargs: Any) -> subprocess.CompletedProcess[str]:
     """Run the `cityedge` CLI to completion."""
     return subprocess.run(
-        [sys.executable, "-m", "agent", *args],
+        [sys.executable, "-m", "cityedge.cli", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -83,7 +83,7 @@ class AgentProcess:
         log = self.log_path.open("ab")
         self._log_start = log.tell()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "agent", "run", "-c", str(self.config_path)],
+            [sys.executable, "-m", "cityedge.cli", "run", "-c", str(self.config_path)],
             stdout=log,
             stderr=subprocess.STDOUT,
             cwd=ROOT,

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 
 import aiomqtt
 
-from agent.central.verifier import Verdict, Verifier
-from agent.keys import PublicKey
-from agent.model import Event, Reading
+from cityedge.central.verifier import Verdict, Verifier
+from cityedge.protocol.keys import PublicKey
+from cityedge.sdk.model import Event, Reading
 
 
 @dataclass

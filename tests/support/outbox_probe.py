@@ -13,9 +13,9 @@ from typing import Any
 
 import msgpack
 
-from agent.envelope import message_sealer
-from agent.keys import SigningKey
-from agent.outbox import Outbox, stored_messages
+from cityedge.gateway.outbox import Outbox, stored_messages
+from cityedge.protocol.envelope import message_sealer
+from cityedge.protocol.keys import SigningKey
 
 TEST_KEY = SigningKey.from_seed(bytes([7]) * 32)
 

@@ -11,14 +11,14 @@ from typing import Any
 
 import pytest
 
-from agent.config import load_config
-from agent.control.client import ControlClient
-from agent.control.server import ControlServer
-from agent.diagnostics.clock import fixed_clock
-from agent.keys import create_key
-from agent.runtime import Agent
-from agent.street.broker import Broker, free_port
-from drivers.modbus.simulator import ModbusStreet
+from cityedge.gateway.config import load_config
+from cityedge.gateway.control.client import ControlClient
+from cityedge.gateway.control.server import ControlServer
+from cityedge.gateway.diagnostics.clock import fixed_clock
+from cityedge.gateway.runtime import Agent
+from cityedge.protocol.keys import create_key
+from cityedge.street.broker import Broker, free_port
+from cityedge.street.modbus import ModbusStreet
 from tests.technician.site import StreetThread, TechnicianAgent, remove, short_dir, write_config
 
 

@@ -2,7 +2,7 @@
 
 Until `agent/runtime.py` supervises the control socket and the maintenance page
 itself, this runs `Agent.run()` next to them exactly as the runtime will
-(`agent.control.technician_tasks`). Once the runtime does it, this is a plain
+(`cityedge.gateway.control.technician_tasks`). Once the runtime does it, this is a plain
 `cityedge run`. Like the daemon, it refuses to load rich: the control server
 and the page must not need it.
 """
@@ -22,16 +22,16 @@ def main() -> int:
     args = parser.parse_args()
     sys.modules.setdefault("rich", None)  # type: ignore[arg-type]
 
-    import agent.runtime
-    from agent.config import load_config
-    from agent.control import technician_tasks
-    from agent.logs import configure_logging
-    from agent.runtime import Agent
+    import cityedge.gateway.runtime
+    from cityedge.gateway.config import load_config
+    from cityedge.gateway.control import technician_tasks
+    from cityedge.gateway.runtime import Agent
+    from cityedge.sdk.logs import configure_logging
 
     loaded = load_config(args.config)
     configure_logging(loaded.config.logging.level, loaded.config.logging.format)
     the_agent = Agent(loaded)
-    source = inspect.getsource(agent.runtime)
+    source = inspect.getsource(cityedge.gateway.runtime)
     wired = "technician_tasks" in source or "ControlServer" in source
 
     async def run() -> int:

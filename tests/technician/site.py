@@ -18,7 +18,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
-from drivers.modbus.simulator import ModbusStreet
+from cityedge.street.modbus import ModbusStreet
 from tests.support.agent_process import ROOT, AgentProcess, agent_env, to_toml
 
 T = TypeVar("T")
@@ -126,7 +126,7 @@ class TechnicianAgent(AgentProcess):
         return self
 
     def wait_ready(self, timeout: float = 30) -> None:
-        from agent.control.client import ControlClient
+        from cityedge.gateway.control.client import ControlClient
 
         client = ControlClient(self.socket, timeout=2)
         deadline = time.monotonic() + timeout
@@ -146,14 +146,18 @@ class TechnicianAgent(AgentProcess):
 
 def technician_mounted() -> bool:
     """Whether `cityedge status` exists yet (the lead mounts agent.cli.technician)."""
-    from agent.cli import app
+    from cityedge.cli.app import app
 
     return any(c.name == "status" for c in app.registered_commands)
 
 
 def technician(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """Run a technician command with the real CLI, as a subprocess."""
-    entry = ["-m", "agent"] if technician_mounted() else ["-m", "agent.cli.technician"]
+    entry = (
+        ["-m", "cityedge.cli"]
+        if technician_mounted()
+        else ["-m", "cityedge.gateway.cli.technician"]
+    )
     return subprocess.run(
         [sys.executable, *entry, *args],
         capture_output=True,

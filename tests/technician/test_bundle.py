@@ -14,10 +14,10 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.control.client import ControlClient
-from agent.diagnostics.redact import REDACTED, redact, scrub
-from agent.keys import create_key, load_signing_key
-from agent.street.broker import free_port
+from cityedge.gateway.control.client import ControlClient
+from cityedge.gateway.diagnostics.redact import REDACTED, redact, scrub
+from cityedge.protocol.keys import create_key, load_signing_key
+from cityedge.street.broker import free_port
 from tests.technician.certs import issue, make_ca
 from tests.technician.site import (
     StreetThread,

@@ -17,16 +17,17 @@ from typing import Any
 
 import pytest
 
-from agent.diagnostics.clock import ClockState, fixed_clock, system_clock
-from agent.diagnostics.context import CheckContext
-from agent.diagnostics.field import check_forwarder
-from agent.diagnostics.local import check_config
-from agent.diagnostics.results import CheckResult, Status, worst
-from agent.diagnostics.runner import run_checks
-from agent.driver import DriverSection, known_kinds
-from agent.keys import create_key
-from agent.street.broker import Broker, free_port
-from drivers.modbus.simulator import Fault, ModbusStreet
+from cityedge.gateway.diagnostics.clock import ClockState, fixed_clock, system_clock
+from cityedge.gateway.diagnostics.context import CheckContext
+from cityedge.gateway.diagnostics.field import check_forwarder
+from cityedge.gateway.diagnostics.local import check_config
+from cityedge.gateway.diagnostics.results import CheckResult, Status, worst
+from cityedge.gateway.diagnostics.runner import run_checks
+from cityedge.gateway.registry import known_kinds
+from cityedge.protocol.keys import create_key
+from cityedge.sdk.driver import DriverSection
+from cityedge.street.broker import Broker, free_port
+from cityedge.street.modbus import Fault, ModbusStreet
 from tests.support.agent_process import to_toml
 from tests.support.outbox_probe import open_outbox
 from tests.technician.certs import Issued, issue, make_ca

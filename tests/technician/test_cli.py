@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from agent import __version__
+from cityedge.sdk import __version__
 from tests.technician.conftest import Site
 from tests.technician.site import technician, wait_until
 

@@ -16,9 +16,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.control.client import ControlClient
-from agent.control.peer import peer_of
-from agent.control.protocol import (
+from cityedge.gateway.control.client import ControlClient
+from cityedge.gateway.control.peer import peer_of
+from cityedge.gateway.control.protocol import (
     MAX_REQUEST_BYTES,
     AgentUnreachable,
     ControlError,
@@ -26,7 +26,7 @@ from agent.control.protocol import (
     parse_answer,
     parse_request,
 )
-from agent.control.server import ControlServer
+from cityedge.gateway.control.server import ControlServer
 from tests.technician.conftest import Live
 from tests.technician.site import remove, short_dir
 
@@ -240,7 +240,7 @@ json_values = st.recursive(
 def test_every_answer_is_one_json_line_whatever_the_request(
     offline_server: ControlServer, op: str, args: dict[str, object]
 ) -> None:
-    from agent.control.peer import UNKNOWN
+    from cityedge.gateway.control.peer import UNKNOWN
 
     line = encode({"op": op, **args})
     loop = asyncio.new_event_loop()
@@ -256,7 +256,7 @@ def test_every_answer_is_one_json_line_whatever_the_request(
 
 
 def test_the_operations_doc_lists_every_operation(offline_server: ControlServer) -> None:
-    from agent.diagnostics.runner import GROUPS
+    from cityedge.gateway.diagnostics.runner import GROUPS
     from tests.support.agent_process import ROOT
 
     doc = (ROOT / "docs" / "operations.md").read_text()
@@ -270,10 +270,10 @@ def test_the_operations_doc_lists_every_operation(offline_server: ControlServer)
 @pytest.fixture(scope="module")
 def offline_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlServer]:
     """A server over an agent whose devices do not exist (reads fail fast: refused)."""
-    from agent.config import load_config
-    from agent.keys import create_key
-    from agent.runtime import Agent
-    from agent.street.broker import free_port
+    from cityedge.gateway.config import load_config
+    from cityedge.gateway.runtime import Agent
+    from cityedge.protocol.keys import create_key
+    from cityedge.street.broker import free_port
     from tests.technician.site import write_config
 
     directory = tmp_path_factory.mktemp("offline")

@@ -14,9 +14,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
-from agent.config import ConfigError
-from agent.maintenance import MaintenancePage, parse_address
-from agent.maintenance.http import BadRequest, parse_head
+from cityedge.gateway.config import ConfigError
+from cityedge.gateway.maintenance import MaintenancePage, parse_address
+from cityedge.gateway.maintenance.http import BadRequest, parse_head
 from tests.support.agent_process import ROOT
 from tests.technician.conftest import Live
 

@@ -12,12 +12,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.control.overrides import Override, Overrides
-from agent.control.peer import Peer
-from agent.control.protocol import ControlError
-from agent.control.values import ValueProblem, parse_duration, parse_value
-from agent.keys import load_signing_key
-from agent.model import PointAccess, PointInfo
+from cityedge.gateway.control.overrides import Override, Overrides
+from cityedge.gateway.control.peer import Peer
+from cityedge.gateway.control.protocol import ControlError
+from cityedge.gateway.control.values import ValueProblem, parse_duration, parse_value
+from cityedge.protocol.keys import load_signing_key
+from cityedge.sdk.model import PointAccess, PointInfo
 from tests.support.command_post import CommandPost
 from tests.technician.conftest import Live
 

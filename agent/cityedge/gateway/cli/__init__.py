@@ -1,0 +1,1 @@
+"""The gateway's commands for technicians: status, devices, read, write, check, keys, wipe."""

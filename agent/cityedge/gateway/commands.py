@@ -1,0 +1,467 @@
+"""Signed commands from the command post: verify, authorise, execute, answer.
+
+The checks run in the order of docs/protocol.md, each with its own result code.
+A command that fails a check never reaches a driver. Every command the command
+post could have sent just now (verified, fresh, for us, not seen before) gets a
+signed result through the outbox plus an audit event. Everything else is what
+an outsider can repeat at will — garbage, forgeries, replays, expired or
+misaddressed copies — so those answers are rate-limited per kind, and they are
+reported as `security.<reason>` events, at most one per kind per window, each
+counting what happened since the previous one (nothing goes unreported).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from cityedge.gateway.outbox import Entry, Outbox
+from cityedge.gateway.policy import Policy
+from cityedge.protocol.envelope import (
+    EnvelopeError,
+    Reason,
+    event_entry,
+    open_command,
+    result_entry,
+)
+from cityedge.protocol.keys import PublicKey
+from cityedge.protocol.trust_store import (
+    TRUST_UPDATE_OP,
+    TrustStore,
+    TrustUpdateRefused,
+    parse_trust_update,
+)
+from cityedge.sdk.model import (
+    Command,
+    CommandResult,
+    DeviceError,
+    DeviceInfo,
+    DeviceRejected,
+    DeviceUnreachable,
+    Event,
+    InvalidValue,
+    PointNotWritable,
+    Priority,
+    ResultCode,
+    Severity,
+    UnknownDevice,
+    UnknownPoint,
+    Value,
+)
+
+log = structlog.get_logger(__name__)
+
+SECURITY_CODES = frozenset(
+    {
+        ResultCode.UNKNOWN_KEY,
+        ResultCode.BAD_SIGNATURE,
+        ResultCode.REPLAYED,
+        ResultCode.WRONG_TARGET,
+        ResultCode.DENIED,
+    }
+)
+MAX_VALIDITY = (
+    7 * 86400.0
+)  # a command valid for longer than this is malformed: it bounds the replay cache
+# Refusals an outsider can provoke at will: answered within a budget, not one for one.
+REPEATABLE_CODES = frozenset(
+    {ResultCode.WRONG_TARGET, ResultCode.NOT_YET_VALID, ResultCode.EXPIRED, ResultCode.REPLAYED}
+)
+
+
+class ReplayCache:
+    """Command ids seen, kept until their expiry (plus skew) in SQLite: survives restarts."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")  # a replay window must not reopen on power loss
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS seen (id TEXT PRIMARY KEY, until REAL NOT NULL)"
+        )
+
+    def seen_before(self, command_id: str, until: float) -> bool:
+        """Record `command_id`; True if it was already recorded."""
+        cur = self._db.execute(
+            "INSERT OR IGNORE INTO seen (id, until) VALUES (?, ?)", (command_id, until)
+        )
+        return cur.rowcount == 0
+
+    def purge(self, now: float) -> int:
+        return self._db.execute("DELETE FROM seen WHERE until < ?", (now,)).rowcount
+
+    def close(self) -> None:
+        self._db.close()
+
+
+@dataclass(slots=True)
+class _Tally:
+    last_event: float = -math.inf
+    unreported: int = 0  # occurrences since the last event
+    unanswered: int = 0  # of those, how many got no result
+    budget_start: float = -math.inf
+    answers: int = 0  # results sent in the current budget window
+    detail: str = ""
+    key_id: str | None = None
+
+
+class SecurityThrottle:
+    """One `security.<kind>` event per kind per `window` seconds, and at most `answers`
+    results per kind per window: a flood of bad commands costs a verification each,
+    not a result, an event and an fsync each. Kinds are a closed set (reasons and
+    result codes), so the table is bounded too."""
+
+    def __init__(self, window: float = 60.0, answers: int = 10) -> None:
+        self.window = window
+        self.answers = answers
+        self._tally: dict[str, _Tally] = {}
+        self.counts: dict[str, int] = {}  # every occurrence, by kind, since start
+        self.suppressed_results = 0
+
+    def note(
+        self, kind: str, now: float, detail: str, key_id: str | None, *, answer: bool = False
+    ) -> tuple[bool, Event | None]:
+        """Count one occurrence; (send a result?, the event to send now or None).
+        `answer=True` for refusals that are always answered (authenticated and fresh)."""
+        tally = self._tally.setdefault(kind, _Tally())
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+        tally.unreported += 1
+        tally.detail, tally.key_id = detail, key_id
+        if now - tally.budget_start >= self.window:
+            tally.budget_start, tally.answers = now, 0
+        if not answer:
+            answer = tally.answers < self.answers
+            tally.answers += answer
+        if not answer:
+            tally.unanswered += 1
+            self.suppressed_results += 1
+        event = self._report(kind, tally, now) if now - tally.last_event >= self.window else None
+        return answer, event
+
+    def due(self, now: float, *, everything: bool = False) -> list[Event]:
+        """Summaries of occurrences not reported yet whose window is over (all of
+        them with `everything`, when the agent stops)."""
+        return [
+            self._report(kind, tally, now)
+            for kind, tally in sorted(self._tally.items())
+            if tally.unreported and (everything or now - tally.last_event >= self.window)
+        ]
+
+    def _report(self, kind: str, tally: _Tally, now: float) -> Event:
+        data = {
+            "reason": kind, "count": tally.unreported, "unanswered": tally.unanswered,
+            "window_s": self.window, "last_detail": tally.detail[:200], "key_id": tally.key_id,
+        }  # fmt: skip
+        tally.last_event, tally.unreported, tally.unanswered = now, 0, 0
+        return Event(f"security.{kind}", "commands", now, Severity.WARNING, None, data)
+
+
+@dataclass(slots=True)
+class CommandStats:
+    received: int = 0
+    by_code: dict[str, int] = field(default_factory=dict)
+
+
+Operation = Callable[[Command], Awaitable[CommandResult]]
+
+
+class CommandHandler:
+    def __init__(
+        self,
+        *,
+        gateway: str,
+        trusted: Mapping[str, PublicKey] | TrustStore,
+        policy: Policy,
+        outbox: Outbox,
+        replay: ReplayCache,
+        catalogue: Callable[[], Mapping[str, DeviceInfo]],
+        write: Callable[[str, str, Value], Awaitable[None]],
+        read: Callable[[str, str], Awaitable[Value | None]],
+        skew: float = 30.0,
+        device_timeout: float = 5.0,
+        operations: Mapping[str, Operation] | None = None,
+        on_answer: Callable[[], None] | None = None,
+        throttle: SecurityThrottle | None = None,
+    ) -> None:
+        self.gateway = gateway
+        self.trusted = trusted
+        self.throttle = throttle or SecurityThrottle()
+        self.policy = policy
+        self.outbox = outbox
+        self.replay = replay
+        self._catalogue = catalogue
+        self._write = write
+        self._read = read
+        self.skew = skew
+        self.device_timeout = device_timeout
+        self.operations: dict[str, Operation] = dict(operations or {})
+        self._on_answer = on_answer
+        self.stats = CommandStats()
+        self._lock = asyncio.Lock()  # one command at a time: writes to street equipment are serial
+        self._trust_refusal: str | None = None  # set by a refused trust update
+        if isinstance(trusted, TrustStore):
+            self.operations[TRUST_UPDATE_OP] = self._trust_update
+
+    def _keys(self, now: float) -> Mapping[str, PublicKey]:
+        return self.trusted.usable(now) if isinstance(self.trusted, TrustStore) else self.trusted
+
+    async def handle(self, payload: bytes) -> CommandResult:
+        """Check, execute and answer one command payload."""
+        async with self._lock:
+            self.stats.received += 1
+            self._trust_refusal = None
+            try:
+                command = open_command(payload, self._keys(time.time()))
+            except EnvelopeError as err:
+                err = self._explain(err)
+                result = CommandResult(
+                    _command_id(payload), err.result_code, f"{err.code}: {err.detail}"
+                )
+                self._refused(None, result, err.code, err.key_id)
+                return result
+            result = await self._check_and_run(command)
+            if self._trust_refusal is not None:
+                self._refused(command, result, "trust-update-refused", command.key_id)
+            elif result.code in REPEATABLE_CODES or result.code in SECURITY_CODES:
+                self._refused(command, result, str(result.code), command.key_id)
+            else:
+                self._answer(command, result)
+            return result
+
+    def _explain(self, err: EnvelopeError) -> EnvelopeError:
+        """An unknown key the trust store knows (revoked, retired, expired): say which."""
+        if err.code != Reason.UNKNOWN_KEY or err.key_id is None:
+            return err
+        if not isinstance(self.trusted, TrustStore):
+            return err
+        why = self.trusted.refusal(err.key_id, time.time())
+        if why is None:
+            return err
+        entry = self.trusted.keys[err.key_id]
+        detail = {
+            "revoked-key": f"key {err.key_id} was revoked (trust store v{self.trusted.version})",
+            "retired-key": f"key {err.key_id} was retired (trust store v{self.trusted.version})",
+            "expired-key": f"key {err.key_id} expired at {entry.not_after}",
+            "key-not-yet-valid": f"key {err.key_id} is valid from {entry.not_before}",
+        }[why]
+        return EnvelopeError(why, detail, err.key_id)
+
+    def security_reports(self, now: float | None = None, *, everything: bool = False) -> int:
+        """Send the security summaries that are due; returns how many."""
+        events = self.throttle.due(time.time() if now is None else now, everything=everything)
+        if events:
+            self.outbox.add([Entry("event", int(e.priority), e.ts, event_entry(e)) for e in events])
+            self.outbox.commit()
+            if self._on_answer:
+                self._on_answer()
+        return len(events)
+
+    async def report_security(self, every: float = 5.0) -> None:
+        """Long-running: flush summaries whose window is over (a flood that stopped)."""
+        while True:
+            await asyncio.sleep(every)
+            self.security_reports()
+
+    async def _check_and_run(self, cmd: Command) -> CommandResult:
+        now = time.time()
+        if cmd.target != self.gateway:
+            return CommandResult(
+                cmd.id,
+                ResultCode.WRONG_TARGET,
+                f"command is for {cmd.target!r}, this is {self.gateway!r}",
+            )
+        if not (math.isfinite(cmd.issued) and math.isfinite(cmd.expires)) or (
+            cmd.expires <= cmd.issued or cmd.expires - cmd.issued > MAX_VALIDITY
+        ):
+            return CommandResult(cmd.id, ResultCode.MALFORMED, "issue/expiry window is invalid")
+        if cmd.issued > now + self.skew:
+            return CommandResult(
+                cmd.id, ResultCode.NOT_YET_VALID, f"issued {cmd.issued - now:.1f}s in the future"
+            )
+        if cmd.expires < now - self.skew:
+            return CommandResult(
+                cmd.id, ResultCode.EXPIRED, f"expired {now - cmd.expires:.1f}s ago"
+            )
+        if self.replay.seen_before(cmd.id, cmd.expires + self.skew):
+            return CommandResult(cmd.id, ResultCode.REPLAYED, "command id already seen")
+        self.replay.purge(now - self.skew)
+
+        if cmd.op in self.operations and cmd.op != "write":
+            if cmd.device is not None:
+                device = self._catalogue().get(cmd.device)
+                if device is None:
+                    return CommandResult(cmd.id, ResultCode.UNKNOWN_DEVICE, str(cmd.device))
+                denied = self.policy.check_operation(device.device_type, cmd.op)
+                if denied:
+                    return CommandResult(cmd.id, ResultCode.DENIED, denied)
+            return await self.operations[cmd.op](cmd)
+        if cmd.op != "write":
+            return CommandResult(cmd.id, ResultCode.MALFORMED, f"unknown operation {cmd.op!r}")
+        return await self._write_point(cmd)
+
+    async def _trust_update(self, cmd: Command) -> CommandResult:
+        """Replace the trusted command-post keys; refusals are security events too."""
+        assert isinstance(self.trusted, TrustStore)
+        try:
+            update = parse_trust_update(cmd.args)
+        except ValueError as exc:
+            self._trust_refusal = "malformed"
+            return CommandResult(cmd.id, ResultCode.MALFORMED, f"trust update: {exc}")
+        try:
+            self.trusted.apply(update, time.time())
+        except TrustUpdateRefused as refused:
+            self._trust_refusal = refused.reason
+            return CommandResult(cmd.id, ResultCode.DENIED, str(refused),
+                                 data={"version": self.trusted.version})  # fmt: skip
+        except OSError as exc:
+            return CommandResult(cmd.id, ResultCode.REJECTED,
+                                 f"trust store {self.trusted.path}: {exc.strerror}")  # fmt: skip
+        log.warning("trust.updated", version=update.version, by=cmd.key_id,
+                    keys={k.key_id: k.state.value for k in update.keys})  # fmt: skip
+        return CommandResult(
+            cmd.id, ResultCode.DONE, f"trust store now at version {update.version}",
+            data={"version": update.version, "keys": sorted(self.trusted.keys)},
+        )  # fmt: skip
+
+    async def _write_point(self, cmd: Command) -> CommandResult:
+        point_name = cmd.args.get("point")
+        value = cmd.args.get("value")
+        if not isinstance(point_name, str) or not isinstance(value, bool | int | float | str):
+            return CommandResult(
+                cmd.id,
+                ResultCode.MALFORMED,
+                "write needs args point (text) and value (number, bool or text)",
+            )
+        device = self._catalogue().get(cmd.device or "")
+        if device is None:
+            return CommandResult(cmd.id, ResultCode.UNKNOWN_DEVICE, f"no device {cmd.device!r}")
+        point = device.points.get(point_name)
+        if point is None:
+            return CommandResult(
+                cmd.id, ResultCode.UNKNOWN_POINT, f"{device.name!r} has no point {point_name!r}"
+            )
+        denied = self.policy.check_write(device.device_type, point, value)
+        if denied:
+            return CommandResult(cmd.id, ResultCode.DENIED, denied)
+        try:
+            await asyncio.wait_for(self._write(device.name, point_name, value), self.device_timeout)
+        except TimeoutError:
+            return CommandResult(
+                cmd.id,
+                ResultCode.TIMED_OUT,
+                f"no answer from {device.name!r} within {self.device_timeout}s",
+            )
+        except (UnknownDevice, UnknownPoint) as exc:
+            return CommandResult(cmd.id, ResultCode.UNKNOWN_POINT, str(exc))
+        except DeviceUnreachable as exc:
+            return CommandResult(cmd.id, ResultCode.UNREACHABLE, str(exc))
+        except (DeviceRejected, PointNotWritable, InvalidValue) as exc:
+            return CommandResult(cmd.id, ResultCode.REJECTED, str(exc))
+        except DeviceError as exc:
+            return CommandResult(cmd.id, ResultCode.REJECTED, str(exc))
+        readback: Value | None = None
+        matched: bool | None = None
+        try:
+            readback = await asyncio.wait_for(
+                self._read(device.name, point_name), self.device_timeout
+            )
+        except (TimeoutError, DeviceError) as exc:
+            log.info(
+                "command.readback_failed", device=device.name, point=point_name, error=str(exc)
+            )
+        if readback is not None:
+            matched = _same(readback, value)
+        return CommandResult(cmd.id, ResultCode.DONE, "written", readback, matched)
+
+    def _refused(
+        self, cmd: Command | None, result: CommandResult, kind: str, key_id: str | None
+    ) -> None:
+        """A refusal: a security event (throttled) and, within the budget, a result.
+        Verified fresh commands (denied, refused trust updates) are always answered."""
+        now = time.time()
+        self.stats.by_code[result.code] = self.stats.by_code.get(result.code, 0) + 1
+        always = cmd is not None and result.code not in REPEATABLE_CODES
+        answer, event = self.throttle.note(kind, now, result.detail, key_id, answer=always)
+        entries: list[Entry] = []
+        if answer:
+            entries.append(Entry("result", Priority.ALARM, now, result_entry(result, now)))
+        if event is not None:
+            entries.append(Entry("event", int(event.priority), now, event_entry(event)))
+            log.warning("command.refused", kind=kind, command=result.command_id,
+                        detail=result.detail, count=event.data["count"])  # fmt: skip
+        else:
+            log.debug("command.refused", kind=kind, command=result.command_id, answered=answer)
+        if entries:
+            self.outbox.add(entries)
+            self.outbox.commit()
+            if self._on_answer:
+                self._on_answer()
+
+    def _answer(self, cmd: Command | None, result: CommandResult) -> None:
+        now = time.time()
+        self.stats.by_code[result.code] = self.stats.by_code.get(result.code, 0) + 1
+        security = result.code in SECURITY_CODES
+        audit = Event(
+            "command.audit",
+            "commands",
+            now,
+            Severity.WARNING if security else Severity.INFO,
+            None,
+            {
+                "command": result.command_id,
+                "code": str(result.code),
+                "detail": result.detail,
+                "op": cmd.op if cmd else None,
+                "device": cmd.device if cmd else None,
+                "key_id": cmd.key_id if cmd else None,
+            },
+        )
+        self.outbox.add(
+            [
+                Entry("result", Priority.ALARM, now, result_entry(result, now)),
+                Entry("event", int(audit.priority), now, event_entry(audit)),
+            ]
+        )
+        # An answer is accepted like a reading: committed before we say so.
+        self.outbox.commit()
+        if self._on_answer:
+            self._on_answer()
+        (log.warning if security else log.info)(
+            "command.answered",
+            command=result.command_id,
+            code=str(result.code),
+            detail=result.detail,
+        )
+
+
+def _command_id(payload: bytes) -> str:
+    """Best-effort id of an unreadable command, so the answer can still be matched."""
+    try:
+        import msgpack
+
+        outer: Any = msgpack.unpackb(payload, raw=False)
+        body: Any = msgpack.unpackb(outer["body"], raw=False)
+        cid = body.get("id") if isinstance(body, dict) else None
+        return cid if isinstance(cid, str) and len(cid) <= 128 else ""
+    except Exception:
+        return ""
+
+
+def _same(readback: Value, value: Value) -> bool:
+    if isinstance(readback, float) or isinstance(value, float):
+        try:
+            return math.isclose(float(readback), float(value), rel_tol=1e-3, abs_tol=1e-3)
+        except (TypeError, ValueError):
+            return False
+    if isinstance(readback, bool) or isinstance(value, bool):
+        return bool(readback) == bool(value)
+    return readback == value

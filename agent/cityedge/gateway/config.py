@@ -1,0 +1,294 @@
+"""One TOML file, validated once into typed models.
+
+Every error names its key path and the value found, e.g.
+`drivers.modbus[0].devices[2].port: expected 1-65535, got 0`, so a technician can
+fix a file without reading code. Driver sections are validated by the model
+their driver package declares (see `cityedge.sdk.driver`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from cityedge.gateway.registry import known_kinds, section_model
+from cityedge.sdk.driver import DriverEnv, DriverSection
+from cityedge.sdk.problems import describe_value, error_lines
+from cityedge.sdk.tables import Field, Invalid, Table, check_table
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+Seconds = Annotated[float, Field(gt=0, le=86400 * 366)]
+
+
+class GatewaySection(Table):
+    id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    site: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    state_dir: Path = Path("/var/lib/cityedge")
+    latitude: float | None = Field(default=None, ge=-90, le=90)
+    longitude: float | None = Field(default=None, ge=-180, le=180)
+    timezone: str = "UTC"
+
+
+class UplinkSection(Table):
+    host: str = "127.0.0.1"
+    port: Port = 1883
+    tls: bool = False
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    username: str | None = None
+    password_file: Path | None = None
+    client_id: str | None = None  # default: "<site>-<gateway id>"
+    topic_prefix: str = Field(default="cityedge/v1", pattern=r"^[A-Za-z0-9_./-]+$")
+    keepalive: Annotated[int, Field(ge=5, le=3600)] = 30
+    connect_timeout: Seconds = 10.0
+    batch_max_readings: Annotated[int, Field(ge=1, le=10000)] = 500
+    batch_interval: Seconds = 0.2
+    inflight: Annotated[int, Field(ge=1, le=1000)] = 64
+    backlog_share: Annotated[float, Field(gt=0, le=1)] = 0.5
+    reconnect_min: Seconds = 0.5
+    reconnect_max: Seconds = 60.0
+
+    @check_table
+    def _tls_files(self) -> None:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together (client certificate)")
+        if (self.cert_file or self.ca_file) and not self.tls:
+            raise ValueError("ca_file/cert_file given but tls = false: no plaintext fallback")
+
+
+class KeysSection(Table):
+    signing_key: Path | None = None  # default: <state_dir>/keys/gateway.key
+    # command-post public keys: files, or "ed25519:<hex>" text
+    trust: list[str] = Field(default_factory=list)
+    # Refused commands (bad signature, unknown key, replay…): one security event per
+    # kind per window, and at most `refusal_answers` results per kind per window.
+    refusal_window: Seconds = 60.0
+    refusal_answers: Annotated[int, Field(ge=0, le=10_000)] = 10
+
+
+class OutboxSection(Table):
+    path: Path | None = None  # default: <state_dir>/outbox.db
+    max_bytes: Annotated[int, Field(ge=64 * 1024)] = 256 * 1024 * 1024
+    max_age: Seconds = 30 * 86400
+    commit_interval: Annotated[float, Field(gt=0, le=60)] = 0.1
+    synchronous: Literal["normal", "full"] = "normal"
+
+
+class PipelineSection(Table):
+    full_report_interval: Seconds = 300.0
+    queue_size: Annotated[int, Field(ge=10, le=1_000_000)] = 20_000
+
+
+class LoggingSection(Table):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class ControlSection(Table):
+    socket: Path | None = None  # default: <state_dir>/control.sock
+    maintenance_address: str | None = None  # "127.0.0.1:8080"; off when unset
+
+
+class AgentConfig(Table):
+    gateway: GatewaySection
+    uplink: UplinkSection = UplinkSection()
+    keys: KeysSection = KeysSection()
+    outbox: OutboxSection = OutboxSection()
+    pipeline: PipelineSection = PipelineSection()
+    logging: LoggingSection = LoggingSection()
+    control: ControlSection = ControlSection()
+    # kind -> validated sections; filled by load_config from the driver packages
+    drivers: dict[str, list[Any]] = Field(default_factory=dict)
+    # Sections owned by features that are not drivers (lighting, policy, …) are
+    # kept raw here and validated by their own module.
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def signing_key_path(self) -> Path:
+        return self.keys.signing_key or self.gateway.state_dir / "keys" / "gateway.key"
+
+    @property
+    def outbox_path(self) -> Path:
+        return self.outbox.path or self.gateway.state_dir / "outbox.db"
+
+    @property
+    def control_socket_path(self) -> Path:
+        return self.control.socket or self.gateway.state_dir / "control.sock"
+
+    def driver_sections(self) -> list[tuple[str, DriverSection]]:
+        return [(kind, s) for kind, sections in self.drivers.items() for s in sections]
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    config: AgentConfig
+    path: Path
+    digest: str  # sha256 of the file bytes, published in the birth message
+
+    def driver_env(self) -> DriverEnv:
+        return DriverEnv(
+            state_dir=self.config.gateway.state_dir,
+            config_dir=self.path.parent,
+        )
+
+
+# Top-level tables owned by feature modules rather than the core; validated there.
+FEATURE_TABLES = frozenset({"lighting", "policy", "ble_privacy"})
+
+
+class ConfigError(Exception):
+    """Every problem of one config file, each as `key.path: message`."""
+
+    def __init__(self, source: str, problems: Sequence[str]) -> None:
+        self.source = source
+        self.problems = list(problems)
+        super().__init__(f"{source}: " + "; ".join(self.problems))
+
+    def render(self) -> str:
+        lines = [f"{self.source}: {len(self.problems)} problem(s)"]
+        lines += [f"  {p}" for p in self.problems]
+        return "\n".join(lines)
+
+
+def validate_config(raw: Mapping[str, Any], source: str = "<config>") -> AgentConfig:
+    """Validate a parsed TOML document; raise ConfigError with every problem."""
+    problems: list[str] = []
+    raw = dict(raw)
+    drivers_raw = raw.pop("drivers", {})
+    extra = {k: raw.pop(k) for k in list(raw) if k in FEATURE_TABLES}
+
+    validated_drivers: dict[str, list[Any]] = {}
+    if not isinstance(drivers_raw, dict):
+        problems.append(
+            f"drivers: expected a table of driver kinds, got {describe_value(drivers_raw)}"
+        )
+        drivers_raw = {}
+    kinds = known_kinds()
+    names: dict[str, str] = {}
+    for kind, entries in drivers_raw.items():
+        if kind not in kinds:
+            problems.append(f"drivers.{kind}: unknown driver {kind!r} (known: {', '.join(kinds)})")
+            continue
+        if not isinstance(entries, list):
+            problems.append(
+                f"drivers.{kind}: expected an array of tables ([[drivers.{kind}]]), "
+                f"got {describe_value(entries)}"
+            )
+            continue
+        model = section_model(kind)
+        for i, entry in enumerate(entries):
+            try:
+                section = model.parse(entry)
+            except Invalid as err:
+                problems += error_lines(err, ("drivers", kind, i))
+                continue
+            where = f"drivers.{kind}[{i}]"
+            if section.name in names:
+                problems.append(
+                    f"{where}.name: {section.name!r} already used by {names[section.name]}"
+                )
+            names[section.name] = where
+            validated_drivers.setdefault(kind, []).append(section)
+
+    if "policy" in extra:
+        from cityedge.gateway.policy import load_policy
+
+        try:
+            load_policy(extra["policy"], source)
+        except ConfigError as err:
+            problems += err.problems
+    if "lighting" in extra:
+        from cityedge.gateway.lighting.program import load_lighting
+
+        try:
+            load_lighting(extra["lighting"], source)
+        except ConfigError as err:
+            problems += err.problems
+        gateway_raw = raw.get("gateway")
+        gateway: dict[str, Any] = gateway_raw if isinstance(gateway_raw, dict) else {}
+        for key in ("latitude", "longitude"):
+            if gateway.get(key) is None:
+                problems.append(f"gateway.{key}: required by [lighting] (sun times)")
+    try:
+        config = AgentConfig.parse({**raw, "drivers": {}, "extra": extra})
+    except Invalid as err:
+        problems += error_lines(err)
+        config = None
+    if problems or config is None:
+        raise ConfigError(source, problems)
+    return config.replace(drivers=validated_drivers)
+
+
+def load_config(path: Path | str) -> LoadedConfig:
+    """Read, parse and validate a config file. Relative paths in it are resolved
+    against the file's own directory, so a config can travel with its profiles."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(str(path), [f"(file): cannot read: {exc.strerror or exc}"]) from None
+    try:
+        raw = tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(str(path), [f"(file): not UTF-8 text: {exc.reason}"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), [f"(file): TOML syntax error: {exc}"]) from None
+    raw = _resolve_paths(raw, path.parent.resolve())
+    config = validate_config(raw, str(path))
+    return LoadedConfig(config, path, hashlib.sha256(data).hexdigest())
+
+
+_PATH_KEYS = frozenset(
+    {
+        "state_dir",
+        "ca_file",
+        "cert_file",
+        "key_file",
+        "password_file",
+        "signing_key",
+        "path",
+        "socket",
+        "profile",
+        "codec",
+        "session_keys",
+    }
+)
+
+
+def _resolve_paths(node: Any, base: Path) -> Any:
+    """Make relative file paths absolute against the config file's directory."""
+    if isinstance(node, dict):
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            if key in _PATH_KEYS and isinstance(value, str) and _is_file_path(key, value):
+                out[key] = str(base / value) if not Path(value).is_absolute() else value
+            elif key == "trust" and isinstance(value, list):
+                from cityedge.protocol.keys import looks_like_key_text
+
+                out[key] = [
+                    str(base / v)
+                    if isinstance(v, str)
+                    and not looks_like_key_text(v)
+                    and not Path(v).is_absolute()
+                    else v
+                    for v in value
+                ]
+            else:
+                out[key] = _resolve_paths(value, base)
+        return out
+    if isinstance(node, list):
+        return [_resolve_paths(v, base) for v in node]
+    return node
+
+
+_NAME_OR_PATH_KEYS = frozenset({"profile", "codec"})
+
+
+def _is_file_path(key: str, value: str) -> bool:
+    # profile = "lamppost" names a shipped profile; "./x.toml" or "x.toml" names a file.
+    return key not in _NAME_OR_PATH_KEYS or "/" in value or value.endswith(".toml")

@@ -1,0 +1,172 @@
+"""The agent's state as plain JSON-able data: one view for the CLI, the page and metrics.
+
+Each function only reads; none of them waits on the outside world except
+`clock`, which asks the system in a thread and caches the answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from cityedge.gateway.diagnostics.clock import ClockSource, ClockState, system_clock
+from cityedge.sdk import __version__
+from cityedge.sdk.model import DeviceHealth, DeviceState
+
+if TYPE_CHECKING:
+    from cityedge.gateway.outbox import OutboxStats
+    from cityedge.gateway.runtime import Agent
+
+PRIORITY_NAMES = {1: "telemetry", 2: "event", 3: "alarm"}
+CLOCK_CACHE_SECONDS = 30.0
+
+
+def health_json(h: DeviceHealth) -> dict[str, Any]:
+    return {
+        "device": h.device,
+        "driver": h.driver,
+        "state": str(h.state),
+        "since": h.since,
+        "last_seen": h.last_seen,
+        "latency_ms": h.latency_ms,
+        "requests": h.requests,
+        "errors": dict(h.errors),
+        "error_total": sum(h.errors.values()),
+        "detail": h.detail,
+    }
+
+
+def outbox_json(stats: OutboxStats, now: float | None = None) -> dict[str, Any]:
+    now = time.time() if now is None else now
+    rows = {PRIORITY_NAMES.get(p, str(p)): n for p, n in sorted(stats.rows.items())}
+    return {
+        "rows": rows,
+        "depth": sum(stats.rows.values()) + stats.pending,
+        "bytes": stats.bytes,
+        "oldest_ts": stats.oldest_ts,
+        "oldest_age": None if stats.oldest_ts is None else max(0.0, now - stats.oldest_ts),
+        "sealed_unacked": stats.sealed_unacked,
+        "last_seq": stats.last_seq,
+        "pending": stats.pending,
+        "evicted": dict(stats.evicted),
+        "commits": stats.commits,
+        "rows_committed": stats.rows_committed,
+        "disk_full": stats.disk_full,
+        "set_aside": stats.set_aside,
+    }
+
+
+def driver_kinds(agent: Agent) -> dict[str, str]:
+    return {section.name: kind for kind, section in agent.config.driver_sections()}
+
+
+def devices(agent: Agent) -> list[dict[str, Any]]:
+    catalogue = agent.devices()
+    out = []
+    for h in agent.device_health():
+        info = catalogue.get(h.device)
+        out.append({**health_json(h), "type": info.device_type if info else None})
+    return sorted(out, key=lambda d: d["device"])
+
+
+def drivers(agent: Agent, health: list[DeviceHealth]) -> list[dict[str, Any]]:
+    kinds = driver_kinds(agent)
+    by_driver: dict[str, Counter[str]] = {name: Counter() for name in agent.drivers}
+    for h in health:
+        by_driver.setdefault(h.driver, Counter())[str(h.state)] += 1
+    out = []
+    for name, states in sorted(by_driver.items()):
+        task = agent.tasks.get(f"driver:{name}")
+        out.append(
+            {
+                "name": name,
+                "kind": kinds.get(name),
+                "running": task.running if task else False,
+                "restarts": task.restarts if task else 0,
+                "last_error": task.last_error if task else None,
+                "devices": sum(states.values()),
+                "states": dict(states),
+            }
+        )
+    return out
+
+
+def uplink(agent: Agent) -> dict[str, Any]:
+    stats = agent.uplink.stats
+    cfg = agent.config.uplink
+    return {
+        "state": str(stats.state),
+        "since": stats.since,
+        "broker": f"{cfg.host}:{cfg.port}",
+        "tls": cfg.tls,
+        "connects": stats.connects,
+        "failures": stats.failures,
+        "last_error": stats.last_error,
+        "messages_sent": stats.messages_sent,
+        "entries_sent": stats.entries_sent,
+        "historical_sent": stats.historical_sent,
+        "commands_received": stats.commands_received,
+    }
+
+
+def tasks(agent: Agent) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": t.name,
+            "running": t.running,
+            "restarts": t.restarts,
+            "last_error": t.last_error,
+            "last_error_at": t.last_error_at,
+        }
+        for t in sorted(agent.tasks.values(), key=lambda t: t.name)
+    ]
+
+
+def device_counts(health: list[DeviceHealth]) -> dict[str, int]:
+    counts = {str(s): 0 for s in DeviceState}
+    for h in health:
+        counts[str(h.state)] += 1
+    return {"total": len(health), **counts}
+
+
+def status(
+    agent: Agent, clock: ClockState, overrides: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    now = time.time()
+    health = agent.device_health()
+    return {
+        "gateway": {"id": agent.config.gateway.id, "site": agent.config.gateway.site},
+        "version": __version__,
+        "started": agent.started,
+        "uptime": now - agent.started,
+        "config_digest": agent.loaded.digest,
+        "uplink": uplink(agent),
+        "outbox": outbox_json(agent.outbox.stats(), now),
+        "drivers": drivers(agent, health),
+        "devices": device_counts(health),
+        "clock": clock.to_json(),
+        "overrides": overrides or [],
+        "tasks": tasks(agent),
+    }
+
+
+@dataclass(slots=True)
+class ClockWatch:
+    """The clock's state, asked at most every CLOCK_CACHE_SECONDS (timedatectl is slow)."""
+
+    source: ClockSource = system_clock
+    _state: ClockState | None = None
+    _at: float = 0.0
+
+    async def state(self) -> ClockState:
+        now = time.monotonic()
+        if self._state is None or now - self._at > CLOCK_CACHE_SECONDS:
+            self._state = await asyncio.to_thread(self.source)
+            self._at = now
+        return self._state
+
+    def last(self) -> ClockState:
+        return self._state or ClockState(None, "none", "not asked yet")

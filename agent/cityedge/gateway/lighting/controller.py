@@ -1,0 +1,290 @@
+"""The lighting controller: runs the programs at the edge, uplink or not.
+
+It evaluates each group's program against the sun at the gateway's place,
+writes levels through the agent's write path (the same one commands use), and
+re-sends a level when a controller reports something else (it rebooted). It
+watches the lampposts' own readings for faults and proves the energy saved,
+night by night. It never touches MQTT: events go out through the outbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import os
+import time
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from cityedge.gateway.config import ConfigError
+from cityedge.gateway.lighting.energy import Saving, baseline_kwh, consumed_kwh, report
+from cityedge.gateway.lighting.program import (
+    Group,
+    Lighting,
+    Sky,
+    check_order,
+    level_at,
+    load_lighting,
+)
+from cityedge.sdk.model import (
+    Command,
+    CommandResult,
+    DeviceError,
+    Emit,
+    Event,
+    Reading,
+    ResultCode,
+    Severity,
+    Value,
+)
+
+log = structlog.get_logger(__name__)
+
+Write = Callable[[str, str, Value], Awaitable[None]]
+RECHECK_S = 30.0  # clock seconds between checks even when nothing is due (retries, faults)
+
+
+class SystemClock:
+    def now(self) -> dt.datetime:
+        return dt.datetime.now(dt.UTC)
+
+    def real_seconds(self, clock_seconds: float) -> float:
+        return clock_seconds
+
+
+class ScaledClock:
+    """A clock that starts at `start` and runs `speed` times faster than real time:
+    a night in seconds, for tests and demos."""
+
+    def __init__(self, start: dt.datetime, speed: float) -> None:
+        self.start = start
+        self.speed = speed
+        self._t0 = time.monotonic()
+
+    def now(self) -> dt.datetime:
+        return self.start + dt.timedelta(seconds=(time.monotonic() - self._t0) * self.speed)
+
+    def real_seconds(self, clock_seconds: float) -> float:
+        return clock_seconds / self.speed
+
+
+class LightingController:
+    def __init__(
+        self,
+        lighting: Lighting,
+        sky: Sky,
+        *,
+        write: Write,
+        emit: Emit,
+        state_dir: Path,
+        clock: SystemClock | ScaledClock | None = None,
+        known_devices: Callable[[], Collection[str]] | None = None,
+    ) -> None:
+        self.sky = sky
+        self._write = write
+        self._emit = emit
+        self.clock = clock or SystemClock()
+        self._known = known_devices
+        self.path = state_dir / "lighting" / "program.json"
+        self.lighting = self._restore(lighting)
+        self.commanded: dict[str, int] = {}
+        self.reported: dict[str, tuple[Value, dt.datetime]] = {}
+        self.power: dict[str, float] = {}
+        self.faulty: dict[str, bool] = {}
+        self.energy: dict[str, list[float]] = {}
+        self.levels: dict[str, tuple[int, dt.datetime, str]] = {}
+        self._since: dict[tuple[str, str], dt.datetime] = {}  # condition first seen
+        self.alarms: set[tuple[str, str]] = set()
+        self._resend: set[str] = set()
+        self._night_open: dict[str, dt.datetime] = {}
+        self._wake = asyncio.Event()
+
+    # --- program ---------------------------------------------------------------------
+
+    def _restore(self, configured: Lighting) -> Lighting:
+        """A program pushed earlier (and newer than the config's) survives restarts."""
+        try:
+            stored = load_lighting(json.loads(self.path.read_text()), str(self.path))
+        except FileNotFoundError:
+            return configured
+        except (ValueError, ConfigError) as exc:
+            log.error("lighting.stored_program_unreadable", path=str(self.path), error=str(exc))
+            return configured
+        return stored if stored.version > configured.version else configured
+
+    def _store(self, raw: dict[str, Any]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        with tmp.open("w") as f:
+            json.dump(raw, f)
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(self.path)  # atomic: the old program or the new one, never half
+
+    async def push(self, cmd: Command) -> CommandResult:
+        """The `lighting.program` operation: validate, store, apply — or keep the old."""
+        raw = cmd.args.get("lighting")
+        if not isinstance(raw, dict):
+            return CommandResult(cmd.id, ResultCode.MALFORMED, "args.lighting must be a table")
+        try:
+            new = load_lighting(raw, "lighting.program")
+            for name, program in new.programs.items():
+                try:
+                    check_order(program, self.sky, self.clock.now().year)
+                except ValueError as exc:
+                    raise ConfigError("lighting.program", [f"programs.{name}: {exc}"]) from None
+        except ConfigError as err:
+            return CommandResult(cmd.id, ResultCode.REJECTED, "; ".join(err.problems))
+        if new.version <= self.lighting.version:
+            stale = f"stale version {new.version}: running {self.lighting.version}"
+            return CommandResult(cmd.id, ResultCode.REJECTED, stale)
+        if self._known is not None:
+            unknown = sorted({d for g in new.groups for d in g.devices} - set(self._known()))
+            if unknown:
+                return CommandResult(cmd.id, ResultCode.REJECTED, f"unknown devices {unknown}")
+        self._store(new.dump())
+        self.lighting = new
+        self._wake.set()
+        log.info("lighting.program_applied", version=new.version)
+        applied = f"program version {new.version} applied"
+        return CommandResult(cmd.id, ResultCode.DONE, applied, data={"version": new.version})
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "version": self.lighting.version,
+            "groups": {
+                name: {"level": level, "program": program, "next": nxt.isoformat()}
+                for name, (level, nxt, program) in self.levels.items()
+            },
+            "alarms": sorted(f"{kind}:{device}" for kind, device in self.alarms),
+        }
+
+    # --- readings from the street ----------------------------------------------------
+
+    def observe(self, items: Sequence[Reading | Event]) -> None:
+        cfg = self.lighting
+        now = self.clock.now()
+        for item in items:
+            if not isinstance(item, Reading) or item.device not in self._devices():
+                continue
+            if item.point == cfg.dimming_point:
+                self.reported[item.device] = (item.value, now)
+                commanded = self.commanded.get(item.device)
+                if commanded is not None and item.value != commanded:
+                    self._resend.add(item.device)  # the controller lost its level (reboot?)
+                    self._wake.set()
+            elif item.point == cfg.power_point and isinstance(item.value, int | float):
+                self.power[item.device] = float(item.value)
+            elif item.point == cfg.fault_point:
+                self.faulty[item.device] = bool(item.value)
+            elif item.point == cfg.energy_point and isinstance(item.value, int | float):
+                self.energy.setdefault(item.device, []).append(float(item.value))
+
+    def external_write(self, device: str, point: str, value: Value) -> None:
+        """A command or a technician set a level by hand: it holds until the program's
+        next step (a manual override), instead of being "corrected" at once."""
+        manual = point == self.lighting.dimming_point and device in self._devices()
+        if manual and isinstance(value, int | float) and not isinstance(value, bool):
+            self.commanded[device] = int(value)
+            self._resend.discard(device)
+            self._since.pop(("not_following", device), None)
+
+    def _devices(self) -> set[str]:
+        return {d for g in self.lighting.groups for d in g.devices}
+
+    # --- running ---------------------------------------------------------------------
+
+    async def run(self) -> None:
+        while True:
+            now = self.clock.now()
+            upcoming = now + dt.timedelta(seconds=RECHECK_S)
+            for group in self.lighting.groups:
+                level, nxt, program = level_at(self.lighting, group, now, self.sky)
+                previous = self.levels.get(group.name)
+                self.levels[group.name] = (level, nxt, program)
+                if previous and previous[0] > 0 and level == 0:
+                    await self._energy_report(group, now)
+                if level > 0 and group.name not in self._night_open:
+                    self._night_open[group.name] = now
+                await self._apply(group, level)
+                upcoming = min(upcoming, nxt)
+            await self._check_faults(now)
+            wait = max(0.0, (upcoming - self.clock.now()).total_seconds())
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._wake.wait(), max(0.01, self.clock.real_seconds(wait) + 0.001)
+                )
+
+    async def _apply(self, group: Group, level: int) -> None:
+        cfg = self.lighting
+        for device in group.devices:
+            if self.commanded.get(device) == level and device not in self._resend:
+                continue
+            try:
+                await self._write(device, cfg.dimming_point, level)
+                if cfg.switch_point:
+                    await self._write(device, cfg.switch_point, level > 0)
+            except DeviceError as exc:  # retried at the next check
+                log.warning("lighting.write_failed", device=device, percent=level, error=str(exc))
+                continue
+            self.commanded[device] = level
+            self._resend.discard(device)
+            self._since.pop(("not_following", device), None)
+            log.info("lighting.level", group=group.name, device=device, percent=level)
+
+    async def _check_faults(self, now: dt.datetime) -> None:
+        cfg = self.lighting
+        grace = dt.timedelta(seconds=cfg.grace_s)
+        events: list[Event] = []
+        for device in self._devices():
+            commanded = self.commanded.get(device)
+            power = self.power.get(device)
+            reported = self.reported.get(device)
+            conditions = {
+                "lamp_failure": commanded is not None and commanded > 0 and power is not None
+                and power < cfg.failure_watts,
+                "day_burner": commanded == 0 and power is not None and power >= cfg.failure_watts,
+                "driver_fault": self.faulty.get(device, False),
+                "not_following": commanded is not None and reported is not None
+                and reported[0] != commanded,
+            }  # fmt: skip
+            for kind, present in conditions.items():
+                key = (kind, device)
+                if present:
+                    first = self._since.setdefault(key, now)
+                    due = kind == "driver_fault" or now - first >= grace
+                    if due and key not in self.alarms:
+                        self.alarms.add(key)
+                        events.append(self._alarm(kind, device, True, commanded, power))
+                else:
+                    self._since.pop(key, None)
+                    if key in self.alarms:
+                        self.alarms.discard(key)
+                        events.append(self._alarm(kind, device, False, commanded, power))
+        if events:
+            await self._emit(events)
+
+    def _alarm(
+        self, kind: str, device: str, active: bool, commanded: int | None, power: float | None
+    ) -> Event:
+        return Event(f"lighting.{kind}", device, time.time(), Severity.ALARM, active,
+                     {"commanded": commanded, "power_w": power})  # fmt: skip
+
+    async def _energy_report(self, group: Group, now: dt.datetime) -> None:
+        opened = self._night_open.pop(group.name, None)
+        hours = (now - opened).total_seconds() / 3600 if opened else 0.0
+        savings = [
+            Saving(
+                d, consumed_kwh(self.energy.pop(d, [])), baseline_kwh(group.baseline_watts, hours)
+            )
+            for d in group.devices
+        ]
+        data = {"group": group.name, "night_hours": round(hours, 2), **report(savings)}
+        await self._emit([Event("lighting.energy_report", group.name, time.time(), data=data)])
+        log.info("lighting.energy_report", group=group.name, saving=data["saving_percent"])

@@ -1,0 +1,135 @@
+"""The read-only maintenance page and Prometheus `/metrics`, served by the agent.
+
+Off unless `control.maintenance_address` is set (e.g. "127.0.0.1:8080" behind
+an SSH tunnel, or the cabinet's service port). Routes:
+
+    /         health, devices, overrides in force, the last `cityedge check`
+    /metrics  Prometheus text exposition
+    /healthz  "ok" while the agent runs (for a watchdog or a load balancer)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import time
+from typing import TYPE_CHECKING
+
+import structlog
+
+from cityedge.gateway.config import ConfigError
+from cityedge.gateway.control import snapshot
+from cityedge.gateway.control.protocol import encode
+from cityedge.gateway.diagnostics import record
+from cityedge.gateway.diagnostics.clock import ClockSource, system_clock
+from cityedge.gateway.maintenance.http import Request, Responder, Response
+from cityedge.gateway.maintenance.metrics import AgentCollector, exposition, registry_for
+from cityedge.gateway.maintenance.page import render
+
+if TYPE_CHECKING:
+    from cityedge.gateway.control.server import ControlServer
+    from cityedge.gateway.runtime import Agent
+
+log = structlog.get_logger(__name__)
+
+METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+KEY = "control.maintenance_address"
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """`host:port` or `[v6]:port`; ConfigError names the key and the value."""
+    host, sep, port_text = text.rpartition(":")
+    bracketed = host.startswith("[") and host.endswith("]")
+    if bracketed:
+        host = host[1:-1]
+    problem = None
+    if not sep or not host or not port_text.isdigit() or int(port_text) > 65535:
+        problem = f"expected HOST:PORT such as 127.0.0.1:8080, got {text!r}"
+    elif bracketed or ":" in host:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            problem = f"{host!r} is not an IPv6 address"
+        if not bracketed:
+            problem = f"an IPv6 address goes in brackets: [{host}]:{port_text}"
+    if problem:
+        raise ConfigError("<config>", [f"{KEY}: {problem}"])
+    return host, int(port_text)
+
+
+class MaintenancePage:
+    """`await MaintenancePage(agent, "127.0.0.1:8080", control=server).run()` until cancelled."""
+
+    def __init__(
+        self,
+        agent: Agent,
+        address: str | None = None,
+        *,
+        control: ControlServer | None = None,
+        clock: ClockSource | None = None,
+    ) -> None:
+        text = address or agent.config.control.maintenance_address
+        if not text:
+            raise ConfigError("<config>", [f"{KEY}: not set (the page is off)"])
+        self.agent = agent
+        self.host, self.port = parse_address(text)
+        self.control = control
+        self.clock = control.clock if control else snapshot.ClockWatch(clock or system_clock)
+        self.registry = registry_for(AgentCollector(agent, control, clock=self.clock.last))
+        self.responder = Responder(
+            {
+                "/": self._page,
+                "/index.html": self._page,
+                "/metrics": self._metrics,
+                "/healthz": self._healthz,
+                "/status.json": self._status_json,
+            }
+        )
+        self.bound_port: int | None = None
+        self.listening = asyncio.Event()
+
+    async def run(self) -> None:
+        try:
+            await self.responder.serve(self.host, self.port, self._started)
+        finally:
+            self.listening.clear()
+
+    def _started(self, port: int) -> None:
+        self.bound_port = port
+        self.listening.set()
+        log.info("maintenance.listening", address=f"{self.host}:{port}")
+
+    def _last_check(self) -> dict[str, object] | None:
+        if self.control is not None:
+            last = self.control.last_check
+        else:
+            last = record.load(self.agent.config.gateway.state_dir / record.FILE_NAME)
+        return last.to_json() if last else None
+
+    async def _status(self) -> dict[str, object]:
+        overrides = self.control.overrides.to_json() if self.control else []
+        return snapshot.status(self.agent, await self.clock.state(), overrides)
+
+    async def _page(self, request: Request) -> Response:
+        body = render(
+            await self._status(), snapshot.devices(self.agent), self._last_check(), time.time()
+        )
+        return Response(200, body.encode(), "text/html; charset=utf-8")
+
+    async def _status_json(self, request: Request) -> Response:
+        data = {
+            "status": await self._status(),
+            "devices": snapshot.devices(self.agent),
+            "last_check": self._last_check(),
+        }
+        return Response(200, encode(data), "application/json")
+
+    async def _metrics(self, request: Request) -> Response:
+        await self.clock.state()  # refresh the cached answer (at most every 30 s)
+        return Response(200, exposition(self.registry), METRICS_TYPE)
+
+    async def _healthz(self, request: Request) -> Response:
+        return Response(200, b"ok\n")
+
+
+__all__ = ["MaintenancePage", "parse_address"]

@@ -1,0 +1,204 @@
+"""The maintenance page: one self-contained HTML document for a phone at the cabinet.
+
+A pure function of the agent's snapshot (`cityedge.gateway.control.snapshot`), so it can
+be tested without a server. No scripts and no external assets: the gateway
+may have no route to the internet, and the page must not need one. It
+reloads itself every 15 s.
+"""
+
+from __future__ import annotations
+
+import html
+import time
+from typing import Any
+
+from cityedge.gateway.control.values import format_duration
+
+REFRESH_SECONDS = 15
+
+STYLE = """
+:root{color-scheme:light dark;--ok:#1a7f37;--warn:#9a6700;--fail:#cf222e;--mute:#6e7781}
+*{box-sizing:border-box}
+body{font:16px/1.4 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;padding:12px;
+max-width:960px;margin-inline:auto}
+h1{font-size:1.3rem;margin:.2em 0}h2{font-size:1.1rem;margin:1.2em 0 .4em}
+.sub{color:var(--mute);font-size:.9rem}
+.cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(150px,1fr));gap:8px}
+.card{border:1px solid #8884;border-radius:8px;padding:8px 10px}
+.card b{display:block;font-size:1.15rem}
+.ok{color:var(--ok)}.warn{color:var(--warn)}.fail{color:var(--fail)}.mute{color:var(--mute)}
+.scroll{overflow-x:auto;-webkit-overflow-scrolling:touch}
+table{border-collapse:collapse;width:100%;font-size:.92rem}
+th,td{text-align:left;padding:6px 8px;border-bottom:1px solid #8883;white-space:nowrap}
+td.wrap{white-space:normal;min-width:12em}
+th{font-weight:600;color:var(--mute)}
+footer{margin-top:2em;color:var(--mute);font-size:.8rem}
+#checks{list-style:none;padding:0;margin:.4em 0}
+#checks li{padding:6px 0;border-bottom:1px solid #8883;overflow-wrap:anywhere}
+"""
+
+STATE_CLASS = {"up": "ok", "degraded": "warn", "down": "fail", "unknown": "mute"}
+CHECK_MARK = {"ok": ("✔", "ok"), "warn": ("⚠", "warn"), "fail": ("✘", "fail")}
+
+
+def e(value: Any) -> str:
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def ago(ts: float | None, now: float) -> str:
+    return "never" if ts is None else f"{format_duration(now - ts)} ago"
+
+
+def render(
+    status: dict[str, Any],
+    devices: list[dict[str, Any]],
+    last_check: dict[str, Any] | None,
+    now: float | None = None,
+) -> str:
+    now = time.time() if now is None else now
+    gateway = status["gateway"]
+    parts = [
+        "<!doctype html><html lang=en><head><meta charset=utf-8>",
+        '<meta name=viewport content="width=device-width,initial-scale=1">',
+        f'<meta http-equiv=refresh content="{REFRESH_SECONDS}">',
+        f"<title>{e(gateway['id'])} · cityedge</title><style>{STYLE}</style></head><body>",
+        f"<h1>{e(gateway['id'])}</h1>",
+        f"<div class=sub>site {e(gateway['site'])} · cityedge {e(status['version'])} · "
+        f"up {e(format_duration(status['uptime']))}</div>",
+        _cards(status, now),
+        _overrides(status.get("overrides") or [], now),
+        _devices(devices, now),
+        _drivers(status.get("drivers") or []),
+        _check(last_check, now),
+        f"<footer>Read-only. Generated {e(time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(now)))}"
+        f" · <a href=/metrics>metrics</a></footer></body></html>",
+    ]
+    return "".join(parts)
+
+
+def _cards(status: dict[str, Any], now: float) -> str:
+    up = status["uplink"]
+    link_class = {"up": "ok", "connecting": "warn"}.get(up["state"], "fail")
+    box = status["outbox"]
+    counts = status["devices"]
+    device_class = "fail" if counts["down"] else "warn" if counts["degraded"] else "ok"
+    clock = status["clock"]
+    synced = clock.get("synchronised")
+    clock_text, clock_class = {
+        True: ("synchronised", "ok"),
+        False: ("not synchronised", "fail"),
+    }.get(synced, ("unknown", "warn"))
+    oldest = box.get("oldest_age")
+    oldest_text = "—" if oldest is None else e(format_duration(oldest))
+    cards = [
+        (
+            "Uplink",
+            f"<span class={link_class}>{e(up['state'])}</span>",
+            f"for {e(format_duration(now - up['since']))}"
+            + (f"<br>{e(up['last_error'])}" if up.get("last_error") else ""),
+        ),
+        (
+            "Outbox",
+            f"{box['depth']} rows",
+            f"{_size(box['bytes'])} · oldest {oldest_text}",
+        ),
+        (
+            "Devices",
+            f"<span class={device_class}>{counts['up']}/{counts['total']} up</span>",
+            f"{counts['down']} down · {counts['degraded']} degraded",
+        ),
+        ("Clock", f"<span class={clock_class}>{clock_text}</span>", e(clock.get("source"))),
+    ]
+    inner = "".join(
+        f"<div class=card>{title}<b>{value}</b><span class=sub>{sub}</span></div>"
+        for title, value, sub in cards
+    )
+    return f"<h2>Health</h2><div class=cards>{inner}</div>"
+
+
+def _devices(devices: list[dict[str, Any]], now: float) -> str:
+    if not devices:
+        return "<h2>Devices</h2><p class=mute>No devices configured.</p>"
+    rows = []
+    for d in devices:
+        cls = STATE_CLASS.get(d["state"], "mute")
+        latency = "—" if d["latency_ms"] is None else f"{d['latency_ms']:.0f} ms"
+        errors = ", ".join(f"{k} {v}" for k, v in sorted(d["errors"].items())) or "0"
+        rows.append(
+            f"<tr id='device-{e(d['device'])}'><td>{e(d['device'])}</td>"
+            f"<td class={cls}>{e(d['state'])}</td><td>{e(ago(d['last_seen'], now))}</td>"
+            f"<td>{e(latency)}</td><td>{e(errors)}</td><td>{e(d.get('type'))}</td>"
+            f"<td>{e(d['driver'])}</td></tr>"
+        )
+    head = "".join(
+        f"<th>{h}</th>"
+        for h in ("Device", "State", "Last seen", "Latency", "Errors", "Type", "Driver")
+    )
+    return (
+        f"<h2>Devices ({len(devices)})</h2><div class=scroll><table id=devices>"
+        f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
+    )
+
+
+def _drivers(drivers: list[dict[str, Any]]) -> str:
+    if not drivers:
+        return ""
+    rows = "".join(
+        f"<tr><td>{e(d['name'])}</td><td>{e(d['kind'])}</td>"
+        f"<td class={'ok' if d['running'] else 'fail'}>{'running' if d['running'] else 'stopped'}"
+        f"</td><td>{d['restarts']}</td><td class=wrap>{e(d['last_error'] or '')}</td></tr>"
+        for d in drivers
+    )
+    return (
+        "<h2>Drivers</h2><div class=scroll><table><thead><tr><th>Driver</th><th>Kind</th>"
+        f"<th>Task</th><th>Restarts</th><th>Last error</th></tr></thead><tbody>{rows}"
+        "</tbody></table></div>"
+    )
+
+
+def _overrides(overrides: list[dict[str, Any]], now: float) -> str:
+    if not overrides:
+        return ""
+    rows = "".join(
+        f"<tr><td>{e(o['device'])}.{e(o['point'])}</td><td>{e(o['value'])}</td>"
+        f"<td>{e(o['previous'])}</td><td>{e(format_duration(o['until'] - now))}</td>"
+        f"<td>{e(o['user'])}</td></tr>"
+        for o in overrides
+    )
+    return (
+        "<h2 class=warn>Local overrides in force</h2><div class=scroll><table><thead><tr>"
+        "<th>Point</th><th>Value</th><th>Restores</th><th>Left</th><th>By</th></tr></thead>"
+        f"<tbody>{rows}</tbody></table></div>"
+    )
+
+
+def _check(last: dict[str, Any] | None, now: float) -> str:
+    if not last:
+        return (
+            "<h2>Last check</h2><p class=mute>No check recorded yet: "
+            "run <code>cityedge check</code> on the gateway.</p>"
+        )
+    mark, cls = CHECK_MARK.get(last["status"], ("?", "mute"))
+    items = []
+    for r in last["results"]:
+        m, c = CHECK_MARK.get(r["status"], ("?", "mute"))
+        remedy = f"<div class=sub>→ {e(r['remedy'])}</div>" if r.get("remedy") else ""
+        items.append(
+            f"<li><span class={c}>{m}</span> <b>{e(r['name'])}</b>"
+            f"<div>{e(r['detail'])}</div>{remedy}</li>"
+        )
+    by = f" by {e(last['user'])}" if last.get("user") else ""
+    return (
+        f"<h2>Last check <span class={cls}>{mark}</span></h2>"
+        f"<div class=sub>{e(ago(last['ts'], now))}{by}</div>"
+        f"<ul id=checks>{''.join(items)}</ul>"
+    )
+
+
+def _size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"

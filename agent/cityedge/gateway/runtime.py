@@ -1,0 +1,417 @@
+"""`cityedge run`: build every part from the config and keep it running.
+
+Parts meet only here: drivers emit into the pipeline, the pipeline commits into
+the outbox, the uplink drains the outbox and hands commands to the command
+handler, which writes through the drivers. Each long-running task is
+supervised (restart with jittered backoff); SIGTERM/SIGINT stop the agent
+cleanly: the pipeline is drained into the outbox, the last commit is made, the
+retained "offline" state is published.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import os
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from cityedge.gateway.commands import CommandHandler, ReplayCache, SecurityThrottle
+from cityedge.gateway.config import LoadedConfig
+from cityedge.gateway.control import technician_tasks
+from cityedge.gateway.outbox import Outbox
+from cityedge.gateway.pipeline import Pipeline
+from cityedge.gateway.policy import load_policy
+from cityedge.gateway.registry import build_driver
+from cityedge.gateway.sdnotify import Notifier
+from cityedge.gateway.supervisor import TaskHealth, supervise
+from cityedge.gateway.uplink import Uplink
+from cityedge.protocol.envelope import event_entry, message_sealer
+from cityedge.protocol.keys import SigningKey, load_signing_key
+from cityedge.protocol.trust_store import STORE_FILE, TrustStore, announcements_for
+from cityedge.sdk import __version__
+from cityedge.sdk.driver import Driver
+from cityedge.sdk.model import (
+    Command,
+    CommandResult,
+    DeviceHealth,
+    DeviceInfo,
+    Event,
+    PointInfo,
+    ResultCode,
+    Severity,
+    UnknownDevice,
+    Value,
+)
+
+if TYPE_CHECKING:
+    from cityedge.gateway.diagnostics.clock import ClockState
+    from cityedge.gateway.lighting import LightingController
+
+log = structlog.get_logger(__name__)
+
+ALARM_EVENTS = frozenset({"outbox.disk_full", "outbox.corrupt"})
+# The `diagnostics` command runs the checks that need no network: the broker
+# just delivered the command, and a field-device sweep would compete with polling.
+REMOTE_CHECK_GROUPS = ("config", "keys", "clock", "disk", "outbox")
+
+
+def gateway_key_path(configured: Path) -> Path:
+    """The key systemd passed as a credential (LoadCredential=gateway.key:…) wins."""
+    credentials = os.environ.get("CREDENTIALS_DIRECTORY")
+    if credentials and (Path(credentials) / "gateway.key").is_file():
+        return Path(credentials) / "gateway.key"
+    return configured
+
+
+def outbox_event(kind: str, data: dict[str, Any]) -> bytes:
+    """How the outbox reports on itself (evictions, disk full) without knowing the envelope."""
+    severity = Severity.ALARM if kind in ALARM_EVENTS else Severity.WARNING
+    active = data.get("active") if isinstance(data.get("active"), bool) else None
+    return event_entry(Event(kind, "outbox", time.time(), severity, active, data))
+
+
+class Agent:
+    def __init__(self, loaded: LoadedConfig, *, key: SigningKey | None = None) -> None:
+        self.loaded = loaded
+        cfg = loaded.config
+        self.config = cfg
+        self.started = time.time()
+        self.key = key or load_signing_key(gateway_key_path(cfg.signing_key_path))
+        env = loaded.driver_env()
+        self.drivers: dict[str, Driver] = {
+            section.name: build_driver(kind, section, env)
+            for kind, section in cfg.driver_sections()
+            if section.enabled
+        }
+        self.outbox = Outbox.open(
+            cfg.outbox_path,
+            seal=message_sealer(self.key, gateway=cfg.gateway.id, site=cfg.gateway.site),
+            max_bytes=cfg.outbox.max_bytes,
+            max_age=cfg.outbox.max_age,
+            synchronous=cfg.outbox.synchronous,
+            event_encoder=outbox_event,
+            chunk_entries=cfg.uplink.batch_max_readings,
+        )
+        self.commands = CommandHandler(
+            gateway=cfg.gateway.id,
+            trusted=TrustStore.open(cfg.gateway.state_dir / STORE_FILE, cfg.keys.trust),
+            policy=load_policy(cfg.extra.get("policy")),
+            outbox=self.outbox,
+            replay=ReplayCache(cfg.gateway.state_dir / "replay.db"),
+            throttle=SecurityThrottle(cfg.keys.refusal_window, cfg.keys.refusal_answers),
+            catalogue=self.devices,
+            write=self.write,
+            read=self.read_point,
+            operations={
+                "ping": self._ping,
+                "rebirth": self._rebirth,
+                "diagnostics": self._diagnostics,
+            },
+            on_answer=self._wake_uplink,
+        )
+        self.uplink = Uplink(
+            cfg.uplink,
+            cfg.gateway,
+            self.outbox,
+            self.key,
+            birth=self.birth,
+            on_command=self.commands.handle,
+        )
+        self.pipeline = Pipeline(
+            self.outbox,
+            self.point_table,
+            full_report_interval=cfg.pipeline.full_report_interval,
+            commit_interval=cfg.outbox.commit_interval,
+            queue_size=cfg.pipeline.queue_size,
+            on_commit=self.uplink.wake,
+        )
+        self.lighting = self._lighting()
+        if self.lighting is not None:
+            self.pipeline.observers.append(self.lighting.observe)
+            self.commands.operations["lighting.program"] = self.lighting.push
+        self._clock_at_start: ClockState | None = None  # asked in run(), before drivers poll
+        # A rotated gateway key travels with the old key's word for it (docs/protocol.md §12).
+        self.key_announcements = announcements_for(cfg.gateway.state_dir, self.key)
+        self.tasks: dict[str, TaskHealth] = {}
+        self.notifier = Notifier()
+        self._stop = asyncio.Event()
+
+    def _lighting(self) -> LightingController | None:
+        raw = self.config.extra.get("lighting")
+        gateway = self.config.gateway
+        if raw is None or gateway.latitude is None or gateway.longitude is None:
+            return None
+        # Imported here: sun times (astral, zoneinfo) cost a gateway without lampposts memory.
+        from cityedge.gateway.lighting import LightingController, Sky, load_lighting
+
+        sky = Sky(gateway.latitude, gateway.longitude, gateway.timezone)
+        return LightingController(
+            load_lighting(raw, str(self.loaded.path)), sky, write=self.write,
+            emit=self.pipeline.emit, state_dir=gateway.state_dir,
+            known_devices=lambda: self.devices().keys(),
+        )  # fmt: skip
+
+    # --- what the rest of the agent may ask ---------------------------------------
+
+    def devices(self) -> dict[str, DeviceInfo]:
+        out: dict[str, DeviceInfo] = {}
+        for driver in self.drivers.values():
+            out.update(driver.catalogue())
+        return out
+
+    def point_table(self) -> dict[tuple[str, str], PointInfo]:
+        return {
+            (device.name, point.name): point
+            for device in self.devices().values()
+            for point in device.points.values()
+        }
+
+    def device_health(self) -> list[DeviceHealth]:
+        return [h for driver in self.drivers.values() for h in driver.health()]
+
+    def driver_for(self, device: str) -> Driver | None:
+        for driver in self.drivers.values():
+            if device in driver.catalogue():
+                return driver
+        return None
+
+    async def write(self, device: str, point: str, value: Value) -> None:
+        driver = self.driver_for(device)
+        if driver is None:
+            raise UnknownDevice(device)
+        await driver.write(device, point, value)
+        if self.lighting is not None:
+            self.lighting.external_write(device, point, value)
+
+    async def read_point(self, device: str, point: str) -> Value | None:
+        driver = self.driver_for(device)
+        if driver is None:
+            raise UnknownDevice(device)
+        readings = await driver.read(device, [point])
+        return readings[0].value if readings else None
+
+    def _wake_uplink(self) -> None:
+        self.uplink.wake()
+
+    async def _ping(self, cmd: Command) -> CommandResult:
+        return CommandResult(
+            cmd.id, ResultCode.DONE, "pong", data={"uptime": time.time() - self.started}
+        )
+
+    async def _rebirth(self, cmd: Command) -> CommandResult:
+        await self.uplink.publish_state()
+        return CommandResult(cmd.id, ResultCode.DONE, "state re-published")
+
+    async def _diagnostics(self, cmd: Command) -> CommandResult:
+        """The on-device checks that need no network (the broker answered this very
+        command), plus each device's health: what a technician would run first."""
+        from cityedge.gateway.diagnostics.context import CheckContext
+        from cityedge.gateway.diagnostics.results import worst
+        from cityedge.gateway.diagnostics.runner import run_checks
+
+        ctx = CheckContext(self.loaded.path, loaded=self.loaded)
+        results = await run_checks(ctx, REMOTE_CHECK_GROUPS)
+        status = worst(results)
+        return CommandResult(
+            cmd.id,
+            ResultCode.DONE,
+            f"{len(results)} checks, worst {status.label}",
+            data={
+                "status": status.label,
+                "checks": [r.to_json() for r in results],
+                "devices": [
+                    {
+                        "device": h.device,
+                        "state": h.state.value,
+                        "detail": h.detail or "",
+                        "errors": dict(h.errors),
+                    }
+                    for h in self.device_health()
+                ],
+            },
+        )
+
+    def birth(self) -> dict[str, Any]:
+        return {
+            "version": __version__,
+            "config": self.loaded.digest,
+            "started": self.started,
+            "key_id": self.key.key_id,
+            "devices": [
+                {"name": d.name, "type": d.device_type, "driver": d.driver}
+                for d in self.devices().values()
+            ],
+            **({"key_announcements": self.key_announcements} if self.key_announcements else {}),
+        }
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # --- running ------------------------------------------------------------------
+
+    def _supervised(self, name: str, factory: Callable[[], Awaitable[None]]) -> Any:
+        health = self.tasks.setdefault(name, TaskHealth(name))
+        return supervise(name, factory, health)
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.stop)
+        log.info(
+            "agent.start",
+            version=__version__,
+            gateway=self.config.gateway.id,
+            site=self.config.gateway.site,
+            key_id=self.key.key_id,
+            drivers=sorted(self.drivers),
+            outbox=str(self.config.outbox_path),
+            waiting=sum(self.outbox.stats().rows.values()),
+        )
+        # Readings taken before the first answer would go out unflagged on a machine
+        # whose clock is not synchronised: ask before any driver polls.
+        self._clock_at_start = await self._ask_clock()
+        self.pipeline.clock_trusted = self._clock_at_start.synchronised is not False
+        workers: list[asyncio.Task[None]] = []
+        try:
+            for name, driver in self.drivers.items():
+                workers.append(
+                    asyncio.create_task(
+                        self._supervised(f"driver:{name}", partial(driver.run, self.pipeline.emit)),
+                        name=f"driver:{name}",
+                    )
+                )
+            workers.append(
+                asyncio.create_task(
+                    self._supervised("pipeline", self.pipeline.run), name="pipeline"
+                )
+            )
+            workers.append(
+                asyncio.create_task(
+                    self._supervised("committer", self.pipeline.committer), name="committer"
+                )
+            )
+            uplink_task = asyncio.create_task(self._supervised("uplink", self.uplink.run))
+            workers.append(asyncio.create_task(self._watchdog(), name="watchdog"))
+            workers.append(
+                asyncio.create_task(
+                    self._supervised("security", self.commands.report_security), name="security"
+                )
+            )
+            workers.append(
+                asyncio.create_task(self._supervised("clock", self._watch_clock), name="clock")
+            )
+            workers.append(
+                asyncio.create_task(
+                    self._supervised("clock-steps", self._watch_clock_steps), name="clock-steps"
+                )
+            )
+            if self.lighting is not None:
+                workers.append(
+                    asyncio.create_task(
+                        self._supervised("lighting", self.lighting.run), name="lighting"
+                    )
+                )
+            # Technicians: the control socket, and the maintenance page when configured.
+            for name, factory in technician_tasks(self).items():
+                workers.append(asyncio.create_task(self._supervised(name, factory), name=name))
+            self.notifier.ready(f"gateway {self.config.gateway.id}: running")
+            await self._stop.wait()
+            log.info("agent.stopping")
+            self.notifier.stopping()
+            for task in workers:
+                task.cancel()
+            _, stuck = await asyncio.wait(workers, timeout=5)
+            for task in stuck:  # a driver that ignores cancellation must not block the stop
+                log.error("agent.task_stuck", task=task.get_name())
+            # Nothing produced before the stop is lost: queue -> buffer -> disk.
+            self.commands.security_reports(everything=True)
+            self.pipeline.drain()
+            self.pipeline.commit()
+            await self.uplink.stop()
+            uplink_task.cancel()
+            await asyncio.wait([uplink_task], timeout=5)
+        finally:
+            for task in workers:
+                task.cancel()
+            self.commands.replay.close()
+            self.outbox.close()
+            log.info("agent.stopped", last_seq=self.outbox.last_seq())
+        return 0
+
+    async def _ask_clock(self) -> ClockState:
+        from cityedge.gateway.diagnostics.clock import system_clock
+
+        return await asyncio.to_thread(system_clock)
+
+    async def _watch_clock(self, every: float = 60.0) -> None:
+        """Ask the system whether the wall clock is synchronised; flag readings while not.
+
+        The first round takes the answer asked at start-up; a restarted watch asks anew.
+        """
+        trusted: bool | None = None
+        while True:
+            state = self._clock_at_start or await self._ask_clock()
+            self._clock_at_start = None
+            now_trusted = state.synchronised is not False
+            if now_trusted != trusted:
+                self.pipeline.clock_trusted = now_trusted
+                log.log(
+                    20 if now_trusted else 30, "clock.state", synchronised=state.synchronised,
+                    source=state.source, detail=state.detail,
+                )  # fmt: skip
+                if trusted is not None or not now_trusted:
+                    event = Event("clock.unsynchronised", "clock", time.time(), Severity.WARNING,
+                                  not now_trusted, {"source": state.source})  # fmt: skip
+                    await self.pipeline.emit([event])
+                trusted = now_trusted
+            await asyncio.sleep(every)
+
+    async def _watch_clock_steps(self, every: float = 1.0, tolerance: float = 2.0) -> None:
+        """A step of the wall clock (NTP after a cold boot without RTC, a bad RTC, an
+        operator) shows as a change of wall minus monotonic time. Readings taken before
+        it are stamped on the old scale: `clock.stepped` says by how much and up to
+        when, so the command post can correct those flagged clock-unsynced."""
+        base = time.time() - time.monotonic()
+        while True:
+            await asyncio.sleep(every)
+            wall = time.time()
+            step = (wall - time.monotonic()) - base
+            if abs(step) > tolerance:
+                base += step
+                log.warning("clock.stepped", offset_s=round(step, 3))
+                data = {"offset": round(step, 3), "until": round(wall - step, 3)}
+                await self.pipeline.emit(
+                    [Event("clock.stepped", "clock", wall, Severity.WARNING, None, data)]
+                )
+
+    async def _watchdog(self) -> None:
+        interval = self.notifier.watchdog_interval
+        if interval is None:
+            return
+        while True:
+            # Pinged from the event loop itself: a blocked loop stops the pings.
+            self.notifier.watchdog()
+            await asyncio.sleep(interval)
+
+
+def run_agent(config_path: Path) -> int:
+    from cityedge.gateway.config import load_config
+    from cityedge.sdk.logs import configure_logging
+
+    loaded = load_config(config_path)
+    configure_logging(loaded.config.logging.level, loaded.config.logging.format)
+    agent = Agent(loaded)
+    # What start-up built (modules, profiles, the config) lives as long as the agent:
+    # out of the collector's sight, the periodic full collections stay short.
+    gc.collect()
+    gc.freeze()
+    return asyncio.run(agent.run())

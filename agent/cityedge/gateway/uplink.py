@@ -1,0 +1,375 @@
+"""The MQTT link to the command post: birth and will, signed batches, PUBACK-driven acks.
+
+One connection at a time, owned here; the reconnect policy (jittered backoff)
+lives here too, so that a broker that refuses us is retried calmly, not in a busy
+loop. The outbox has sealed every message already; sending order after every
+(re)connect:
+
+1. live messages (sealed after this connection came up) first, alarms first;
+2. the backlog (everything sealed before, including messages sent earlier but
+   never acknowledged, with the same bytes) behind them, oldest first, limited
+   to a share of the in-flight window so that live traffic always has room.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import random
+import socket
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Final
+
+import aiomqtt
+import structlog
+
+from cityedge.gateway.config import GatewaySection, UplinkSection
+from cityedge.gateway.outbox import Outbox, Sealed
+from cityedge.gateway.supervisor import Backoff
+from cityedge.protocol.envelope import seal_object
+from cityedge.protocol.keys import SigningKey
+
+log = structlog.get_logger(__name__)
+
+# MQTT is request/answer traffic of small packets: with Nagle's algorithm, a
+# result published while our PUBACK for the command is still unacknowledged
+# waits for the peer's delayed ACK (40 ms on Linux), twice per round trip.
+MQTT_SOCKET_OPTIONS: Final = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
+PROBE_INTERVAL: Final = 0.5  # s between TCP probes of a broker that went away
+
+TOPIC_BY_KIND = {"telemetry": "telemetry", "event": "events", "result": "cmd/result"}
+
+
+class LinkState(StrEnum):
+    CONNECTING = "connecting"
+    UP = "up"
+    DOWN = "down"
+    STOPPED = "stopped"
+
+
+@dataclass(slots=True)
+class UplinkStats:
+    state: LinkState = LinkState.CONNECTING
+    since: float = 0.0
+    connects: int = 0
+    failures: int = 0
+    last_error: str | None = None
+    messages_sent: int = 0
+    entries_sent: int = 0
+    historical_sent: int = 0
+    commands_received: int = 0
+
+
+CommandHandler = Callable[[bytes], Awaitable[object]]
+StateProvider = Callable[[], dict[str, Any]]
+
+
+class Uplink:
+    def __init__(
+        self,
+        config: UplinkSection,
+        gateway: GatewaySection,
+        outbox: Outbox,
+        key: SigningKey,
+        *,
+        birth: StateProvider,
+        on_command: CommandHandler | None = None,
+    ) -> None:
+        self.config = config
+        self.gateway = gateway
+        self.outbox = outbox
+        self.key = key
+        self._birth = birth
+        self._on_command = on_command
+        self.prefix = f"{config.topic_prefix}/{gateway.site}/{gateway.id}"
+        self.stats = UplinkStats(since=time.time())
+        self._wake = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._client: aiomqtt.Client | None = None
+        self._live_after = 0
+
+    # --- called from elsewhere in the agent -------------------------------------
+
+    def wake(self) -> None:
+        """New rows were committed: look for something to send."""
+        self._wake.set()
+
+    def topic(self, suffix: str) -> str:
+        return f"{self.prefix}/{suffix}"
+
+    async def publish_state(self) -> None:
+        """Re-publish the birth message (the `rebirth` command)."""
+        if self._client is not None:
+            await self._publish_state(self._client, "online")
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Publish the retained "offline" state while the link is still up, then end
+        the connection loop (a clean disconnect does not fire the last will)."""
+        client = self._client
+        if client is not None:
+            with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
+                await asyncio.wait_for(self._publish_state(client, "offline"), timeout)
+        self._stop.set()
+
+    # --- the connection loop ------------------------------------------------------
+
+    async def run(self) -> None:
+        backoff = Backoff(self.config.reconnect_min, self.config.reconnect_max)
+        while not self._stop.is_set():
+            if self.stats.state is not LinkState.DOWN:
+                self.stats.state = LinkState.CONNECTING
+            answered = False  # the broker itself refused us (credentials, ACL, overload)
+            try:
+                await self._session(backoff)
+            except aiomqtt.MqttCodeError as exc:
+                answered = True
+                self._down(str(exc))
+            except aiomqtt.MqttError as exc:
+                self._down(str(exc))
+            except ssl.SSLError as exc:
+                answered = True
+                self._down(f"{type(exc).__name__}: {exc}")
+            except OSError as exc:
+                self._down(f"{type(exc).__name__}: {exc}")
+            if self._stop.is_set():
+                break
+            delay = backoff.next_delay()
+            log.info("uplink.retry", in_s=round(delay, 2))
+            await self._wait_to_retry(delay, probe=not answered)
+        self.stats.state = LinkState.STOPPED
+
+    async def _wait_to_retry(self, delay: float, *, probe: bool) -> None:
+        """Wait `delay` s, or less when the broker was unreachable and comes back.
+
+        While the broker is down, a bare TCP connect every ~0.5 s notices its return
+        within a second, whatever the backoff has grown to: a refused SYN costs the
+        broker nothing, where a full MQTT (and TLS) attempt per second from every
+        gateway would. A broker that answered and refused us gets the full backoff.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + delay
+        while (left := deadline - loop.time()) > 0:
+            step = min(left, PROBE_INTERVAL * random.uniform(0.5, 1.5)) if probe else left
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), step)
+                return
+            if probe and await self._broker_listening():
+                log.info("uplink.broker_back", broker=f"{self.config.host}:{self.config.port}")
+                return
+
+    async def _broker_listening(self) -> bool:
+        try:
+            _, writer = await asyncio.wait_for(
+                asyncio.open_connection(self.config.host, self.config.port), PROBE_INTERVAL * 2
+            )
+        except (OSError, TimeoutError):
+            return False
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return True
+
+    def _down(self, reason: str) -> None:
+        # Loud once per distinct reason, quiet while it persists; every failure counted.
+        first = self.stats.last_error != reason
+        if self.stats.state is LinkState.UP or self.stats.last_error is None:
+            self.stats.since = time.time()
+        self.stats.state = LinkState.DOWN
+        self.stats.failures += 1
+        self.stats.last_error = reason
+        (log.warning if first else log.debug)(
+            "uplink.down", broker=f"{self.config.host}:{self.config.port}", reason=reason
+        )
+
+    def _client_options(self) -> dict[str, Any]:
+        cfg = self.config
+        password = None
+        if cfg.password_file is not None:
+            password = cfg.password_file.read_text().strip()
+        tls_context = None
+        if cfg.tls:
+            tls_context = ssl.create_default_context(
+                cafile=str(cfg.ca_file) if cfg.ca_file else None
+            )
+            if cfg.cert_file and cfg.key_file:
+                tls_context.load_cert_chain(str(cfg.cert_file), str(cfg.key_file))
+        will_payload = self._state_payload("offline")
+        return {
+            "hostname": cfg.host,
+            "port": cfg.port,
+            "identifier": cfg.client_id or f"{self.gateway.site}-{self.gateway.id}",
+            "username": cfg.username,
+            "password": password,
+            "clean_session": False,  # the broker keeps commands queued while we are away
+            "keepalive": cfg.keepalive,
+            "timeout": cfg.connect_timeout,
+            "will": aiomqtt.Will(self.topic("state"), will_payload, qos=1, retain=True),
+            "tls_context": tls_context,
+            "max_inflight_messages": cfg.inflight,
+            "max_queued_incoming_messages": 1000,
+            "socket_options": MQTT_SOCKET_OPTIONS,
+        }
+
+    async def _session(self, backoff: Backoff) -> None:
+        async with aiomqtt.Client(**self._client_options()) as client:
+            # Up to `inflight` publishes wait for their PUBACK by design: not a warning.
+            client.pending_calls_threshold = max(10, self.config.inflight * 2)
+            self._client = client
+            try:
+                self.outbox.online = True
+                self._live_after = self.outbox.last_seq()
+                self.stats.state = LinkState.UP
+                self.stats.since = time.time()
+                self.stats.connects += 1
+                self.stats.last_error = None
+                backoff.reset()
+                log.info(
+                    "uplink.up",
+                    broker=f"{self.config.host}:{self.config.port}",
+                    backlog_up_to_seq=self._live_after,
+                )
+                await self._publish_state(client, "online")
+                await client.subscribe(
+                    self.topic("cmd"), qos=1, timeout=self.config.connect_timeout
+                )
+                async with asyncio.TaskGroup() as tasks:
+                    sender = tasks.create_task(self._send_loop(client))
+                    receiver = tasks.create_task(self._receive_loop(client))
+                    stopper = tasks.create_task(self._stop.wait())
+                    await asyncio.wait(
+                        {sender, receiver, stopper}, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    for task in (sender, receiver, stopper):
+                        task.cancel()
+            except* aiomqtt.MqttError as group:
+                raise group.exceptions[0] from None
+            finally:
+                self._client = None
+                self.outbox.online = False  # what is sealed from now on is historical
+                self.outbox.release()  # unacknowledged messages go again next time
+
+    def _state_payload(self, status: str) -> bytes:
+        data = {"status": status, **(self._birth() if status == "online" else {})}
+        return seal_object(
+            self.key,
+            gateway=self.gateway.id,
+            site=self.gateway.site,
+            kind="state",
+            seq=self.outbox.last_seq(),  # informational: state messages take no sequence number
+            ts=time.time(),
+            data=data,
+        )
+
+    async def _publish_state(self, client: aiomqtt.Client, status: str) -> None:
+        await client.publish(
+            self.topic("state"),
+            self._state_payload(status),
+            qos=1,
+            retain=True,
+            timeout=self.config.connect_timeout,
+        )
+
+    # --- sending ------------------------------------------------------------------
+
+    async def _send_loop(self, client: aiomqtt.Client) -> None:
+        cfg = self.config
+        loop = asyncio.get_running_loop()
+        backlog_slots = max(1, math.ceil(cfg.inflight * cfg.backlog_share))
+        failure: asyncio.Future[None] = loop.create_future()
+        # task -> (carries backlog, launched at); in launch order, so the first is the oldest
+        inflight: dict[asyncio.Task[None], tuple[bool, float]] = {}
+        backlog_busy = 0
+        topics = {kind: self.topic(suffix) for kind, suffix in TOPIC_BY_KIND.items()}
+
+        def fail(exc: Exception) -> None:
+            if not failure.done():
+                failure.set_exception(exc)
+            self._wake.set()
+
+        async def publish(message: Sealed) -> None:
+            try:
+                # No timeout per publish (a timer each): `watchdog` times the window.
+                await client.publish(topics[message.kind], message.payload, qos=1, timeout=math.inf)
+            except aiomqtt.MqttError as exc:
+                fail(exc)
+                return
+            self.outbox.ack((message,))
+            self.stats.messages_sent += 1
+            self.stats.entries_sent += message.entry_count
+            if message.historical:
+                self.stats.historical_sent += message.entry_count
+
+        async def watchdog() -> None:
+            """A broker that keeps the connection but stops answering (overloaded,
+            SIGSTOPped) holds the window full: give up on the session when the oldest
+            publish has waited `connect_timeout` for its PUBACK."""
+            while True:
+                await asyncio.sleep(min(1.0, cfg.connect_timeout / 4))
+                if inflight:
+                    _, launched = next(iter(inflight.values()))
+                    if loop.time() - launched > cfg.connect_timeout:
+                        fail(aiomqtt.MqttError(f"no PUBACK within {cfg.connect_timeout:g} s"))
+
+        def launch(message: Sealed, backlog: bool) -> None:
+            nonlocal backlog_busy
+            task = asyncio.create_task(publish(message))
+            inflight[task] = (backlog, loop.time())
+            backlog_busy += backlog
+            task.add_done_callback(finished)
+
+        def finished(task: asyncio.Task[None]) -> None:
+            nonlocal backlog_busy
+            backlog, _ = inflight.pop(task, (False, 0.0))
+            backlog_busy -= backlog
+            self._wake.set()  # a slot is free
+
+        def pick() -> tuple[Sealed, bool] | None:
+            message = self.outbox.next_message(live_after=self._live_after, backlog=False)
+            if message is not None:
+                return message, False
+            if backlog_busy >= backlog_slots:
+                return None
+            message = self.outbox.next_message(live_after=self._live_after, backlog=True)
+            return (message, True) if message is not None else None
+
+        timer = asyncio.create_task(watchdog())
+        try:
+            while not failure.done():
+                self._wake.clear()
+                while len(inflight) < cfg.inflight and (picked := pick()) is not None:
+                    launch(*picked)
+                if inflight:
+                    # the next PUBACK (a free slot), commit or failure wakes us
+                    await self._wake.wait()
+                    continue
+                # idle: wait for a commit; the timeout is a safety net, not the pace
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(cfg.batch_interval * 5):
+                        await self._wake.wait()
+            failure.result()
+        finally:
+            timer.cancel()
+            for task in list(inflight):
+                task.cancel()
+            await asyncio.gather(timer, *inflight, return_exceptions=True)
+
+    async def _receive_loop(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            payload = message.payload
+            if not isinstance(payload, bytes | bytearray):
+                log.warning("uplink.command.not_bytes", topic=str(message.topic))
+                continue
+            self.stats.commands_received += 1
+            if self._on_command is None:
+                continue
+            try:
+                await self._on_command(bytes(payload))
+            except Exception as exc:  # a bad command must never drop the link
+                log.error(
+                    "uplink.command.failed", error=f"{type(exc).__name__}: {exc}", exc_info=exc
+                )

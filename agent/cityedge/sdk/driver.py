@@ -1,0 +1,77 @@
+"""The contract between the agent and a protocol driver, and how drivers are found.
+
+A driver is one package `cityedge.drivers.<kind>` (the folder
+`drivers/cityedge/drivers/<kind>/`) with two public names:
+
+* its `config` module defines `Section`, a typed table (subclass of
+  `DriverSection`, see `cityedge.sdk.tables`) for one `[[drivers.<kind>]]`
+  table of the config file;
+* its `__init__` defines `build(section, env) -> Driver`.
+
+Adding a protocol therefore means adding a folder; the gateway's registry
+(`cityedge.gateway.registry`) discovers it by name. Only the drivers named in a
+config are imported, so a gateway that speaks Modbus alone never loads bleak.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from cityedge.sdk.model import DeviceHealth, DeviceInfo, Emit, Reading, Value
+from cityedge.sdk.tables import Field, Table
+
+SHIPPED_CONFIG_DIR = Path(__file__).resolve().parents[3] / "config"
+"""`config/` of the source tree: shipped device profiles and codecs live there."""
+
+
+class DriverSection(Table):
+    """Common keys of every `[[drivers.<kind>]]` table."""
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    enabled: bool = True
+
+    def device_names(self) -> list[str]:
+        """The devices this table names (LoRaWAN's are in its sessions file, not here)."""
+        return [device.name for device in getattr(self, "devices", ())]
+
+
+@dataclass(frozen=True, slots=True)
+class DriverEnv:
+    """What a driver may know of its surroundings: where to keep its own state
+    (frame counters, caches) and where to find profiles. Nothing else."""
+
+    state_dir: Path
+    config_dir: Path
+    profile_dirs: tuple[Path, ...] = field(default=(SHIPPED_CONFIG_DIR / "profiles",))
+
+
+@runtime_checkable
+class Driver(Protocol):
+    """One protocol family's long-lived task. Composition, not a base class."""
+
+    name: str
+
+    async def run(self, emit: Emit) -> None:
+        """Open the transport, poll/listen and `await emit(items)` until cancelled.
+
+        Raising means the driver as a whole failed; the supervisor restarts it with
+        backoff. Per-device failures are not raised: they go into `health()`.
+        """
+        ...
+
+    async def read(self, device: str, points: Sequence[str] | None = None) -> list[Reading]:
+        """A live read on demand (technician CLI, command read-back)."""
+        ...
+
+    async def write(self, device: str, point: str, value: Value) -> None:
+        """Write one point. Raises a `DeviceError` subclass on failure."""
+        ...
+
+    def health(self) -> list[DeviceHealth]: ...
+
+    def catalogue(self) -> dict[str, DeviceInfo]:
+        """The devices this driver owns and their points (for policy and the CLI)."""
+        ...

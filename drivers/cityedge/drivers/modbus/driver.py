@@ -1,0 +1,491 @@
+"""The Modbus driver: polls devices by their profile's plan, writes points,
+keeps per-device health and turns alarm bits into events.
+
+One bus, one owner: every device reached through the same TCP endpoint shares
+one connection and one lock, so transactions never interleave on it.
+
+* TCP: each device polls in its own task, so a device that is down (and waits
+  out its timeouts) does not slow the others; while down it is retried with a
+  backoff.
+* RTU: the devices of a serial line take turns in one task, by `Rota` (the
+  device due earliest goes next), so a fast-polled device cannot starve the
+  others and a dead one, backed off, does not eat the line. A lost port (USB
+  adapter unplugged) puts every device DOWN and is reopened with a backoff;
+  the line's own health entry (`<driver>:bus`) reports its budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TypeVar
+
+import structlog
+
+from cityedge.drivers.modbus.budget import LineBudget, LineReport, line_budget, read_frame_sizes
+from cityedge.drivers.modbus.codec import DecodeError, decode, encode
+from cityedge.drivers.modbus.config import RtuDevice, RtuSection, Section, TcpDevice, TcpSection
+from cityedge.drivers.modbus.health import HealthTracker
+from cityedge.drivers.modbus.line import PortError
+from cityedge.drivers.modbus.planner import ReadRequest, plan
+from cityedge.drivers.modbus.points import Point
+from cityedge.drivers.modbus.profile import Profile
+from cityedge.drivers.modbus.rota import Rota, next_due
+from cityedge.drivers.modbus.wire import BadReply, ExceptionReply, Link, RtuLink, TcpLink, reason_of
+from cityedge.sdk.model import (
+    DeviceHealth,
+    DeviceInfo,
+    DeviceRejected,
+    DeviceState,
+    DeviceUnreachable,
+    Emit,
+    Event,
+    PointNotWritable,
+    Reading,
+    Severity,
+    UnknownDevice,
+    UnknownPoint,
+    Value,
+    now_wall,
+)
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+
+UNREACHABLE_EVENT = "device.unreachable"
+"""Event kind raised (active) when a device goes down and cleared when it answers again."""
+
+BUS_SUFFIX = ":bus"
+"""A serial line's own health entry is `<driver name>:bus` (no device name has a colon)."""
+
+
+@dataclass(slots=True)
+class Bus:
+    """One transport and the lock that makes its transactions one at a time."""
+
+    link: Link
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+@dataclass(slots=True)
+class _Device:
+    config: TcpDevice | RtuDevice
+    profile: Profile
+    bus: Bus
+    tracker: HealthTracker
+    timeout: float  # per request
+    alarms: dict[str, bool] = field(default_factory=dict)  # last state of alarm points
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+
+def tcp_buses(devices: Sequence[TcpDevice]) -> dict[tuple[str, int], Bus]:
+    """One bus per TCP endpoint; its connect timeout is the longest of its devices'."""
+    timeouts: dict[tuple[str, int], float] = {}
+    for device in devices:
+        timeouts[device.endpoint] = max(timeouts.get(device.endpoint, 0.0), device.timeout)
+    return {ep: Bus(TcpLink(ep[0], ep[1], timeout=t)) for ep, t in timeouts.items()}
+
+
+@dataclass(slots=True)
+class _Line:
+    """The serial line of an RTU table: its link, what it can carry, its own health."""
+
+    link: RtuLink
+    budget: LineBudget
+    demand: float  # transactions/s the devices' poll intervals ask for
+    reopen_max: float
+    health: DeviceHealth
+    down: PortError | None = None  # why the port cannot be used, while it cannot
+
+
+def _serial_line(section: RtuSection, driver: str) -> _Line:
+    link = RtuLink(section.port, section.line, gap=section.frame_gap)
+    requests = [r for d in section.devices for r in d.profile.requests]
+    budget = line_budget(section.line, [read_frame_sizes(r) for r in requests], gap=link.gap)
+    demand = sum(len(d.profile.requests) / d.poll_interval for d in section.devices)
+    health = DeviceHealth(device=f"{driver}{BUS_SUFFIX}", driver=driver)
+    return _Line(link, budget, demand, section.reopen_max, health)
+
+
+class ModbusDriver:
+    """The `cityedge.sdk.driver.Driver` of one `[[drivers.modbus]]` table."""
+
+    def __init__(self, section: Section) -> None:
+        self.name = section.name
+        self._devices: dict[str, _Device] = {}
+        self._line: _Line | None = None
+        if isinstance(section, RtuSection):
+            self._line = _serial_line(section, self.name)
+            bus = Bus(self._line.link)
+            self._buses = [bus]
+            for rtu in section.devices:
+                tracker = HealthTracker(rtu.name, self.name, f"{section.port} unit {rtu.unit}")
+                timeout = rtu.timeout or section.timeout
+                self._devices[rtu.name] = _Device(rtu, rtu.profile, bus, tracker, timeout)
+        elif isinstance(section, TcpSection):
+            buses = tcp_buses(section.devices)
+            self._buses = list(buses.values())
+            for tcp in section.devices:
+                bus = buses[tcp.endpoint]
+                tracker = HealthTracker(tcp.name, self.name, bus.link.endpoint)
+                self._devices[tcp.name] = _Device(tcp, tcp.profile, bus, tracker, tcp.timeout)
+        else:
+            raise TypeError(f"not a Modbus section: {type(section).__name__}")
+        self._catalogue = {
+            d.name: DeviceInfo(
+                name=d.name,
+                device_type=d.profile.type,
+                driver=self.name,
+                points={p.name: p.info() for p in d.profile.points.values()},
+            )
+            for d in self._devices.values()
+        }
+
+    # --- the Driver protocol --------------------------------------------------------
+
+    async def run(self, emit: Emit) -> None:
+        log.info("modbus.start", driver=self.name, devices=len(self._devices),
+                 buses=len(self._buses))  # fmt: skip
+        try:
+            if self._line is not None:
+                await self._run_line(self._line, emit)
+                return
+            async with asyncio.TaskGroup() as group:
+                for device in self._devices.values():
+                    group.create_task(self._poll_loop(device, emit), name=f"modbus:{device.name}")
+        finally:
+            await self.aclose()
+
+    async def read(self, device: str, points: Sequence[str] | None = None) -> list[Reading]:
+        """A live read of `points` (all when None); raises instead of counting failures."""
+        dev = self._device(device)
+        if points is None:
+            requests: Sequence[ReadRequest] = dev.profile.requests
+        else:
+            chosen = [self._point(dev, name) for name in dict.fromkeys(points)]
+            requests = plan(chosen, dev.profile.limits)
+        readings: list[Reading] = []
+        for request in requests:
+            words = await self._read(dev, request)
+            ts = now_wall()
+            for point in self._points_of(dev, request):
+                try:
+                    value = self._decode(point, request, words)
+                except DecodeError as exc:
+                    dev.tracker.failed("decode", str(exc))
+                    raise DeviceRejected(f"{device}: {exc}") from None
+                readings.append(Reading(device, point.name, value, ts, point.unit))
+        return readings
+
+    async def write(self, device: str, point: str, value: Value) -> None:
+        dev = self._device(device)
+        target = self._point(dev, point)
+        if not target.writable:
+            raise PointNotWritable(f"{device}.{point} is read-only")
+        words = encode(target, value)  # InvalidValue names the point and why
+        multiple = dev.profile.write_multiple
+        await self._transact(
+            dev,
+            lambda link: link.write(
+                target.register,
+                target.address,
+                words,
+                unit=dev.config.unit,
+                timeout=dev.timeout,
+                multiple=multiple,
+            ),
+        )
+        log.info("modbus.write", device=device, point=point, value=value, registers=words)
+
+    def health(self) -> list[DeviceHealth]:
+        devices = [d.tracker.snapshot() for d in self._devices.values()]
+        return devices if self._line is None else [*devices, self._line_health(self._line)]
+
+    def line_report(self) -> LineReport | None:
+        """An RTU line's budget and use over the last minute (None for TCP)."""
+        if self._line is None:
+            return None
+        return self._line.link.meter.report(self._line.budget, self._line.demand)
+
+    def catalogue(self) -> dict[str, DeviceInfo]:
+        return dict(self._catalogue)
+
+    # --- polling --------------------------------------------------------------------
+
+    async def poll(self, device: str) -> list[Reading | Event]:
+        """One poll of one device by its plan: readings, alarm and reachability events.
+
+        Failures are counted in health, never raised.
+        """
+        dev = self._device(device)
+        items: list[Reading | Event] = []
+        answered = 0
+        trouble: str | None = None
+        down: DeviceUnreachable | None = None
+        for request in dev.profile.requests:
+            try:
+                words = await self._read(dev, request)
+            except (BadReply, ExceptionReply) as exc:  # it answered, but not well
+                answered += 1
+                trouble = str(exc)
+                continue
+            except DeviceUnreachable as exc:
+                down = exc
+                break  # the rest would only wait out the same timeouts
+            answered += 1
+            ts = now_wall()
+            for point in self._points_of(dev, request):
+                try:
+                    value = self._decode(point, request, words)
+                except DecodeError as exc:
+                    dev.tracker.failed("decode", str(exc))
+                    trouble = str(exc)
+                    continue
+                items.append(Reading(dev.name, point.name, value, ts, point.unit))
+                if point.alarm is not None:
+                    items += self._alarm(dev, point, point.alarm, bool(value), ts)
+
+        if down is not None and answered == 0:
+            state, detail = DeviceState.DOWN, str(down)
+        elif down is not None or trouble is not None:
+            state, detail = DeviceState.DEGRADED, str(down or trouble)
+        else:
+            state, detail = DeviceState.UP, None
+        return items + self._settle(dev, state, detail, down)
+
+    def _settle(
+        self, dev: _Device, state: DeviceState, detail: str | None, down: DeviceUnreachable | None
+    ) -> list[Event]:
+        """Record a poll's outcome; a device going down or coming back is an event."""
+        previous = dev.tracker.settle(state, detail)
+        if previous is None or DeviceState.DOWN not in (state, previous):
+            return []
+        data = {"driver": self.name}
+        if down is not None:
+            data |= {"reason": reason_of(down), "detail": str(down)}
+        return [
+            Event(UNREACHABLE_EVENT, source=dev.name, ts=now_wall(),
+                  severity=Severity.WARNING, active=state is DeviceState.DOWN, data=data)
+        ]  # fmt: skip
+
+    async def _poll_safely(self, dev: _Device) -> list[Reading | Event]:
+        try:
+            return await self.poll(dev.name)
+        except Exception as exc:  # a bug must not stop the street's other devices
+            log.exception("modbus.poll_crashed", device=dev.name)
+            dev.tracker.failed("internal", repr(exc))
+            return []
+
+    async def _poll_loop(self, dev: _Device, emit: Emit) -> None:
+        loop = asyncio.get_running_loop()
+        tick = loop.time()
+        while True:
+            items = await self._poll_safely(dev)
+            if items:
+                await emit(items)
+            now = loop.time()
+            tick = next_due(
+                tick,
+                now,
+                dev.config.poll_interval,
+                down_polls=dev.tracker.down_polls,
+                backoff_max=dev.config.backoff_max,
+            )
+            await asyncio.sleep(tick - now)
+
+    # --- a serial line --------------------------------------------------------------
+
+    async def _run_line(self, line: _Line, emit: Emit) -> None:
+        """Poll the devices of one serial line in turn, for as long as the driver runs.
+
+        The port is (re)opened here: while it cannot be used every device is DOWN,
+        and reopening waits a backoff (doubling up to `reopen_max`) that resets
+        once the line carries an answer again.
+        """
+        loop = asyncio.get_running_loop()
+        link = line.link
+        budget = line.budget
+        log.info("modbus.line", driver=self.name, port=link.endpoint, line=str(link.line),
+                 gap_ms=round(link.gap * 1000, 3), max_tx_s=round(budget.max_transactions_per_s, 1),
+                 asked_tx_s=round(line.demand, 1))  # fmt: skip
+        if line.demand > budget.max_transactions_per_s:
+            log.warning("modbus.line_oversubscribed", driver=self.name, port=link.endpoint,
+                        asked_tx_s=round(line.demand, 1),
+                        max_tx_s=round(budget.max_transactions_per_s, 1))  # fmt: skip
+        rota = Rota(self._devices, loop.time())
+        first_wait = min(0.5, line.reopen_max)
+        backoff = first_wait
+        while True:
+            if not link.is_open:
+                lost = link.port.lost
+                if lost is not None:  # it died under us: say so, give it time, then reopen
+                    await link.close()
+                    await self._line_down(line, lost, emit)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, line.reopen_max)
+                try:
+                    await link.open(0)
+                except PortError as exc:
+                    await self._line_down(line, exc, emit)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, line.reopen_max)
+                    continue
+            if line.health.state is not DeviceState.UP:
+                self._line_up(line)
+                rota.everyone_now(loop.time())
+            name, due = rota.next()
+            wait = due - loop.time()
+            if wait > 0:  # idle until the next device is due, unless the line dies first
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(wait):
+                        await link.port.lost_event.wait()
+                continue
+            dev = self._devices[name]
+            items = await self._poll_safely(dev)
+            rota.served(name, loop.time(), dev.config.poll_interval,
+                        down_polls=dev.tracker.down_polls,
+                        backoff_max=dev.config.backoff_max)  # fmt: skip
+            if dev.tracker.health.state is not DeviceState.DOWN:
+                backoff = first_wait  # the line carries answers again
+            if items:
+                await emit(items)
+
+    async def _line_down(self, line: _Line, exc: PortError, emit: Emit) -> None:
+        """The port is lost or will not open: every device on it is DOWN."""
+        health = line.health
+        health.count_error(exc.why)
+        if line.down is None:
+            log.warning("modbus.line_down", driver=self.name, port=exc.path, why=exc.why,
+                        detail=exc.detail)  # fmt: skip
+            health.state, health.since = DeviceState.DOWN, now_wall()
+        else:
+            log.debug("modbus.line_down", driver=self.name, port=exc.path, why=exc.why)
+        line.down = exc
+        health.detail = f"{exc}; reopening (at most every {line.reopen_max:g} s)"
+        for dev in self._devices.values():
+            events = self._settle(dev, DeviceState.DOWN, str(exc), exc)
+            if events:
+                await emit(events)
+
+    def _line_up(self, line: _Line) -> None:
+        health = line.health
+        if line.down is not None:
+            log.info("modbus.line_up", driver=self.name, port=line.link.endpoint,
+                     after_s=round(now_wall() - (health.since or now_wall()), 3),
+                     failures=sum(health.errors.values()))  # fmt: skip
+        line.down = None
+        health.state, health.since, health.detail = DeviceState.UP, now_wall(), None
+
+    def _line_health(self, line: _Line) -> DeviceHealth:
+        """The line's own entry: state of the port, and its budget in `detail`."""
+        report = self.line_report()
+        assert report is not None
+        health = replace(line.health, errors=dict(line.health.errors))
+        health.requests = report.transactions
+        noise = line.link.stray + line.link.port.overflow
+        if noise:
+            health.errors["stray_bytes"] = noise
+        seen = [d.tracker.health.last_seen for d in self._devices.values()]
+        health.last_seen = max((t for t in seen if t is not None), default=None)
+        budget = report.describe(line.link.line)
+        health.detail = budget if line.down is None else f"{line.health.detail} | {budget}"
+        return health
+
+    def _alarm(self, dev: _Device, point: Point, kind: str, on: bool, ts: float) -> list[Event]:
+        before = dev.alarms.get(point.name)
+        dev.alarms[point.name] = on
+        if on is before or (before is None and not on):
+            return []  # no change, or first seen quiet: nothing to raise or clear
+        log.info("modbus.alarm", device=dev.name, kind=kind, active=on)
+        return [
+            Event(
+                kind,
+                source=dev.name,
+                ts=ts,
+                severity=Severity.ALARM,
+                active=on,
+                data={"point": point.name},
+            )
+        ]
+
+    # --- transactions ---------------------------------------------------------------
+
+    async def _read(self, dev: _Device, request: ReadRequest) -> list[int]:
+        return await self._transact(
+            dev,
+            lambda link: link.read(
+                request.kind,
+                request.address,
+                request.count,
+                unit=dev.config.unit,
+                timeout=dev.timeout,
+            ),
+        )
+
+    async def _transact(self, dev: _Device, op: Callable[[Link], Awaitable[T]]) -> T:
+        """One request under the bus lock, retried on timeouts and bad replies;
+        every attempt and every failure counted."""
+        attempts = dev.config.retries + 1
+        pause = dev.profile.request_pause
+        for attempt in range(1, attempts + 1):
+            async with dev.bus.lock:
+                dev.tracker.sent()
+                started = time.perf_counter()
+                try:
+                    await dev.bus.link.open(dev.timeout)
+                    started = time.perf_counter()  # connecting is not part of the latency
+                    result = await op(dev.bus.link)
+                except (ExceptionReply, BadReply) as exc:  # it answered, just not well
+                    dev.tracker.answered((time.perf_counter() - started) * 1000)
+                    dev.tracker.failed(exc.reason, str(exc))
+                    if isinstance(exc, ExceptionReply) or attempt == attempts:
+                        raise  # an exception reply is the device's last word: no retry
+                    continue
+                except DeviceUnreachable as exc:
+                    dev.tracker.failed(reason_of(exc), str(exc))
+                    if attempt == attempts or isinstance(exc, PortError):
+                        raise  # a lost port is the line's to reopen, not this request's
+                    continue
+                finally:
+                    if pause:
+                        await asyncio.sleep(pause)
+                dev.tracker.answered((time.perf_counter() - started) * 1000)
+                return result
+        raise AssertionError("retry loop exits by return or raise")
+
+    # --- lookups --------------------------------------------------------------------
+
+    def _device(self, name: str) -> _Device:
+        try:
+            return self._devices[name]
+        except KeyError:
+            raise UnknownDevice(f"no device {name!r} in modbus driver {self.name!r}") from None
+
+    def _point(self, dev: _Device, name: str) -> Point:
+        try:
+            return dev.profile.points[name]
+        except KeyError:
+            raise UnknownPoint(
+                f"{dev.name}: no point {name!r} in profile {dev.profile.type!r}"
+            ) from None
+
+    @staticmethod
+    def _points_of(dev: _Device, request: ReadRequest) -> list[Point]:
+        return [dev.profile.points[name] for name in request.points]
+
+    @staticmethod
+    def _decode(point: Point, request: ReadRequest, words: Sequence[int]) -> Value:
+        start = point.address - request.address
+        return decode(point, words[start : start + point.size])
+
+    async def aclose(self) -> None:
+        """Close every connection (run() does it when it stops)."""
+        for bus in self._buses:
+            await bus.link.close()

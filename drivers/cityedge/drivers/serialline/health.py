@@ -1,0 +1,106 @@
+"""Per-device health for serial devices: every failure counted, the first of an
+episode logged loudly and the rest quietly until the device recovers."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import replace
+
+import structlog
+
+from cityedge.sdk.model import DeviceHealth, DeviceState, now_wall
+
+log = structlog.get_logger(__name__)
+
+NOISE_QUIET = 60.0
+"""Seconds without bad input after which the next bad line is logged loudly again."""
+
+
+class LineHealth:
+    """One device's `DeviceHealth` and the log discipline around it.
+
+    `kind` prefixes the log events (`nmea.device_failing`, `ascii.bad_input`),
+    `where` says which port, so a technician knows which cable to look at.
+    """
+
+    def __init__(
+        self,
+        kind: str,
+        device: str,
+        driver: str,
+        where: str,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.kind = kind
+        self._clock = clock
+        self.where = where
+        self.health = DeviceHealth(device=device, driver=driver)
+        self._failing_since: float | None = None
+        self._failures = 0
+        self._last_noise: float | None = None  # monotonic time of the last bad input
+        self.down_polls = 0  # consecutive settles in state DOWN (drives the poll backoff)
+
+    @property
+    def device(self) -> str:
+        return self.health.device
+
+    @property
+    def state(self) -> DeviceState:
+        return self.health.state
+
+    def sent(self) -> None:
+        self.health.requests += 1
+
+    def answered(self, latency_ms: float | None = None) -> None:
+        self.health.last_seen = now_wall()
+        if latency_ms is not None:
+            self.health.latency_ms = round(latency_ms, 3)
+
+    def failed(self, reason: str, detail: str) -> None:
+        """A failure of the device or its line: counted, logged once per episode."""
+        self.health.count_error(reason)
+        self._failures += 1
+        if self._failing_since is None:
+            self._failing_since = now_wall()
+            log.warning(f"{self.kind}.device_failing", device=self.device, port=self.where,
+                        reason=reason, detail=detail)  # fmt: skip
+        else:
+            log.debug(f"{self.kind}.device_failing", device=self.device, reason=reason,
+                      detail=detail)  # fmt: skip
+
+    def bad_input(self, reason: str, detail: str) -> None:
+        """Noise on a line that otherwise works (bad checksum, garbage): every line
+        counted; logged loudly once, then quietly until the line has been clean for
+        `NOISE_QUIET` seconds — a receiver that garbles one sentence a second must not
+        fill the journal, nor hide a new burst of noise an hour later."""
+        self.health.count_error(reason)
+        now = self._clock()
+        loud = self._last_noise is None or now - self._last_noise > NOISE_QUIET
+        self._last_noise = now
+        if loud:
+            log.warning(f"{self.kind}.bad_input", device=self.device, port=self.where,
+                        reason=reason, detail=detail)  # fmt: skip
+        else:
+            log.debug(f"{self.kind}.bad_input", device=self.device, reason=reason,
+                      detail=detail)  # fmt: skip
+
+    def settle(self, state: DeviceState, detail: str | None = None) -> DeviceState | None:
+        """Record the device's state now; returns the previous state if it changed."""
+        self.down_polls = self.down_polls + 1 if state is DeviceState.DOWN else 0
+        if state is DeviceState.UP and self._failing_since is not None:
+            log.info(f"{self.kind}.device_recovered", device=self.device, failures=self._failures,
+                     after_s=round(now_wall() - self._failing_since, 3))  # fmt: skip
+            self._failing_since = None
+            self._failures = 0
+        self.health.detail = detail
+        previous = self.health.state
+        if state is previous:
+            return None
+        self.health.state = state
+        self.health.since = now_wall()
+        return previous
+
+    def snapshot(self) -> DeviceHealth:
+        return replace(self.health, errors=dict(self.health.errors))
