@@ -9,5 +9,6 @@ export CITYEDGE_EXTRA_APT="${CITYEDGE_EXTRA_APT:-} chromium"
 source scripts/setup.sh
 echo "== ruff"; .venv/bin/ruff check .
 echo "== mypy"; .venv/bin/mypy
+echo "== import contracts"; .venv/bin/lint-imports --no-cache
 echo "== pytest"
 exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
