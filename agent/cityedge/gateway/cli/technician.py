@@ -492,8 +492,8 @@ def check(
     Groups: config keys clock disk outbox broker certificates serial modbus lorawan ble.
     Exit status: 0 all ok, 1 a warning, 2 a failure."""
     from cityedge.gateway.diagnostics.context import CheckContext
-    from cityedge.gateway.diagnostics.results import worst
     from cityedge.gateway.diagnostics.runner import UnknownGroup, run_checks, selected
+    from cityedge.sdk.checks import worst
 
     try:
         groups = selected(only or (), skip or ())
