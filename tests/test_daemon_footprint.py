@@ -30,7 +30,7 @@ PROBE = textwrap.dedent(
     """
     import json, sys
     from pathlib import Path
-    from cityedge.cli.entry import lean_daemon_imports
+    from cityedge.cli.daemon import lean_daemon_imports
     lean_daemon_imports()
     from cityedge.gateway.config import load_config
     from cityedge.gateway.runtime import Agent

@@ -19,12 +19,12 @@ import pytest
 
 from cityedge.gateway.diagnostics.clock import ClockState, fixed_clock, system_clock
 from cityedge.gateway.diagnostics.context import CheckContext
-from cityedge.gateway.diagnostics.field import check_forwarder
+from cityedge.gateway.diagnostics.field import driver_group
 from cityedge.gateway.diagnostics.local import check_config
-from cityedge.gateway.diagnostics.results import CheckResult, Status, worst
 from cityedge.gateway.diagnostics.runner import run_checks
 from cityedge.gateway.registry import known_kinds
 from cityedge.protocol.keys import create_key
+from cityedge.sdk.checks import CheckResult, Status, worst
 from cityedge.sdk.driver import DriverSection
 from cityedge.street.broker import Broker, free_port
 from cityedge.street.modbus import Fault, ModbusStreet
@@ -372,6 +372,7 @@ async def test_the_packet_forwarder_is_asked_of_the_running_agent(
     assert ctx.loaded is not None
     lorawan = ctx.loaded.config.replace(drivers={"lorawan": [DriverSection(name="forwarders")]})
     ctx.loaded = replace(ctx.loaded, config=lorawan)
+    check_forwarder = driver_group("lorawan")
     [alone] = await check_forwarder(ctx)
     assert alone.status is Status.WARN and "agent not running" in alone.detail
     ctx = CheckContext(path, socket=live.socket, loaded=ctx.loaded)

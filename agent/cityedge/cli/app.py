@@ -36,7 +36,7 @@ def fail(message: str, code: int = 2) -> typer.Exit:
 @app.command()
 def run(config: ConfigOption = Path("/etc/cityedge/agent.toml")) -> None:
     """Run the agent in the foreground (systemd runs exactly this)."""
-    from cityedge.cli.entry import run_daemon
+    from cityedge.cli.daemon import run_daemon
 
     raise typer.Exit(run_daemon(["--config", str(config)]))
 

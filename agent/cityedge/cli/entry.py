@@ -3,49 +3,16 @@
 `cityedge run` — the daemon — takes a lean path that never imports the CLI
 toolkit (typer, click, rich): on a 512 MB gateway those would cost the agent
 about a quarter of its memory for help screens it never shows. Every other
-subcommand goes to the full CLI in `cityedge.cli.app`.
+subcommand goes to the full CLI in `cityedge.cli.app`. The import goes one way:
+this launcher knows the CLI and the daemon (`cityedge.cli.daemon`), neither
+knows it.
 """
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
-from pathlib import Path
 
-
-def lean_daemon_imports() -> None:
-    """structlog renders with rich when it can import it; the daemon logs plain lines
-    or JSON, so keep rich (and its ~8 MB) out of the process."""
-    sys.modules.setdefault("rich", None)  # type: ignore[arg-type]
-
-
-def run_daemon(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="cityedge run", description="Run the agent in the foreground (systemd runs this)."
-    )
-    parser.add_argument(
-        "-c", "--config", type=Path,
-        default=Path(os.environ.get("CITYEDGE_CONFIG", "/etc/cityedge/agent.toml")),
-        help="agent config file (TOML); default $CITYEDGE_CONFIG or /etc/cityedge/agent.toml",
-    )  # fmt: skip
-    args = parser.parse_args(argv)
-    lean_daemon_imports()
-
-    from cityedge.gateway.config import ConfigError
-    from cityedge.gateway.runtime import run_agent
-    from cityedge.protocol.keys import KeyFileError
-
-    try:
-        return run_agent(args.config)
-    except ConfigError as err:
-        print(err.render(), file=sys.stderr)  # noqa: T201
-        return 2
-    except KeyFileError as err:
-        print(f"cityedge: {err}", file=sys.stderr)  # noqa: T201
-        return 2
-    except KeyboardInterrupt:
-        return 130
+from cityedge.cli.daemon import run_daemon
 
 
 def main() -> None:

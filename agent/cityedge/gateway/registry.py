@@ -7,15 +7,23 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol, cast
 
 import cityedge.drivers
+from cityedge.sdk.checks import CheckEnv, CheckResult
 from cityedge.sdk.driver import Driver, DriverEnv, DriverSection
 
 
 class DriverModule(Protocol):
     def build(self, section: Any, env: DriverEnv) -> Driver: ...
+
+
+class ChecksModule(Protocol):
+    """`cityedge.drivers.<kind>.checks`: the driver's own diagnostic checks."""
+
+    async def checks(self, sections: Sequence[Any], ctx: CheckEnv) -> list[CheckResult]: ...
 
 
 def known_kinds() -> list[str]:
@@ -27,6 +35,22 @@ def known_kinds() -> list[str]:
         if m.ispkg
         and any((Path(p) / m.name / "config.py").is_file() for p in cityedge.drivers.__path__)
     )
+
+
+def check_kinds() -> list[str]:
+    """Drivers that bring their own `cityedge check` group (a `checks.py` module)."""
+    return [
+        kind
+        for kind in known_kinds()
+        if any((Path(p) / kind / "checks.py").is_file() for p in cityedge.drivers.__path__)
+    ]
+
+
+def driver_checks(kind: str) -> ChecksModule:
+    """The `checks` module of driver `kind` (imported only when its group runs)."""
+    if kind not in check_kinds():
+        raise KeyError(kind)
+    return cast(ChecksModule, importlib.import_module(f"cityedge.drivers.{kind}.checks"))
 
 
 def section_model(kind: str) -> type[DriverSection]:

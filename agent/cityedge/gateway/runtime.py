@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import os
 import signal
 import time
 from collections.abc import Awaitable, Callable
@@ -26,7 +25,10 @@ import structlog
 from cityedge.gateway.commands import CommandHandler, ReplayCache, SecurityThrottle
 from cityedge.gateway.config import LoadedConfig
 from cityedge.gateway.control import technician_tasks
-from cityedge.gateway.outbox import Outbox
+from cityedge.gateway.control.overrides import FILE_NAME as OVERRIDES_FILE
+from cityedge.gateway.control.overrides import Overrides
+from cityedge.gateway.credentials import gateway_key_path
+from cityedge.gateway.outbox import Entry, Outbox
 from cityedge.gateway.pipeline import Pipeline
 from cityedge.gateway.policy import load_policy
 from cityedge.gateway.registry import build_driver
@@ -61,14 +63,6 @@ ALARM_EVENTS = frozenset({"outbox.disk_full", "outbox.corrupt"})
 # The `diagnostics` command runs the checks that need no network: the broker
 # just delivered the command, and a field-device sweep would compete with polling.
 REMOTE_CHECK_GROUPS = ("config", "keys", "clock", "disk", "outbox")
-
-
-def gateway_key_path(configured: Path) -> Path:
-    """The key systemd passed as a credential (LoadCredential=gateway.key:…) wins."""
-    credentials = os.environ.get("CREDENTIALS_DIRECTORY")
-    if credentials and (Path(credentials) / "gateway.key").is_file():
-        return Path(credentials) / "gateway.key"
-    return configured
 
 
 def outbox_event(kind: str, data: dict[str, Any]) -> bytes:
@@ -140,6 +134,8 @@ class Agent:
         self._clock_at_start: ClockState | None = None  # asked in run(), before drivers poll
         # A rotated gateway key travels with the old key's word for it (docs/protocol.md §12).
         self.key_announcements = announcements_for(cfg.gateway.state_dir, self.key)
+        # Technicians' local overrides: restored on time by their own supervised task.
+        self.overrides = Overrides(self, cfg.gateway.state_dir / OVERRIDES_FILE)
         self.tasks: dict[str, TaskHealth] = {}
         self.notifier = Notifier()
         self._stop = asyncio.Event()
@@ -159,7 +155,11 @@ class Agent:
             known_devices=lambda: self.devices().keys(),
         )  # fmt: skip
 
-    # --- what the rest of the agent may ask ---------------------------------------
+    # --- what the rest of the agent may ask (see control.view) ---------------------
+
+    @property
+    def config_digest(self) -> str:
+        return self.loaded.digest
 
     def devices(self) -> dict[str, DeviceInfo]:
         out: dict[str, DeviceInfo] = {}
@@ -198,6 +198,17 @@ class Agent:
         readings = await driver.read(device, [point])
         return readings[0].value if readings else None
 
+    def check_write(self, device_type: str, point: PointInfo, value: Value) -> str | None:
+        """The command post's policy, for writes that do not come from it."""
+        return self.commands.policy.check_write(device_type, point, value)
+
+    def report(self, event: Event) -> None:
+        """An event the command post must hear of even if the agent stops now: committed
+        to the outbox at once (accepted once committed, like a command's answer)."""
+        self.outbox.add([Entry("event", int(event.priority), event.ts, event_entry(event))])
+        self.outbox.commit()
+        self.uplink.wake()
+
     def _wake_uplink(self) -> None:
         self.uplink.wake()
 
@@ -214,8 +225,8 @@ class Agent:
         """The on-device checks that need no network (the broker answered this very
         command), plus each device's health: what a technician would run first."""
         from cityedge.gateway.diagnostics.context import CheckContext
-        from cityedge.gateway.diagnostics.results import worst
         from cityedge.gateway.diagnostics.runner import run_checks
+        from cityedge.sdk.checks import worst
 
         ctx = CheckContext(self.loaded.path, loaded=self.loaded)
         results = await run_checks(ctx, REMOTE_CHECK_GROUPS)
@@ -280,49 +291,18 @@ class Agent:
         # whose clock is not synchronised: ask before any driver polls.
         self._clock_at_start = await self._ask_clock()
         self.pipeline.clock_trusted = self._clock_at_start.synchronised is not False
+        # Every long-running part is one supervised task, started here and stopped
+        # together below (not an asyncio.TaskGroup: a driver that ignores
+        # cancellation must not hold the stop for ever).
         workers: list[asyncio.Task[None]] = []
         try:
-            for name, driver in self.drivers.items():
-                workers.append(
-                    asyncio.create_task(
-                        self._supervised(f"driver:{name}", partial(driver.run, self.pipeline.emit)),
-                        name=f"driver:{name}",
-                    )
-                )
-            workers.append(
-                asyncio.create_task(
-                    self._supervised("pipeline", self.pipeline.run), name="pipeline"
-                )
-            )
-            workers.append(
-                asyncio.create_task(
-                    self._supervised("committer", self.pipeline.committer), name="committer"
-                )
-            )
+            workers += [
+                asyncio.create_task(self._supervised(name, factory), name=name)
+                for name, factory in self._parts().items()
+            ]
             uplink_task = asyncio.create_task(self._supervised("uplink", self.uplink.run))
+            # Not supervised: a watchdog that failed and came back would hide a stuck loop.
             workers.append(asyncio.create_task(self._watchdog(), name="watchdog"))
-            workers.append(
-                asyncio.create_task(
-                    self._supervised("security", self.commands.report_security), name="security"
-                )
-            )
-            workers.append(
-                asyncio.create_task(self._supervised("clock", self._watch_clock), name="clock")
-            )
-            workers.append(
-                asyncio.create_task(
-                    self._supervised("clock-steps", self._watch_clock_steps), name="clock-steps"
-                )
-            )
-            if self.lighting is not None:
-                workers.append(
-                    asyncio.create_task(
-                        self._supervised("lighting", self.lighting.run), name="lighting"
-                    )
-                )
-            # Technicians: the control socket, and the maintenance page when configured.
-            for name, factory in technician_tasks(self).items():
-                workers.append(asyncio.create_task(self._supervised(name, factory), name=name))
             self.notifier.ready(f"gateway {self.config.gateway.id}: running")
             await self._stop.wait()
             log.info("agent.stopping")
@@ -346,6 +326,26 @@ class Agent:
             self.outbox.close()
             log.info("agent.stopped", last_seq=self.outbox.last_seq())
         return 0
+
+    def _parts(self) -> dict[str, Callable[[], Awaitable[None]]]:
+        """The supervised tasks besides the uplink (which is stopped last, on its own)."""
+        parts: dict[str, Callable[[], Awaitable[None]]] = {
+            f"driver:{name}": partial(driver.run, self.pipeline.emit)
+            for name, driver in self.drivers.items()
+        }
+        parts |= {
+            "pipeline": self.pipeline.run,
+            "committer": self.pipeline.committer,
+            "security": self.commands.report_security,
+            "clock": self._watch_clock,
+            "clock-steps": self._watch_clock_steps,
+            "overrides": self.overrides.run,
+        }
+        if self.lighting is not None:
+            parts["lighting"] = self.lighting.run
+        # Technicians: the control socket, and the maintenance page when configured.
+        parts |= technician_tasks(self)
+        return parts
 
     async def _ask_clock(self) -> ClockState:
         from cityedge.gateway.diagnostics.clock import system_clock

@@ -8,6 +8,11 @@ A driver is one package `cityedge.drivers.<kind>` (the folder
   table of the config file;
 * its `__init__` defines `build(section, env) -> Driver`.
 
+Optional: a `checks` module (`async def checks(sections, ctx)`, see
+`cityedge.sdk.checks`) gives `cityedge check` a group named after the kind, and a
+driver object may have `status()` (`Reporting`): what only it can say of itself,
+as JSON-able data, for the control socket.
+
 Adding a protocol therefore means adding a folder; the gateway's registry
 (`cityedge.gateway.registry`) discovers it by name. Only the drivers named in a
 config are imported, so a gateway that speaks Modbus alone never loads bleak.
@@ -15,10 +20,10 @@ config are imported, so a gateway that speaks Modbus alone never loads bleak.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from cityedge.sdk.model import DeviceHealth, DeviceInfo, Emit, Reading, Value
 from cityedge.sdk.tables import Field, Table
@@ -75,3 +80,17 @@ class Driver(Protocol):
     def catalogue(self) -> dict[str, DeviceInfo]:
         """The devices this driver owns and their points (for policy and the CLI)."""
         ...
+
+
+@runtime_checkable
+class Reporting(Protocol):
+    """A driver with a status of its own beyond its devices' health (optional)."""
+
+    def status(self) -> Mapping[str, Any]:
+        """JSON-able, e.g. `{"forwarders": [...]}` for the radio gateways a driver hears."""
+        ...
+
+
+def driver_status(driver: Driver) -> Mapping[str, Any]:
+    """`driver.status()` when the driver has one, else nothing."""
+    return driver.status() if isinstance(driver, Reporting) else {}

@@ -16,10 +16,10 @@ from cityedge.gateway.control.protocol import AgentUnreachable, ControlError
 from cityedge.gateway.control.server import ControlServer
 
 if TYPE_CHECKING:
-    from cityedge.gateway.runtime import Agent
+    from cityedge.gateway.control.view import AgentView
 
 
-def technician_tasks(agent: Agent) -> dict[str, Callable[[], Awaitable[None]]]:
+def technician_tasks(agent: AgentView) -> dict[str, Callable[[], Awaitable[None]]]:
     """The long-running tasks for the runtime to supervise: the control socket, and the
     maintenance page when `control.maintenance_address` is set."""
     control = ControlServer(agent)

@@ -23,35 +23,28 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 
 from cityedge.gateway.control.peer import Peer
 from cityedge.gateway.control.protocol import ControlError
 from cityedge.gateway.control.values import ValueProblem, format_duration, parse_value
-from cityedge.gateway.outbox import Entry
-from cityedge.protocol.envelope import event_entry
+from cityedge.gateway.control.view import DeviceAccess
+from cityedge.sdk.checks import failure_text
 from cityedge.sdk.model import (
     DeviceError,
     DeviceInfo,
     DeviceRejected,
-    DeviceUnreachable,
     Event,
-    InvalidValue,
     PointInfo,
-    PointNotWritable,
     Severity,
-    UnknownDevice,
-    UnknownPoint,
     Value,
 )
 
-if TYPE_CHECKING:
-    from cityedge.gateway.runtime import Agent
-
 log = structlog.get_logger(__name__)
 
+FILE_NAME = "overrides.json"  # in the state dir
 EVENT_KIND = "local.override"
 DENIED_KIND = "local.write_denied"
 MIN_DURATION = 1.0
@@ -99,16 +92,19 @@ class Override:
 
 
 class Overrides:
+    """The overrides in force, kept in `path`; `run()` (a supervised task of the
+    runtime) puts the previous values back when their time is up."""
+
     def __init__(
         self,
-        agent: Agent,
-        path: Path | None = None,
+        agent: DeviceAccess,
+        path: Path,
         *,
         device_timeout: float = DEVICE_TIMEOUT,
         now: Callable[[], float] = time.time,
     ) -> None:
         self.agent = agent
-        self.path = path or agent.config.gateway.state_dir / "overrides.json"
+        self.path = path
         self.device_timeout = device_timeout
         self.now = now
         self._active: dict[tuple[str, str], Override] = {}
@@ -149,7 +145,7 @@ class Overrides:
             value = parse_value(target, raw_value)
         except ValueProblem as exc:
             raise ControlError(f"bad value for {device}.{exc}") from None
-        denied = self.agent.commands.policy.check_write(info.device_type, target, value)
+        denied = self.agent.check_write(info.device_type, target, value)
         if denied:
             self.denied_total += 1
             log.warning(
@@ -231,7 +227,7 @@ class Overrides:
     # --- ending them ---------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Restore every override whose time is up; runs as long as the control server."""
+        """Restore every override whose time is up; runs as long as the agent."""
         while True:
             await self.restore_due()
             now = self.now()
@@ -341,11 +337,7 @@ class Overrides:
         self, kind: str, device: str, severity: Severity, active: bool | None, data: dict[str, Any]
     ) -> None:
         """An event through the outbox: the command post hears of every local write."""
-        now = time.time()
-        event = Event(kind, device, now, severity, active, data)
-        self.agent.outbox.add([Entry("event", int(event.priority), now, event_entry(event))])
-        self.agent.outbox.commit()  # accepted once committed, like a command's answer
-        self.agent.uplink.wake()
+        self.agent.report(Event(kind, device, time.time(), severity, active, data))
 
     # --- persistence -----------------------------------------------------------------
 
@@ -399,19 +391,3 @@ def unknown_point_message(info: DeviceInfo, point: str) -> str:
     names = sorted(info.points)
     shown = ", ".join(names[:12]) + (", …" if len(names) > 12 else "")
     return f"{info.name} ({info.device_type}) has no point {point!r}; points: {shown}"
-
-
-def failure_text(exc: BaseException, timeout: float) -> str:
-    if isinstance(exc, TimeoutError):
-        return f"no answer within {timeout:g} s"
-    if isinstance(exc, UnknownDevice | UnknownPoint):
-        return f"unknown: {exc}"
-    if isinstance(exc, PointNotWritable):
-        return f"not writable: {exc}"
-    if isinstance(exc, InvalidValue):
-        return f"invalid value: {exc}"
-    if isinstance(exc, DeviceUnreachable):
-        return f"unreachable: {exc}"
-    if isinstance(exc, DeviceRejected):
-        return f"rejected by the device: {exc}"
-    return str(exc) or type(exc).__name__

@@ -18,14 +18,13 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 
 from cityedge.gateway.control import snapshot
 from cityedge.gateway.control.overrides import (
     Overrides,
-    failure_text,
     unknown_device_message,
     unknown_point_message,
 )
@@ -37,13 +36,13 @@ from cityedge.gateway.control.protocol import (
     answer_ok,
     parse_request,
 )
+from cityedge.gateway.control.view import AgentView
 from cityedge.gateway.diagnostics import record
 from cityedge.gateway.diagnostics.clock import ClockSource, system_clock
 from cityedge.sdk import __version__
+from cityedge.sdk.checks import failure_text
+from cityedge.sdk.driver import driver_status
 from cityedge.sdk.model import DeviceError, Value
-
-if TYPE_CHECKING:
-    from cityedge.gateway.runtime import Agent
 
 log = structlog.get_logger(__name__)
 
@@ -59,11 +58,15 @@ Handler = Callable[[dict[str, Any], Peer], Awaitable[Any]]
 
 
 class ControlServer:
-    """`await ControlServer(agent).run()` serves until cancelled (a supervised task)."""
+    """`await ControlServer(agent).run()` serves until cancelled (a supervised task).
+
+    Transport and dispatch only: each operation reads the agent's view or hands
+    over to a feature (overrides, the check record); the overrides' restore loop
+    is the runtime's own task, not this server's."""
 
     def __init__(
         self,
-        agent: Agent,
+        agent: AgentView,
         path: Path | None = None,
         *,
         overrides: Overrides | None = None,
@@ -74,7 +77,7 @@ class ControlServer:
     ) -> None:
         self.agent = agent
         self.path = path or agent.config.control_socket_path
-        self.overrides = overrides or Overrides(agent)
+        self.overrides = overrides or agent.overrides
         self.clock = snapshot.ClockWatch(clock or system_clock)
         self.request_timeout = request_timeout
         self.idle_timeout = idle_timeout
@@ -111,9 +114,7 @@ class ControlServer:
         log.info("control.listening", socket=str(self.path), mode=f"{SOCKET_MODE:04o}")
         self.listening.set()
         try:
-            async with asyncio.TaskGroup() as group:
-                group.create_task(self.overrides.run(), name="control:overrides")
-                group.create_task(server.serve_forever(), name="control:socket")
+            await server.serve_forever()
         finally:
             self.listening.clear()
             server.close()
@@ -329,10 +330,14 @@ class ControlServer:
         }
 
     async def _forwarders(self, args: dict[str, Any], peer: Peer) -> Any:
-        kinds = snapshot.driver_kinds(self.agent)
-        lorawan = sorted(name for name, kind in kinds.items() if kind == "lorawan")
-        health = [h for h in self.agent.device_health() if h.driver in lorawan]
-        return {"drivers": lorawan, "health": [snapshot.health_json(h) for h in health]}
+        # Drivers that hear radio gateways say so in their status; their devices'
+        # health carries when each forwarder was last heard.
+        names = sorted(
+            name for name, driver in self.agent.drivers.items()
+            if "forwarders" in driver_status(driver)
+        )  # fmt: skip
+        health = [h for h in self.agent.device_health() if h.driver in names]
+        return {"drivers": names, "health": [snapshot.health_json(h) for h in health]}
 
     async def _record_check(self, args: dict[str, Any], peer: Peer) -> Any:
         try:

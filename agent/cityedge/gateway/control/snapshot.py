@@ -17,8 +17,8 @@ from cityedge.sdk import __version__
 from cityedge.sdk.model import DeviceHealth, DeviceState
 
 if TYPE_CHECKING:
+    from cityedge.gateway.control.view import AgentView
     from cityedge.gateway.outbox import OutboxStats
-    from cityedge.gateway.runtime import Agent
 
 PRIORITY_NAMES = {1: "telemetry", 2: "event", 3: "alarm"}
 CLOCK_CACHE_SECONDS = 30.0
@@ -59,11 +59,11 @@ def outbox_json(stats: OutboxStats, now: float | None = None) -> dict[str, Any]:
     }
 
 
-def driver_kinds(agent: Agent) -> dict[str, str]:
+def driver_kinds(agent: AgentView) -> dict[str, str]:
     return {section.name: kind for kind, section in agent.config.driver_sections()}
 
 
-def devices(agent: Agent) -> list[dict[str, Any]]:
+def devices(agent: AgentView) -> list[dict[str, Any]]:
     catalogue = agent.devices()
     out = []
     for h in agent.device_health():
@@ -72,7 +72,7 @@ def devices(agent: Agent) -> list[dict[str, Any]]:
     return sorted(out, key=lambda d: d["device"])
 
 
-def drivers(agent: Agent, health: list[DeviceHealth]) -> list[dict[str, Any]]:
+def drivers(agent: AgentView, health: list[DeviceHealth]) -> list[dict[str, Any]]:
     kinds = driver_kinds(agent)
     by_driver: dict[str, Counter[str]] = {name: Counter() for name in agent.drivers}
     for h in health:
@@ -94,7 +94,7 @@ def drivers(agent: Agent, health: list[DeviceHealth]) -> list[dict[str, Any]]:
     return out
 
 
-def uplink(agent: Agent) -> dict[str, Any]:
+def uplink(agent: AgentView) -> dict[str, Any]:
     stats = agent.uplink.stats
     cfg = agent.config.uplink
     return {
@@ -112,7 +112,7 @@ def uplink(agent: Agent) -> dict[str, Any]:
     }
 
 
-def tasks(agent: Agent) -> list[dict[str, Any]]:
+def tasks(agent: AgentView) -> list[dict[str, Any]]:
     return [
         {
             "name": t.name,
@@ -133,7 +133,7 @@ def device_counts(health: list[DeviceHealth]) -> dict[str, int]:
 
 
 def status(
-    agent: Agent, clock: ClockState, overrides: list[dict[str, Any]] | None = None
+    agent: AgentView, clock: ClockState, overrides: list[dict[str, Any]] | None = None
 ) -> dict[str, Any]:
     now = time.time()
     health = agent.device_health()
@@ -142,7 +142,7 @@ def status(
         "version": __version__,
         "started": agent.started,
         "uptime": now - agent.started,
-        "config_digest": agent.loaded.digest,
+        "config_digest": agent.config_digest,
         "uplink": uplink(agent),
         "outbox": outbox_json(agent.outbox.stats(), now),
         "drivers": drivers(agent, health),

@@ -23,7 +23,7 @@ from cryptography import x509
 
 from cityedge.gateway.config import UplinkSection
 from cityedge.gateway.diagnostics.context import CheckContext
-from cityedge.gateway.diagnostics.results import CheckResult, Status, fail, ok, warn
+from cityedge.sdk.checks import CheckResult, Status, fail, ok, warn
 
 AUTH_CODES = frozenset({4, 5, 134, 135})  # MQTT 3.1.1 and 5 "bad credentials"/"not authorised"
 MQTT_LOG = logging.getLogger("cityedge.check.mqtt")

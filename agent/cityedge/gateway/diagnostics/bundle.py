@@ -32,9 +32,9 @@ from cityedge.gateway.control.protocol import ControlError
 from cityedge.gateway.diagnostics.context import CheckContext
 from cityedge.gateway.diagnostics.outbox_file import OutboxFileError, file_stats
 from cityedge.gateway.diagnostics.redact import redact, scrub
-from cityedge.gateway.diagnostics.results import CheckResult
 from cityedge.gateway.diagnostics.runner import GROUPS, run_checks
 from cityedge.sdk import __version__
+from cityedge.sdk.checks import CheckResult
 
 MAX_LOG_BYTES = 2 * 1024 * 1024
 LOGS_DIRECTORY = Path("/var/log/cityedge")  # the unit's LogsDirectory=

@@ -12,10 +12,26 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cityedge.gateway.config import AgentConfig, LoadedConfig
 from cityedge.gateway.control.client import ControlClient
+from cityedge.gateway.control.protocol import ControlError
 from cityedge.gateway.diagnostics.clock import ClockSource, system_clock
+from cityedge.sdk.checks import AgentError, CheckEnv, RunningAgent
+
+
+@dataclass(frozen=True, slots=True)
+class SocketAgent:
+    """The running agent as drivers' checks see it: its control socket, asked in a thread."""
+
+    client: ControlClient
+
+    async def ask(self, op: str, **arguments: Any) -> Any:
+        try:
+            return await asyncio.to_thread(self.client.call, op, **arguments)
+        except ControlError as exc:
+            raise AgentError(str(exc)) from None
 
 
 @dataclass
@@ -55,3 +71,19 @@ class CheckContext:
                 if await asyncio.to_thread(client.running):
                     self._agent = client
         return self._agent
+
+    async def _running(self) -> RunningAgent | None:
+        client = await self.running_agent()
+        return None if client is None else SocketAgent(client)
+
+    def check_env(self) -> CheckEnv:
+        """What the drivers' own checks get (`cityedge.sdk.checks`); needs the config."""
+        assert self.loaded is not None
+        return CheckEnv(
+            self.loaded.driver_env(),
+            self._running,
+            device_timeout=self.device_timeout,
+            silence_limit=self.forwarder_silence,
+            sysfs=self.sysfs,
+            now=self.now,
+        )

@@ -9,10 +9,11 @@ import stat
 from pathlib import Path
 
 from cityedge.gateway.config import ConfigError, load_config
+from cityedge.gateway.credentials import gateway_key_path
 from cityedge.gateway.diagnostics.context import CheckContext
 from cityedge.gateway.diagnostics.outbox_file import OutboxFileError, quick_check
-from cityedge.gateway.diagnostics.results import CheckResult, fail, ok, warn
 from cityedge.protocol.keys import KeyFileError, load_signing_key
+from cityedge.sdk.checks import CheckResult, fail, ok, warn
 
 
 async def check_config(ctx: CheckContext) -> list[CheckResult]:
@@ -43,8 +44,6 @@ async def check_keys(ctx: CheckContext) -> list[CheckResult]:
     cfg = ctx.config
     if cfg is None:
         return []
-    from cityedge.gateway.runtime import gateway_key_path
-
     results: list[CheckResult] = []
     path = gateway_key_path(cfg.signing_key_path)
     try:

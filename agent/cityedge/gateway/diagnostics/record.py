@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cityedge.gateway.diagnostics.results import CheckResult, Status, worst
+from cityedge.sdk.checks import CheckResult, Status, worst
 
 MAX_RESULTS = 2000
 FILE_NAME = "last-check.json"

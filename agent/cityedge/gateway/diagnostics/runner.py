@@ -2,7 +2,9 @@
 
 A check is a small async function `(CheckContext) -> list[CheckResult]`;
 groups can be chosen (`--only broker`) or left out (`--skip clock`). A check
-that crashes or hangs becomes a ✘ of its own, never a traceback.
+that crashes or hangs becomes a ✘ of its own, never a traceback. The gateway's
+own groups come first; then each driver that has a `checks` module is a group
+named after its kind, run in the order the config names the drivers.
 """
 
 from __future__ import annotations
@@ -14,12 +16,7 @@ import structlog
 
 from cityedge.gateway.diagnostics.broker import check_broker, check_certificates
 from cityedge.gateway.diagnostics.context import CheckContext
-from cityedge.gateway.diagnostics.field import (
-    check_ble_adapters,
-    check_forwarder,
-    check_modbus_devices,
-    check_serial_ports,
-)
+from cityedge.gateway.diagnostics.field import check_serial_ports, driver_group
 from cityedge.gateway.diagnostics.local import (
     check_clock,
     check_config,
@@ -27,7 +24,8 @@ from cityedge.gateway.diagnostics.local import (
     check_keys,
     check_outbox,
 )
-from cityedge.gateway.diagnostics.results import CheckResult, fail
+from cityedge.gateway.registry import check_kinds
+from cityedge.sdk.checks import CheckResult, fail
 
 log = structlog.get_logger(__name__)
 
@@ -42,11 +40,9 @@ CHECKS: tuple[tuple[str, Check], ...] = (
     ("broker", check_broker),
     ("certificates", check_certificates),
     ("serial", check_serial_ports),
-    ("modbus", check_modbus_devices),
-    ("lorawan", check_forwarder),
-    ("ble", check_ble_adapters),
 )
-GROUPS = tuple(name for name, _ in CHECKS)
+DRIVER_GROUPS = tuple(check_kinds())
+GROUPS = (*(name for name, _ in CHECKS), *DRIVER_GROUPS)
 
 
 class UnknownGroup(ValueError):
@@ -63,36 +59,54 @@ def selected(only: Iterable[str] = (), skip: Iterable[str] = ()) -> list[str]:
     return [g for g in GROUPS if (not only or g in only) and g not in skip]
 
 
+def driver_checks_in_config_order(ctx: CheckContext) -> list[tuple[str, Check]]:
+    """The drivers' groups, those the config names first and in its order."""
+    named = list(ctx.config.drivers) if ctx.config is not None else []
+    order = [k for k in named if k in DRIVER_GROUPS]
+    order += [k for k in DRIVER_GROUPS if k not in order]
+    return [(kind, driver_group(kind)) for kind in order]
+
+
 async def run_checks(
     ctx: CheckContext,
     groups: Sequence[str] = GROUPS,
-    checks: Sequence[tuple[str, Check]] = CHECKS,
+    checks: Sequence[tuple[str, Check]] | None = None,
 ) -> list[CheckResult]:
+    """Run `groups` of `checks` (default: the gateway's, then the drivers')."""
     results: list[CheckResult] = []
-    for name, check in checks:
-        if name == "config" and name not in groups:
-            await check(ctx)  # the others need the config, even when its line is not wanted
-            continue
-        if name not in groups:
-            continue
-        try:
-            async with asyncio.timeout(ctx.group_timeout):
-                results += await check(ctx)
-        except TimeoutError:
-            results.append(
-                fail(
-                    name,
-                    f"the {name} checks did not finish within {ctx.group_timeout:g} s",
-                    "run `cityedge check --only " + name + "` again; send a support bundle",
-                )
-            )
-        except Exception as exc:  # one broken check must not hide the others' results
-            log.exception("check.crashed", group=name)
-            results.append(
-                fail(
-                    name,
-                    f"the {name} check crashed: {type(exc).__name__}: {exc}",
-                    "please report it with `cityedge support-bundle`",
-                )
-            )
+    for name, check in checks or CHECKS:
+        results += await _run_group(ctx, groups, name, check)
+    if checks is None:  # after the config check: its order is the config's
+        for name, check in driver_checks_in_config_order(ctx):
+            results += await _run_group(ctx, groups, name, check)
     return results
+
+
+async def _run_group(
+    ctx: CheckContext, groups: Sequence[str], name: str, check: Check
+) -> list[CheckResult]:
+    if name == "config" and name not in groups:
+        await check(ctx)  # the others need the config, even when its line is not wanted
+        return []
+    if name not in groups:
+        return []
+    try:
+        async with asyncio.timeout(ctx.group_timeout):
+            return await check(ctx)
+    except TimeoutError:
+        return [
+            fail(
+                name,
+                f"the {name} checks did not finish within {ctx.group_timeout:g} s",
+                "run `cityedge check --only " + name + "` again; send a support bundle",
+            )
+        ]
+    except Exception as exc:  # one broken check must not hide the others' results
+        log.exception("check.crashed", group=name)
+        return [
+            fail(
+                name,
+                f"the {name} check crashed: {type(exc).__name__}: {exc}",
+                "please report it with `cityedge support-bundle`",
+            )
+        ]

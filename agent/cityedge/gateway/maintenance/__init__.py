@@ -28,7 +28,7 @@ from cityedge.gateway.maintenance.page import render
 
 if TYPE_CHECKING:
     from cityedge.gateway.control.server import ControlServer
-    from cityedge.gateway.runtime import Agent
+    from cityedge.gateway.control.view import AgentView
 
 log = structlog.get_logger(__name__)
 
@@ -62,7 +62,7 @@ class MaintenancePage:
 
     def __init__(
         self,
-        agent: Agent,
+        agent: AgentView,
         address: str | None = None,
         *,
         control: ControlServer | None = None,
@@ -107,7 +107,7 @@ class MaintenancePage:
         return last.to_json() if last else None
 
     async def _status(self) -> dict[str, object]:
-        overrides = self.control.overrides.to_json() if self.control else []
+        overrides = self.agent.overrides.to_json()
         return snapshot.status(self.agent, await self.clock.state(), overrides)
 
     async def _page(self, request: Request) -> Response:

@@ -21,8 +21,8 @@ from cityedge.sdk.model import DeviceState
 
 if TYPE_CHECKING:
     from cityedge.gateway.control.server import ControlServer
+    from cityedge.gateway.control.view import AgentView
     from cityedge.gateway.diagnostics.clock import ClockState
-    from cityedge.gateway.runtime import Agent
 
 LINK_STATES = ("connecting", "up", "down", "stopped")
 CHECK_VALUES = {"ok": 0, "warn": 1, "fail": 2}
@@ -31,7 +31,7 @@ CHECK_VALUES = {"ok": 0, "warn": 1, "fail": 2}
 class AgentCollector:
     def __init__(
         self,
-        agent: Agent,
+        agent: AgentView,
         control: ControlServer | None = None,
         clock: Callable[[], ClockState] | None = None,
     ) -> None:
@@ -56,7 +56,7 @@ class AgentCollector:
                 "version": __version__,
                 "gateway": cfg.gateway.id,
                 "site": cfg.gateway.site,
-                "config": self.agent.loaded.digest[:12],
+                "config": self.agent.config_digest[:12],
             },
         )
         yield info

@@ -16,6 +16,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -254,6 +255,15 @@ class LoRaWANDriver:
 
     def catalogue(self) -> dict[str, DeviceInfo]:
         return self.decoder.catalogue() if self.decoder else {}
+
+    def status(self) -> dict[str, Any]:
+        """The packet forwarders heard since the start (the SDK's optional `status()`)."""
+        heard = self.listener.forwarders.values() if self.listener is not None else ()
+        return {
+            "forwarders": [
+                {"eui": f.eui, "last_seen": f.last_seen, "datagrams": f.datagrams} for f in heard
+            ]
+        }
 
     def counters(self) -> dict[str, int]:
         """Frames refused by the decoder and datagrams dropped by the listener
