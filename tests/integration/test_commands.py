@@ -16,7 +16,7 @@ import aiomqtt
 import pytest
 
 from cityedge.central.commands import new_command, send_command
-from cityedge.protocol.envelope import seal_command
+from cityedge.protocol.commands import seal_command
 from cityedge.protocol.keys import SigningKey, create_key
 from cityedge.sdk.model import Command, CommandResult, ResultCode
 from cityedge.street.broker import Broker

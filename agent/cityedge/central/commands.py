@@ -15,7 +15,8 @@ import structlog
 from cityedge.central.link import BrokerError, BrokerUrl, as_broker_url, mqtt_client
 from cityedge.central.verifier import Verifier
 from cityedge.central.watch import payload_bytes
-from cityedge.protocol.envelope import command_result, seal_command
+from cityedge.protocol.commands import seal_command
+from cityedge.protocol.entries import command_result
 from cityedge.protocol.keys import PublicKey, SigningKey
 from cityedge.protocol.topics import DEFAULT_PREFIX, topic_for
 from cityedge.protocol.trust_store import TRUST_UPDATE_OP, TrustedKey, parse_trust_update

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cityedge.central.verifier import Outcome, Verdict
-from cityedge.protocol.envelope import Message, ResultEntry
+from cityedge.protocol.entries import Message, ResultEntry
 from cityedge.sdk.model import Command, Event, Quality, Reading
 
 

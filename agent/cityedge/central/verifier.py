@@ -25,18 +25,16 @@ from enum import StrEnum
 import structlog
 
 from cityedge.central.sequence import SeqStatus, SequenceTracker
-from cityedge.protocol.envelope import (
-    MAX_MESSAGE_BYTES,
-    EnvelopeError,
+from cityedge.protocol.announcements import (
     KeyAnnouncement,
-    Message,
-    Reason,
-    open_command,
     open_key_announcement,
-    open_message,
     unverified_announcements,
 )
+from cityedge.protocol.commands import open_command
+from cityedge.protocol.decoding import MAX_MESSAGE_BYTES, EnvelopeError, Reason
+from cityedge.protocol.entries import Message
 from cityedge.protocol.keys import PublicKey
+from cityedge.protocol.opening import open_message
 from cityedge.protocol.topics import DEFAULT_PREFIX, TopicError, parse_topic
 from cityedge.sdk.model import Command
 

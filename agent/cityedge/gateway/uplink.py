@@ -31,8 +31,8 @@ import structlog
 from cityedge.gateway.config import GatewaySection, UplinkSection
 from cityedge.gateway.outbox import Outbox, Sealed
 from cityedge.gateway.supervisor import Backoff
-from cityedge.protocol.envelope import seal_object
 from cityedge.protocol.keys import SigningKey
+from cityedge.protocol.sealing import seal_object
 
 log = structlog.get_logger(__name__)
 

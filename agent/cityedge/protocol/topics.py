@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cityedge.protocol.envelope import NAME_PATTERN
+from cityedge.protocol.decoding import NAME_PATTERN
 
 DEFAULT_PREFIX = "cityedge/v1"
 

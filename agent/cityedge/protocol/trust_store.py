@@ -30,7 +30,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final
 
-from cityedge.protocol.envelope import MAX_ANNOUNCEMENTS, seal_key_announcement
+from cityedge.protocol.announcements import MAX_ANNOUNCEMENTS, seal_key_announcement
 from cityedge.protocol.keys import (
     KeyFileError,
     PublicKey,

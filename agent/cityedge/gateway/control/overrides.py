@@ -31,7 +31,7 @@ from cityedge.gateway.control.peer import Peer
 from cityedge.gateway.control.protocol import ControlError
 from cityedge.gateway.control.values import ValueProblem, format_duration, parse_value
 from cityedge.gateway.outbox import Entry
-from cityedge.protocol.envelope import event_entry
+from cityedge.protocol.entries import event_entry
 from cityedge.sdk.model import (
     DeviceError,
     DeviceInfo,
