@@ -23,7 +23,8 @@ import pytest
 from cityedge.central.commands import new_command, send_command, trust_update_command
 from cityedge.protocol.announcements import seal_key_announcement
 from cityedge.protocol.commands import seal_command
-from cityedge.protocol.keys import SigningKey, create_key
+from cityedge.protocol.key_files import create_key
+from cityedge.protocol.keys import SigningKey
 from cityedge.protocol.sealing import seal_object
 from cityedge.protocol.trust_store import KeyState, TrustedKey
 from cityedge.sdk.model import CommandResult, ResultCode

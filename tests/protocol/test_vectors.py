@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 
 from cityedge.protocol.commands import open_command
 from cityedge.protocol.decoding import EnvelopeError, Reason
-from cityedge.protocol.keys import load_trust
+from cityedge.protocol.key_files import load_trust
 from cityedge.protocol.opening import open_message
 from cityedge.sdk.model import ResultCode
 from tests.protocol import vectors

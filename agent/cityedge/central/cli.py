@@ -87,7 +87,8 @@ def _quiet_logs(level: str) -> None:
 def _verifier(trust: list[str], command_keys: list[str], prefix: str) -> Verifier:
     from cityedge.central.trust import load_gateway_trust
     from cityedge.central.verifier import Verifier
-    from cityedge.protocol.keys import KeyFileError, load_trust
+    from cityedge.protocol.key_files import load_trust
+    from cityedge.protocol.keys import KeyFileError
 
     if not trust:
         raise _fail("give at least one gateway key with --trust (file, ed25519:<hex> or GW=KEY)")
@@ -256,7 +257,8 @@ def send_cli(
     ARGS are key=value (value read as JSON when it is JSON, else as text). Exit status: 0 "done", 1 another result code, 2 bad arguments, 3 no verified result within --timeout (or the site is unknown), 4 broker trouble.
     """  # noqa: E501
     from cityedge.central.commands import new_command
-    from cityedge.protocol.keys import KeyFileError, load_signing_key
+    from cityedge.protocol.key_files import load_signing_key
+    from cityedge.protocol.keys import KeyFileError
 
     _quiet_logs(log_level)
     verifier = _verifier(trust, [], prefix)

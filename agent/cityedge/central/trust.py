@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cityedge.protocol.keys import KeyFileError, PublicKey, load_public_key
+from cityedge.protocol.key_files import load_public_key
+from cityedge.protocol.keys import KeyFileError, PublicKey
 
 _BOUND = re.compile(r"^([A-Za-z0-9_.-]{1,64})=(.+)$", re.DOTALL)
 

@@ -31,15 +31,13 @@ from pathlib import Path
 from typing import Any, Final
 
 from cityedge.protocol.announcements import MAX_ANNOUNCEMENTS, seal_key_announcement
+from cityedge.protocol.key_files import load_signing_key, load_trust, save_key
 from cityedge.protocol.keys import (
     KeyFileError,
     PublicKey,
     SigningKey,
-    load_signing_key,
-    load_trust,
     parse_public_text,
     public_text,
-    save_key,
 )
 
 STORE_FORMAT: Final = 1

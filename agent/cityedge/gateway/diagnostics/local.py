@@ -12,7 +12,8 @@ from cityedge.gateway.config import ConfigError, load_config
 from cityedge.gateway.diagnostics.context import CheckContext
 from cityedge.gateway.diagnostics.outbox_file import OutboxFileError, quick_check
 from cityedge.gateway.diagnostics.results import CheckResult, fail, ok, warn
-from cityedge.protocol.keys import KeyFileError, load_signing_key
+from cityedge.protocol.key_files import load_signing_key
+from cityedge.protocol.keys import KeyFileError
 
 
 async def check_config(ctx: CheckContext) -> list[CheckResult]:
