@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from cityedge.protocol.topics import DEFAULT_PREFIX, watch_filter
+
 if TYPE_CHECKING:
     from cityedge.central.link import BrokerUrl
     from cityedge.central.verifier import Verdict, Verifier
@@ -123,7 +125,7 @@ def watch_cli(
             help="A command-post public key, to verify commands seen on the bus too.",
         ),
     ] = [],  # noqa: B006
-    prefix: PrefixOption = "cityedge/v1",
+    prefix: PrefixOption = DEFAULT_PREFIX,
     json_out: JsonFlag = False,
     count: Annotated[
         int | None, typer.Option("--count", min=1, help="Stop after N messages.")
@@ -175,7 +177,7 @@ async def _watch(
     seen: dict[Outcome, int] = dict.fromkeys(Outcome, 0)
 
     def ready() -> None:
-        typer.echo(f"watching {url} {prefix}/+/+/#", err=True)
+        typer.echo(f"watching {url} {watch_filter(prefix)}", err=True)
 
     def show(verdict: Verdict) -> None:
         seen[verdict.outcome] += 1
@@ -247,7 +249,7 @@ def send_cli(
     timeout: Annotated[
         float, typer.Option("--timeout", min=0.001, help="Seconds to wait for the result.")
     ] = 30.0,
-    prefix: PrefixOption = "cityedge/v1",
+    prefix: PrefixOption = DEFAULT_PREFIX,
     json_out: JsonFlag = False,
     ca_file: CaOption = None,
     log_level: LogOption = "error",

@@ -13,7 +13,6 @@ from typing import Final
 from cityedge.protocol.decoding import (
     ENVELOPE_VERSION,
     MAX_COMMAND_ID,
-    NAME_PATTERN,
     expect_map,
     expect_version,
     malformed,
@@ -28,6 +27,7 @@ from cityedge.protocol.entries import carryable, finite, pack_total
 from cityedge.protocol.keys import PublicKey, SigningKey
 from cityedge.protocol.opening import open_envelope
 from cityedge.protocol.sealing import COMMAND_CONTEXT, wrap
+from cityedge.protocol.topics import NAME_PATTERN
 from cityedge.sdk.model import Command
 
 COMMAND_KIND: Final = "command"

@@ -1,20 +1,21 @@
 """The rules every received payload is held to, and the strict reading they need.
 
-The protocol's version and limits, the names gateways and sites may have, why a
-payload is refused (`Reason`, `EnvelopeError`), and the readers every opener
-shares: MessagePack without duplicate keys or exotic types, and one checker per
-field shape, each naming the field that is wrong (docs/protocol.md).
+The protocol's version and limits, the check of gateway and site names (their
+rule is the topic layout's), why a payload is refused (`Reason`,
+`EnvelopeError`), and the readers every opener shares: MessagePack without
+duplicate keys or exotic types, and one checker per field shape, each naming
+the field that is wrong (docs/protocol.md).
 """
 
 from __future__ import annotations
 
 import math
-import re
 from enum import StrEnum
 from typing import Any, Final, TypeVar, cast
 
 import msgpack
 
+from cityedge.protocol.topics import NAME_PATTERN, NAME_RULE
 from cityedge.sdk.model import ResultCode, Value
 
 ENVELOPE_VERSION: Final = 1
@@ -26,8 +27,6 @@ MAX_DETAIL: Final = 4096
 MAX_NESTING: Final = 32  # containers in free-form maps; deeper ones are sent as text
 VALUE_TYPES: Final = (bool, int, float, str)
 TIME_TYPES: Final = (int, float)
-NAME_PATTERN: Final = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")  # gateway and site ids (topic-safe)
-NAME_RULE: Final = "1-64 of A-Z a-z 0-9 _ . -"
 
 
 class Reason(StrEnum):
