@@ -36,9 +36,10 @@ from cityedge.central.verifier import Verifier
 from cityedge.central.watch import payload_bytes
 from cityedge.drivers.modbus.profile import resolve_profile
 from cityedge.drivers.modbus.wire import TcpLink
-from cityedge.gateway.uplink import MQTT_SOCKET_OPTIONS
-from cityedge.protocol.envelope import seal_command
-from cityedge.protocol.keys import SigningKey, create_key
+from cityedge.protocol.commands import seal_command
+from cityedge.protocol.key_files import create_key
+from cityedge.protocol.keys import SigningKey
+from cityedge.protocol.mqtt import MQTT_SOCKET_OPTIONS
 from cityedge.protocol.topics import topic_for
 from cityedge.sdk.logs import configure_logging
 from cityedge.street.broker import Broker

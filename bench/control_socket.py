@@ -35,7 +35,7 @@ from cityedge.gateway.control.server import ControlServer
 from cityedge.gateway.diagnostics.clock import fixed_clock
 from cityedge.gateway.maintenance import MaintenancePage
 from cityedge.gateway.runtime import Agent
-from cityedge.protocol.keys import create_key
+from cityedge.protocol.key_files import create_key
 from cityedge.street.broker import free_port
 from cityedge.street.modbus import ModbusStreet
 from tests.support.agent_process import to_toml

@@ -18,13 +18,10 @@ from collections.abc import Callable
 
 import msgpack
 
-from cityedge.protocol.envelope import (
-    MESSAGE_CONTEXT,
-    open_message,
-    reading_entry,
-    seal,
-)
+from cityedge.protocol.entries import reading_entry
 from cityedge.protocol.keys import SigningKey
+from cityedge.protocol.opening import open_message
+from cityedge.protocol.sealing import MESSAGE_CONTEXT, seal
 from cityedge.sdk.model import Reading
 
 

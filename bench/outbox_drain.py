@@ -51,8 +51,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cityedge.gateway.config import GatewaySection, UplinkSection
 from cityedge.gateway.outbox import Entry, Outbox, Sealed, Sealer
 from cityedge.gateway.uplink import Uplink
-from cityedge.protocol.envelope import message_sealer, reading_entry
-from cityedge.protocol.keys import SigningKey, create_key, load_signing_key
+from cityedge.protocol.entries import reading_entry
+from cityedge.protocol.key_files import create_key, load_signing_key
+from cityedge.protocol.keys import SigningKey
+from cityedge.protocol.sealing import message_sealer
 from cityedge.sdk.model import Reading
 from cityedge.street.broker import Broker
 from cityedge.street.modbus import ModbusStreet

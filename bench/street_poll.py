@@ -31,8 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cityedge.drivers.modbus.profile import resolve_profile
 from cityedge.drivers.modbus.wire import TcpLink
 from cityedge.gateway.outbox import Entry, Outbox
-from cityedge.protocol.envelope import message_sealer
-from cityedge.protocol.keys import SigningKey, create_key
+from cityedge.protocol.key_files import create_key
+from cityedge.protocol.keys import SigningKey
+from cityedge.protocol.sealing import message_sealer
 from cityedge.street.broker import Broker
 from cityedge.street.modbus import ModbusStreet
 from tests.support.agent_process import AgentProcess, to_toml

@@ -29,7 +29,8 @@ from typing import Any
 import pytest
 
 from cityedge.gateway.pipeline import CLOCK_FLOOR
-from cityedge.protocol.keys import SigningKey, create_key
+from cityedge.protocol.key_files import create_key
+from cityedge.protocol.keys import SigningKey
 from cityedge.sdk.model import Quality
 from cityedge.street.broker import Broker, free_port
 from cityedge.street.modbus import ModbusStreet

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from cityedge.gateway.commands import CommandHandler, ReplayCache
 from cityedge.gateway.policy import Policy
-from cityedge.protocol.envelope import seal_command
+from cityedge.protocol.commands import seal_command
 from cityedge.protocol.keys import SigningKey
 from cityedge.sdk.model import Command, DeviceInfo, PointAccess, PointInfo, ResultCode, Value
 from tests.support.outbox_probe import open_outbox

@@ -12,7 +12,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from cityedge.protocol.keys import create_key
+from cityedge.protocol.key_files import create_key
 from tests.support.agent_process import ROOT, agent_env, to_toml
 
 NOT_FOR_A_MODBUS_GATEWAY = {

@@ -16,8 +16,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cityedge.gateway.outbox import Entry, Outbox, Sealed, stored_messages
-from cityedge.protocol.envelope import message_sealer, open_message, reading_entry
+from cityedge.protocol.entries import reading_entry
 from cityedge.protocol.keys import SigningKey
+from cityedge.protocol.opening import open_message
+from cityedge.protocol.sealing import message_sealer
 from cityedge.sdk.model import Reading
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -230,7 +232,7 @@ CHILD = """
 import sys, time
 from pathlib import Path
 import msgpack
-from cityedge.protocol.envelope import message_sealer
+from cityedge.protocol.sealing import message_sealer
 from cityedge.protocol.keys import SigningKey
 from cityedge.gateway.outbox import Outbox, Entry
 seal = message_sealer(SigningKey.generate(), gateway="gw-test", site="test")

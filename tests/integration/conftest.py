@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from cityedge.protocol.keys import SigningKey, create_key
+from cityedge.protocol.key_files import create_key
+from cityedge.protocol.keys import SigningKey
 from cityedge.street.broker import Broker
 from tests.support.agent_process import to_toml
 

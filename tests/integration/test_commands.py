@@ -16,8 +16,9 @@ import aiomqtt
 import pytest
 
 from cityedge.central.commands import new_command, send_command
-from cityedge.protocol.envelope import seal_command
-from cityedge.protocol.keys import SigningKey, create_key
+from cityedge.protocol.commands import seal_command
+from cityedge.protocol.key_files import create_key
+from cityedge.protocol.keys import SigningKey
 from cityedge.sdk.model import Command, CommandResult, ResultCode
 from cityedge.street.broker import Broker
 from cityedge.street.modbus import Fault, ModbusStreet

@@ -21,8 +21,11 @@ import aiomqtt
 import pytest
 
 from cityedge.central.commands import new_command, send_command, trust_update_command
-from cityedge.protocol.envelope import seal_command, seal_key_announcement, seal_object
-from cityedge.protocol.keys import SigningKey, create_key
+from cityedge.protocol.announcements import seal_key_announcement
+from cityedge.protocol.commands import seal_command
+from cityedge.protocol.key_files import create_key
+from cityedge.protocol.keys import SigningKey
+from cityedge.protocol.sealing import seal_object
 from cityedge.protocol.trust_store import KeyState, TrustedKey
 from cityedge.sdk.model import CommandResult, ResultCode
 from cityedge.street.broker import Broker

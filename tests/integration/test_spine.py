@@ -63,7 +63,7 @@ async def test_tampered_message_is_rejected_saying_why(
 
 
 def _payload_of(post: CommandPost, verdict: object) -> bytes:
-    from cityedge.protocol.envelope import Message
+    from cityedge.protocol.entries import Message
 
     message = verdict.message  # type: ignore[attr-defined]
     assert isinstance(message, Message)

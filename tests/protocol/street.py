@@ -12,8 +12,11 @@ from pathlib import Path
 
 import aiomqtt
 
-from cityedge.protocol.envelope import EnvelopeError, open_command, result_entry, seal, seal_object
+from cityedge.protocol.commands import open_command
+from cityedge.protocol.decoding import EnvelopeError
+from cityedge.protocol.entries import result_entry
 from cityedge.protocol.keys import PublicKey, SigningKey
+from cityedge.protocol.sealing import seal, seal_object
 from cityedge.sdk.model import CommandResult, ResultCode
 
 ROOT = Path(__file__).resolve().parents[2]

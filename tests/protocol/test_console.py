@@ -12,8 +12,9 @@ import pytest
 from cityedge.central.link import BrokerError, BrokerUrl, BrokerUrlError, parse_broker_url
 from cityedge.central.verifier import Outcome, Verdict
 from cityedge.central.watch import watch
-from cityedge.protocol.envelope import event_entry, reading_entry, seal, seal_object
+from cityedge.protocol.entries import event_entry, reading_entry
 from cityedge.protocol.keys import SigningKey
+from cityedge.protocol.sealing import seal, seal_object
 from cityedge.sdk.model import Event, Quality, Reading, Severity
 from cityedge.street.broker import Broker, free_port
 from tests.protocol.street import GATEWAY, ROOT, SITE, cli, publish, topic

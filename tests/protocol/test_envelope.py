@@ -13,23 +13,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cityedge.protocol.envelope import (
+from cityedge.protocol.commands import open_command, seal_command
+from cityedge.protocol.decoding import EnvelopeError, Reason
+from cityedge.protocol.entries import command_result, event_entry, reading_entry, result_entry
+from cityedge.protocol.keys import SigningKey
+from cityedge.protocol.opening import open_message
+from cityedge.protocol.sealing import (
     COMMAND_CONTEXT,
     MESSAGE_CONTEXT,
-    EnvelopeError,
-    Reason,
     _array_header,
-    command_result,
-    event_entry,
-    open_command,
-    open_message,
-    reading_entry,
-    result_entry,
     seal,
-    seal_command,
     seal_object,
 )
-from cityedge.protocol.keys import SigningKey
 from cityedge.sdk.model import (
     Command,
     CommandResult,

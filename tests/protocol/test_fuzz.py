@@ -9,16 +9,12 @@ import msgpack
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cityedge.protocol.envelope import (
-    COMMAND_CONTEXT,
-    MESSAGE_CONTEXT,
-    EnvelopeError,
-    Message,
-    Reason,
-    open_command,
-    open_message,
-)
-from cityedge.protocol.keys import load_trust
+from cityedge.protocol.commands import open_command
+from cityedge.protocol.decoding import EnvelopeError, Reason
+from cityedge.protocol.entries import Message
+from cityedge.protocol.key_files import load_trust
+from cityedge.protocol.opening import open_message
+from cityedge.protocol.sealing import COMMAND_CONTEXT, MESSAGE_CONTEXT
 from tests.protocol import vectors
 
 BUILT = vectors.build()

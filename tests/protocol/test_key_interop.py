@@ -21,15 +21,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cityedge.protocol.keys import (
-    KeyFileError,
-    PublicKey,
-    SigningKey,
-    load_public_key,
-    load_signing_key,
-    parse_public_text,
-    save_key,
-)
+from cityedge.protocol.key_files import load_public_key, load_signing_key, save_key
+from cityedge.protocol.keys import KeyFileError, PublicKey, SigningKey, parse_public_text
 
 PEM = serialization.Encoding.PEM
 PKCS8 = serialization.PrivateFormat.PKCS8

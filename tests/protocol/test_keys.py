@@ -14,14 +14,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from cityedge.protocol.keys import (
-    KeyFileError,
-    SigningKey,
-    create_key,
-    load_public_key,
-    load_signing_key,
-    load_trust,
-)
+from cityedge.protocol.key_files import create_key, load_public_key, load_signing_key, load_trust
+from cityedge.protocol.keys import KeyFileError, SigningKey
 
 
 def mode(path: Path) -> int:

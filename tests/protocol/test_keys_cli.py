@@ -7,7 +7,7 @@ import stat
 import subprocess
 from pathlib import Path
 
-from cityedge.protocol.keys import load_signing_key
+from cityedge.protocol.key_files import load_signing_key
 from tests.protocol.street import ROOT, cli
 
 

@@ -11,7 +11,8 @@ import pytest
 
 from cityedge.central.commands import NoResult, SiteNotFound, new_command, send_command
 from cityedge.central.verifier import Verifier
-from cityedge.protocol.keys import SigningKey, create_key
+from cityedge.protocol.key_files import create_key
+from cityedge.protocol.keys import SigningKey
 from cityedge.sdk.model import ResultCode
 from cityedge.street.broker import Broker
 from tests.protocol.street import GATEWAY, ROOT, SITE, Gateway, answering_gateway, cli

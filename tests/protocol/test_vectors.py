@@ -14,8 +14,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
-from cityedge.protocol.envelope import EnvelopeError, Reason, open_command, open_message
-from cityedge.protocol.keys import load_trust
+from cityedge.protocol.commands import open_command
+from cityedge.protocol.decoding import EnvelopeError, Reason
+from cityedge.protocol.key_files import load_trust
+from cityedge.protocol.opening import open_message
 from cityedge.sdk.model import ResultCode
 from tests.protocol import vectors
 

@@ -11,8 +11,10 @@ from hypothesis import strategies as st
 from cityedge.central.sequence import SeqStatus, SequenceTracker
 from cityedge.central.trust import load_gateway_trust
 from cityedge.central.verifier import Gap, Outcome, Verifier
-from cityedge.protocol.envelope import reading_entry, seal, seal_command, seal_object
+from cityedge.protocol.commands import seal_command
+from cityedge.protocol.entries import reading_entry
 from cityedge.protocol.keys import KeyFileError, SigningKey
+from cityedge.protocol.sealing import seal, seal_object
 from cityedge.protocol.topics import TopicError, parse_topic, topic_for, watch_filter
 from cityedge.sdk.model import Command, Reading
 

@@ -15,17 +15,10 @@ from typing import Any
 
 import msgpack
 
-from cityedge.protocol.envelope import (
-    COMMAND_CONTEXT,
-    MESSAGE_CONTEXT,
-    event_entry,
-    reading_entry,
-    result_entry,
-    seal,
-    seal_command,
-    seal_object,
-)
+from cityedge.protocol.commands import seal_command
+from cityedge.protocol.entries import event_entry, reading_entry, result_entry
 from cityedge.protocol.keys import SigningKey
+from cityedge.protocol.sealing import COMMAND_CONTEXT, MESSAGE_CONTEXT, seal, seal_object
 from cityedge.sdk.model import (
     Command,
     CommandResult,

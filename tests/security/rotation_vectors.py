@@ -13,13 +13,10 @@ from typing import Any
 
 import msgpack
 
-from cityedge.protocol.envelope import (
-    ANNOUNCEMENT_CONTEXT,
-    COMMAND_CONTEXT,
-    seal_command,
-    seal_key_announcement,
-)
+from cityedge.protocol.announcements import seal_key_announcement
+from cityedge.protocol.commands import seal_command
 from cityedge.protocol.keys import SigningKey
+from cityedge.protocol.sealing import ANNOUNCEMENT_CONTEXT, COMMAND_CONTEXT
 from cityedge.protocol.trust_store import TRUST_UPDATE_OP, KeyState, TrustedKey, parse_trust_update
 from cityedge.sdk.model import Command
 

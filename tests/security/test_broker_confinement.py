@@ -16,7 +16,7 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
-from cityedge.protocol.keys import create_key
+from cityedge.protocol.key_files import create_key
 from cityedge.street.broker import Broker, free_port
 from tests.support.agent_process import AgentProcess, to_toml
 from tests.technician.certs import Issued, issue, make_ca

@@ -7,14 +7,10 @@ import pytest
 
 from cityedge.central.console import lines
 from cityedge.central.verifier import Verifier
-from cityedge.protocol.envelope import (
-    EnvelopeError,
-    open_key_announcement,
-    seal,
-    seal_key_announcement,
-    seal_object,
-)
+from cityedge.protocol.announcements import open_key_announcement, seal_key_announcement
+from cityedge.protocol.decoding import EnvelopeError
 from cityedge.protocol.keys import SigningKey
+from cityedge.protocol.sealing import seal, seal_object
 
 K0, K1, K2, OTHER, THIEF = (SigningKey.from_seed(bytes([n]) * 32) for n in (10, 11, 12, 13, 14))
 TS = 1_700_000_000.0

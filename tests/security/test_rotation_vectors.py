@@ -8,7 +8,8 @@ import json
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from cityedge.protocol.envelope import open_command, open_key_announcement
+from cityedge.protocol.announcements import open_key_announcement
+from cityedge.protocol.commands import open_command
 from cityedge.protocol.keys import SigningKey
 from cityedge.protocol.trust_store import parse_trust_update
 from tests.security import rotation_vectors as rv

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from cityedge.gateway.commands import CommandHandler, ReplayCache, SecurityThrottle
 from cityedge.gateway.policy import Policy
-from cityedge.protocol.envelope import seal_command
+from cityedge.protocol.commands import seal_command
 from cityedge.protocol.keys import SigningKey
 from cityedge.protocol.trust_store import TrustStore
 from cityedge.sdk.model import Command, ResultCode, Value

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cityedge.gateway.outbox import Entry
-from cityedge.protocol.keys import create_key
+from cityedge.protocol.key_files import create_key
 from tests.support.agent_process import cityedge
 from tests.support.outbox_probe import open_outbox
 

@@ -14,8 +14,8 @@ from typing import Any
 import msgpack
 
 from cityedge.gateway.outbox import Outbox, stored_messages
-from cityedge.protocol.envelope import message_sealer
 from cityedge.protocol.keys import SigningKey
+from cityedge.protocol.sealing import message_sealer
 
 TEST_KEY = SigningKey.from_seed(bytes([7]) * 32)
 

@@ -16,7 +16,7 @@ from cityedge.gateway.control.client import ControlClient
 from cityedge.gateway.control.server import ControlServer
 from cityedge.gateway.diagnostics.clock import fixed_clock
 from cityedge.gateway.runtime import Agent
-from cityedge.protocol.keys import create_key
+from cityedge.protocol.key_files import create_key
 from cityedge.street.broker import Broker, free_port
 from cityedge.street.modbus import ModbusStreet
 from tests.technician.site import StreetThread, TechnicianAgent, remove, short_dir, write_config

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from cityedge.gateway.control.client import ControlClient
 from cityedge.gateway.diagnostics.redact import REDACTED, redact, scrub
-from cityedge.protocol.keys import create_key, load_signing_key
+from cityedge.protocol.key_files import create_key, load_signing_key
 from cityedge.street.broker import free_port
 from tests.technician.certs import issue, make_ca
 from tests.technician.site import (

@@ -23,7 +23,7 @@ from cityedge.gateway.diagnostics.field import driver_group
 from cityedge.gateway.diagnostics.local import check_config
 from cityedge.gateway.diagnostics.runner import run_checks
 from cityedge.gateway.registry import known_kinds
-from cityedge.protocol.keys import create_key
+from cityedge.protocol.key_files import create_key
 from cityedge.sdk.checks import CheckResult, Status, worst
 from cityedge.sdk.driver import DriverSection
 from cityedge.street.broker import Broker, free_port

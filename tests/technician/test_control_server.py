@@ -272,7 +272,7 @@ def offline_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Control
     """A server over an agent whose devices do not exist (reads fail fast: refused)."""
     from cityedge.gateway.config import load_config
     from cityedge.gateway.runtime import Agent
-    from cityedge.protocol.keys import create_key
+    from cityedge.protocol.key_files import create_key
     from cityedge.street.broker import free_port
     from tests.technician.site import write_config
 

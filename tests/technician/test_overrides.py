@@ -16,7 +16,7 @@ from cityedge.gateway.control.overrides import Override, Overrides
 from cityedge.gateway.control.peer import Peer
 from cityedge.gateway.control.protocol import ControlError
 from cityedge.gateway.control.values import ValueProblem, parse_duration, parse_value
-from cityedge.protocol.keys import load_signing_key
+from cityedge.protocol.key_files import load_signing_key
 from cityedge.sdk.model import PointAccess, PointInfo
 from tests.support.command_post import CommandPost
 from tests.technician.conftest import Live

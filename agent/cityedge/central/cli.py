@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from cityedge.protocol.topics import DEFAULT_PREFIX, watch_filter
+
 if TYPE_CHECKING:
     from cityedge.central.link import BrokerUrl
     from cityedge.central.verifier import Verdict, Verifier
@@ -87,7 +89,8 @@ def _quiet_logs(level: str) -> None:
 def _verifier(trust: list[str], command_keys: list[str], prefix: str) -> Verifier:
     from cityedge.central.trust import load_gateway_trust
     from cityedge.central.verifier import Verifier
-    from cityedge.protocol.keys import KeyFileError, load_trust
+    from cityedge.protocol.key_files import load_trust
+    from cityedge.protocol.keys import KeyFileError
 
     if not trust:
         raise _fail("give at least one gateway key with --trust (file, ed25519:<hex> or GW=KEY)")
@@ -122,7 +125,7 @@ def watch_cli(
             help="A command-post public key, to verify commands seen on the bus too.",
         ),
     ] = [],  # noqa: B006
-    prefix: PrefixOption = "cityedge/v1",
+    prefix: PrefixOption = DEFAULT_PREFIX,
     json_out: JsonFlag = False,
     count: Annotated[
         int | None, typer.Option("--count", min=1, help="Stop after N messages.")
@@ -174,7 +177,7 @@ async def _watch(
     seen: dict[Outcome, int] = dict.fromkeys(Outcome, 0)
 
     def ready() -> None:
-        typer.echo(f"watching {url} {prefix}/+/+/#", err=True)
+        typer.echo(f"watching {url} {watch_filter(prefix)}", err=True)
 
     def show(verdict: Verdict) -> None:
         seen[verdict.outcome] += 1
@@ -246,7 +249,7 @@ def send_cli(
     timeout: Annotated[
         float, typer.Option("--timeout", min=0.001, help="Seconds to wait for the result.")
     ] = 30.0,
-    prefix: PrefixOption = "cityedge/v1",
+    prefix: PrefixOption = DEFAULT_PREFIX,
     json_out: JsonFlag = False,
     ca_file: CaOption = None,
     log_level: LogOption = "error",
@@ -256,7 +259,8 @@ def send_cli(
     ARGS are key=value (value read as JSON when it is JSON, else as text). Exit status: 0 "done", 1 another result code, 2 bad arguments, 3 no verified result within --timeout (or the site is unknown), 4 broker trouble.
     """  # noqa: E501
     from cityedge.central.commands import new_command
-    from cityedge.protocol.keys import KeyFileError, load_signing_key
+    from cityedge.protocol.key_files import load_signing_key
+    from cityedge.protocol.keys import KeyFileError
 
     _quiet_logs(log_level)
     verifier = _verifier(trust, [], prefix)

@@ -13,11 +13,12 @@ import aiomqtt
 import structlog
 
 from cityedge.central.link import BrokerError, BrokerUrl, as_broker_url, mqtt_client
-from cityedge.central.verifier import Verifier
+from cityedge.central.verifier import Verifier, as_verifier
 from cityedge.central.watch import payload_bytes
-from cityedge.protocol.envelope import command_result, seal_command
+from cityedge.protocol.commands import seal_command
+from cityedge.protocol.entries import command_result
 from cityedge.protocol.keys import PublicKey, SigningKey
-from cityedge.protocol.topics import DEFAULT_PREFIX, topic_for
+from cityedge.protocol.topics import ANY, DEFAULT_PREFIX, topic_for
 from cityedge.protocol.trust_store import TRUST_UPDATE_OP, TrustedKey, parse_trust_update
 from cityedge.sdk.model import Command, CommandResult
 
@@ -56,10 +57,6 @@ def new_command(
         expires=issued + ttl,
         key_id=key.key_id,
     )
-
-
-def _verifier(trusted: Mapping[str, PublicKey] | Verifier, prefix: str) -> Verifier:
-    return trusted if isinstance(trusted, Verifier) else Verifier(trusted, prefix=prefix)
 
 
 def trust_update_command(
@@ -102,7 +99,7 @@ async def send_command(
     SiteNotFound, or BrokerError.
     """
     url = as_broker_url(broker_url)
-    verifier = _verifier(trusted, prefix)
+    verifier = as_verifier(trusted, prefix)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
 
@@ -156,7 +153,7 @@ async def _find_site(
     left: Callable[[], float],
 ) -> str:
     """The site of `gateway`, from its retained (verified) state message."""
-    pattern = f"{prefix}/+/{gateway}/state"
+    pattern = topic_for(prefix, ANY, gateway, "state")
     await client.subscribe(pattern, qos=1, timeout=left())
     try:
         async with asyncio.timeout(min(5.0, left())):
@@ -167,7 +164,7 @@ async def _find_site(
                     return verdict.message.site
     except TimeoutError:
         raise SiteNotFound(
-            f"gateway {gateway!r}: no verified retained state under {prefix}/+/{gateway}/state; "
+            f"gateway {gateway!r}: no verified retained state under {pattern}; "
             "give its site (--site)"
         ) from None
     finally:

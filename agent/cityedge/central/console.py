@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cityedge.central.verifier import Outcome, Verdict
-from cityedge.protocol.envelope import Message, ResultEntry
+from cityedge.protocol.entries import Entry, Message
 from cityedge.sdk.model import Command, Event, Quality, Reading
 
 
@@ -64,11 +64,11 @@ def _message_lines(verdict: Verdict, message: Message, where: str) -> list[str]:
     return out
 
 
-def _entry_ts(entry: Reading | Event | ResultEntry) -> float:
+def _entry_ts(entry: Entry) -> float:
     return entry["ts"] if isinstance(entry, dict) else entry.ts
 
 
-def _entry_text(entry: Reading | Event | ResultEntry) -> str:
+def _entry_text(entry: Entry) -> str:
     if isinstance(entry, Reading):
         unit = f" {entry.unit}" if entry.unit else ""
         quality = "" if entry.quality is Quality.GOOD else f" [{entry.quality}]"
@@ -149,7 +149,7 @@ def _message_fields(message: Message) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _entry_record(entry: Reading | Event | ResultEntry) -> dict[str, Any]:
+def _entry_record(entry: Entry) -> dict[str, Any]:
     if isinstance(entry, Reading):
         fields: dict[str, Any] = {
             "device": entry.device, "point": entry.point, "value": entry.value,

@@ -18,7 +18,7 @@ from urllib.parse import unquote, urlsplit
 
 import aiomqtt
 
-from cityedge.gateway.uplink import MQTT_SOCKET_OPTIONS
+from cityedge.protocol.mqtt import MQTT_SOCKET_OPTIONS
 
 DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
 PASSWORD_ENV = "CITYEDGE_MQTT_PASSWORD"

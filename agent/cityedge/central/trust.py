@@ -12,9 +12,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cityedge.protocol.keys import KeyFileError, PublicKey, load_public_key
+from cityedge.protocol.key_files import load_public_key
+from cityedge.protocol.keys import KeyFileError, PublicKey
+from cityedge.protocol.topics import NAME_PATTERN
 
-_BOUND = re.compile(r"^([A-Za-z0-9_.-]{1,64})=(.+)$", re.DOTALL)
+_BOUND = re.compile(r"^([^=]+)=(.+)$", re.DOTALL)  # GATEWAY=KEY; GATEWAY a topic-safe name
 
 
 @dataclass(slots=True)
@@ -30,7 +32,8 @@ def load_gateway_trust(specs: Sequence[str]) -> Trust:
         gateway: str | None = None
         source = spec
         bound = _BOUND.match(spec)
-        if bound and not Path(spec).exists():  # a file name may contain '=' too
+        # a file name may contain '=' too
+        if bound and NAME_PATTERN.fullmatch(bound.group(1)) and not Path(spec).exists():
             gateway, source = bound.group(1), bound.group(2)
         public = load_public_key(source)
         kid = public.key_id

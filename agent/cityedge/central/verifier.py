@@ -25,18 +25,16 @@ from enum import StrEnum
 import structlog
 
 from cityedge.central.sequence import SeqStatus, SequenceTracker
-from cityedge.protocol.envelope import (
-    MAX_MESSAGE_BYTES,
-    EnvelopeError,
+from cityedge.protocol.announcements import (
     KeyAnnouncement,
-    Message,
-    Reason,
-    open_command,
     open_key_announcement,
-    open_message,
     unverified_announcements,
 )
+from cityedge.protocol.commands import open_command
+from cityedge.protocol.decoding import MAX_MESSAGE_BYTES, EnvelopeError, Reason
+from cityedge.protocol.entries import Message
 from cityedge.protocol.keys import PublicKey
+from cityedge.protocol.opening import open_message
 from cityedge.protocol.topics import DEFAULT_PREFIX, TopicError, parse_topic
 from cityedge.sdk.model import Command
 
@@ -141,7 +139,7 @@ class Verifier:
                 if rotated is not None:
                     return rotated
             return self._reject(topic, source, exc.code, exc.detail)
-        owner = self.bindings.get(message.key_id) or self._learned.get(message.key_id)
+        owner = self._owner(message.key_id)
         if owner is not None and owner != message.gateway:
             return self._reject(
                 topic, source, Reason.WRONG_GATEWAY,
@@ -323,3 +321,8 @@ class Verifier:
         self._sequences.pop(gateway, None)
         for kid in [k for k, g in self._learned.items() if g == gateway]:
             del self._learned[kid]
+
+
+def as_verifier(trusted: Mapping[str, PublicKey] | Verifier, prefix: str) -> Verifier:
+    """`trusted` itself if it is a Verifier (its state carries over), else a new one."""
+    return trusted if isinstance(trusted, Verifier) else Verifier(trusted, prefix=prefix)

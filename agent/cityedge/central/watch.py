@@ -12,7 +12,7 @@ import aiomqtt
 import structlog
 
 from cityedge.central.link import BrokerError, BrokerUrl, as_broker_url, mqtt_client
-from cityedge.central.verifier import Verdict, Verifier
+from cityedge.central.verifier import Verdict, Verifier, as_verifier
 from cityedge.protocol.keys import PublicKey
 from cityedge.protocol.topics import DEFAULT_PREFIX, watch_filter
 
@@ -44,7 +44,7 @@ async def watch(
     by `stop`. Raises BrokerError if the broker cannot be reached or goes away.
     """
     url = as_broker_url(broker_url)
-    verifier = trusted if isinstance(trusted, Verifier) else Verifier(trusted, prefix=prefix)
+    verifier = as_verifier(trusted, prefix)
     stop = stop or asyncio.Event()
     try:
         async with mqtt_client(

@@ -67,7 +67,8 @@ def init(
     config: ConfigOption = None,
 ) -> None:
     """Create a key, mode 0600, and print its key id and public key for enrolment."""
-    from cityedge.protocol.keys import KeyFileError, create_key
+    from cityedge.protocol.key_files import create_key
+    from cityedge.protocol.keys import KeyFileError
 
     path = _key_path(out, central, config)
     try:
@@ -96,7 +97,8 @@ def show(
     config: ConfigOption = None,
 ) -> None:
     """Print a key's id and public key (never the private key)."""
-    from cityedge.protocol.keys import KeyFileError, load_public_key, load_signing_key, public_text
+    from cityedge.protocol.key_files import load_public_key, load_signing_key
+    from cityedge.protocol.keys import KeyFileError, public_text
 
     target = _key_path(path, central, config)
     try:
@@ -156,7 +158,8 @@ def rotate(
 
 
 def _holds_private_key(path: Path) -> bool:
-    from cityedge.protocol.keys import MAX_KEY_FILE_BYTES, looks_like_key_text
+    from cityedge.protocol.key_files import MAX_KEY_FILE_BYTES
+    from cityedge.protocol.keys import looks_like_key_text
 
     if looks_like_key_text(str(path)) and not path.is_file():
         return False

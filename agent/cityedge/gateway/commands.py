@@ -25,13 +25,9 @@ import structlog
 
 from cityedge.gateway.outbox import Entry, Outbox
 from cityedge.gateway.policy import Policy
-from cityedge.protocol.envelope import (
-    EnvelopeError,
-    Reason,
-    event_entry,
-    open_command,
-    result_entry,
-)
+from cityedge.protocol.commands import open_command
+from cityedge.protocol.decoding import EnvelopeError, Reason
+from cityedge.protocol.entries import event_entry, result_entry
 from cityedge.protocol.keys import PublicKey
 from cityedge.protocol.trust_store import (
     TRUST_UPDATE_OP,

@@ -71,7 +71,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 
 class Sealer(Protocol):
     """Signs `count` already-encoded, concatenated entries as message `seq`
-    (cityedge.protocol.envelope.message_sealer binds the gateway's key and names)."""
+    (cityedge.protocol.sealing.message_sealer binds the gateway's key and names)."""
 
     def __call__(
         self, *, kind: str, seq: int, historical: bool, entries: bytes, count: int

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import structlog
 
 from cityedge.gateway.outbox import CLOCK_FLOOR, Entry, Outbox
-from cityedge.protocol.envelope import event_entry, reading_entry
+from cityedge.protocol.entries import event_entry, reading_entry
 from cityedge.sdk.model import Event, PointInfo, Priority, Quality, Reading
 
 log = structlog.get_logger(__name__)

@@ -35,8 +35,10 @@ from cityedge.gateway.registry import build_driver
 from cityedge.gateway.sdnotify import Notifier
 from cityedge.gateway.supervisor import TaskHealth, supervise
 from cityedge.gateway.uplink import Uplink
-from cityedge.protocol.envelope import event_entry, message_sealer
-from cityedge.protocol.keys import SigningKey, load_signing_key
+from cityedge.protocol.entries import event_entry
+from cityedge.protocol.key_files import load_signing_key
+from cityedge.protocol.keys import SigningKey
+from cityedge.protocol.sealing import message_sealer
 from cityedge.protocol.trust_store import STORE_FILE, TrustStore, announcements_for
 from cityedge.sdk import __version__
 from cityedge.sdk.driver import Driver

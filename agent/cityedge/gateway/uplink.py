@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import math
 import random
-import socket
 import ssl
 import time
 from collections.abc import Awaitable, Callable
@@ -31,18 +30,15 @@ import structlog
 from cityedge.gateway.config import GatewaySection, UplinkSection
 from cityedge.gateway.outbox import Outbox, Sealed
 from cityedge.gateway.supervisor import Backoff
-from cityedge.protocol.envelope import seal_object
+from cityedge.protocol.entries import ENTRY_KINDS
 from cityedge.protocol.keys import SigningKey
+from cityedge.protocol.mqtt import MQTT_SOCKET_OPTIONS
+from cityedge.protocol.sealing import seal_object
+from cityedge.protocol.topics import topic_for
 
 log = structlog.get_logger(__name__)
 
-# MQTT is request/answer traffic of small packets: with Nagle's algorithm, a
-# result published while our PUBACK for the command is still unacknowledged
-# waits for the peer's delayed ACK (40 ms on Linux), twice per round trip.
-MQTT_SOCKET_OPTIONS: Final = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
 PROBE_INTERVAL: Final = 0.5  # s between TCP probes of a broker that went away
-
-TOPIC_BY_KIND = {"telemetry": "telemetry", "event": "events", "result": "cmd/result"}
 
 
 class LinkState(StrEnum):
@@ -86,7 +82,6 @@ class Uplink:
         self.key = key
         self._birth = birth
         self._on_command = on_command
-        self.prefix = f"{config.topic_prefix}/{gateway.site}/{gateway.id}"
         self.stats = UplinkStats(since=time.time())
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
@@ -99,8 +94,8 @@ class Uplink:
         """New rows were committed: look for something to send."""
         self._wake.set()
 
-    def topic(self, suffix: str) -> str:
-        return f"{self.prefix}/{suffix}"
+    def topic(self, kind: str) -> str:
+        return topic_for(self.config.topic_prefix, self.gateway.site, self.gateway.id, kind)
 
     async def publish_state(self) -> None:
         """Re-publish the birth message (the `rebirth` command)."""
@@ -235,7 +230,7 @@ class Uplink:
                 )
                 await self._publish_state(client, "online")
                 await client.subscribe(
-                    self.topic("cmd"), qos=1, timeout=self.config.connect_timeout
+                    self.topic("command"), qos=1, timeout=self.config.connect_timeout
                 )
                 async with asyncio.TaskGroup() as tasks:
                     sender = tasks.create_task(self._send_loop(client))
@@ -284,7 +279,7 @@ class Uplink:
         # task -> (carries backlog, launched at); in launch order, so the first is the oldest
         inflight: dict[asyncio.Task[None], tuple[bool, float]] = {}
         backlog_busy = 0
-        topics = {kind: self.topic(suffix) for kind, suffix in TOPIC_BY_KIND.items()}
+        topics = {kind: self.topic(kind) for kind in ENTRY_KINDS}
 
         def fail(exc: Exception) -> None:
             if not failure.done():

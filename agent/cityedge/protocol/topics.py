@@ -1,12 +1,21 @@
-"""The topic layout: `<prefix>/<site>/<gateway>/<suffix>`, one suffix per message kind."""
+"""The topic layout: `<prefix>/<site>/<gateway>/<suffix>`, one suffix per message kind.
+
+The only place that knows it: the gateway's uplink, the command post and the
+tools compose and split topics with these functions, never by hand. Also the
+names a site or gateway may have, since both become topic levels.
+"""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from typing import Final
 
-from cityedge.protocol.envelope import NAME_PATTERN
+DEFAULT_PREFIX: Final = "cityedge/v1"
+ANY: Final = "+"  # one whole topic level, in a subscription filter
 
-DEFAULT_PREFIX = "cityedge/v1"
+NAME_PATTERN: Final = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")  # gateway and site ids (topic-safe)
+NAME_RULE: Final = "1-64 of A-Z a-z 0-9 _ . -"
 
 SUFFIX_BY_KIND = {
     "state": "state",
@@ -34,12 +43,13 @@ class Topic:
 
 
 def topic_for(prefix: str, site: str, gateway: str, kind: str) -> str:
+    """The topic of `kind` messages of one gateway; `ANY` as site or gateway makes a filter."""
     return f"{prefix}/{site}/{gateway}/{SUFFIX_BY_KIND[kind]}"
 
 
 def watch_filter(prefix: str = DEFAULT_PREFIX) -> str:
     """Every gateway of every site under `prefix`."""
-    return f"{prefix}/+/+/#"
+    return f"{prefix}/{ANY}/{ANY}/#"
 
 
 def parse_topic(topic: str, prefix: str = DEFAULT_PREFIX) -> Topic:
@@ -52,7 +62,7 @@ def parse_topic(topic: str, prefix: str = DEFAULT_PREFIX) -> Topic:
         raise TopicError(f"topic {topic!r}: expected {prefix}/<site>/<gateway>/<kind>")
     site, gateway, suffix = parts
     if NAME_PATTERN.match(site) is None or NAME_PATTERN.match(gateway) is None:
-        raise TopicError(f"topic {topic!r}: site and gateway must be 1-64 of A-Z a-z 0-9 _ . -")
+        raise TopicError(f"topic {topic!r}: site and gateway must be {NAME_RULE}")
     kind = KIND_BY_SUFFIX.get(suffix)
     if kind is None:
         known = ", ".join(SUFFIX_BY_KIND.values())

@@ -30,16 +30,15 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Final
 
-from cityedge.protocol.envelope import MAX_ANNOUNCEMENTS, seal_key_announcement
+from cityedge.protocol.announcements import MAX_ANNOUNCEMENTS, seal_key_announcement
+from cityedge.protocol.decoding import Reason
+from cityedge.protocol.key_files import load_signing_key, load_trust, save_key
 from cityedge.protocol.keys import (
     KeyFileError,
     PublicKey,
     SigningKey,
-    load_signing_key,
-    load_trust,
     parse_public_text,
     public_text,
-    save_key,
 )
 
 STORE_FORMAT: Final = 1
@@ -80,13 +79,13 @@ class TrustedKey:
     def refusal(self, now: float) -> str | None:
         """Why this key may not sign a command at `now` (an envelope Reason value), or None."""
         if self.state is KeyState.REVOKED:
-            return "revoked-key"
+            return Reason.REVOKED_KEY
         if self.state is KeyState.RETIRED:
-            return "retired-key"
+            return Reason.RETIRED_KEY
         if self.not_after is not None and now > self.not_after:
-            return "expired-key"
+            return Reason.EXPIRED_KEY
         if self.not_before is not None and now < self.not_before:
-            return "key-not-yet-valid"
+            return Reason.KEY_NOT_YET_VALID
         return None
 
     def to_json(self) -> dict[str, Any]:

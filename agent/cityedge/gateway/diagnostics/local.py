@@ -12,7 +12,8 @@ from cityedge.gateway.config import ConfigError, load_config
 from cityedge.gateway.credentials import gateway_key_path
 from cityedge.gateway.diagnostics.context import CheckContext
 from cityedge.gateway.diagnostics.outbox_file import OutboxFileError, quick_check
-from cityedge.protocol.keys import KeyFileError, load_signing_key
+from cityedge.protocol.key_files import load_signing_key
+from cityedge.protocol.keys import KeyFileError
 from cityedge.sdk.checks import CheckResult, fail, ok, warn
 
 

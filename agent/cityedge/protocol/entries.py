@@ -1,0 +1,297 @@
+"""Entries and the messages that carry them: one reading, event or command result.
+
+An entry is encoded once, when it enters the outbox (`reading_entry`,
+`event_entry`, `result_entry`), and decoded strictly when a message is opened
+(`decode_entries`); `Message` is a verified gateway message as the command post
+sees it. Layouts in docs/protocol.md §5-6.
+
+What an encoder writes, `open_message` accepts: one bad entry would otherwise
+poison a whole message of 500. Text from the outside world (device names,
+values, event data) is coerced into what MessagePack carries (text for odd
+types, integers beyond 64 bits, lone surrogates); values only code can get
+wrong (a severity that is not a Severity, a NaN timestamp) raise ValueError.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Final, TypedDict, cast
+
+import msgpack
+
+from cityedge.protocol.decoding import (
+    MAX_COMMAND_ID,
+    MAX_DETAIL,
+    MAX_NESTING,
+    TIME_TYPES,
+    VALUE_TYPES,
+    malformed,
+    read_array,
+    read_choice,
+    read_optional_bool,
+    read_optional_value,
+    read_plain_map,
+    read_text,
+    read_time,
+    read_value,
+    show,
+)
+from cityedge.sdk.model import CommandResult, Event, Quality, Reading, ResultCode, Severity, Value
+
+ENTRY_KINDS: Final = ("telemetry", "event", "result")  # body.data is an array of entries
+OBJECT_KINDS: Final = ("state",)  # body.data is a map
+MESSAGE_KINDS: Final = ENTRY_KINDS + OBJECT_KINDS
+
+
+class ResultEntry(TypedDict):
+    """A command result as carried in a `result` message."""
+
+    command_id: str
+    code: ResultCode
+    ts: float
+    detail: str
+    readback: Value | None
+    readback_matched: bool | None
+    data: dict[str, Any]
+
+
+Entry = Reading | Event | ResultEntry
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A verified gateway message. `data` holds the decoded entries (Reading, Event
+    or ResultEntry, by kind) or, for `state`, the map; `raw_body` the signed bytes."""
+
+    key_id: str
+    gateway: str
+    site: str
+    kind: str
+    seq: int
+    ts: float
+    historical: bool
+    data: list[Entry] | dict[str, Any]
+    raw_body: bytes
+
+    @property
+    def entries(self) -> list[Entry]:
+        return self.data if isinstance(self.data, list) else []
+
+    @property
+    def readings(self) -> list[Reading]:
+        return [e for e in self.entries if isinstance(e, Reading)]
+
+    @property
+    def events(self) -> list[Event]:
+        return [e for e in self.entries if isinstance(e, Event)]
+
+    @property
+    def results(self) -> list[ResultEntry]:
+        return [e for e in self.entries if isinstance(e, dict)]
+
+    @property
+    def state(self) -> dict[str, Any]:
+        return self.data if isinstance(self.data, dict) else {}
+
+
+def command_result(entry: ResultEntry) -> CommandResult:
+    return CommandResult(
+        command_id=entry["command_id"],
+        code=entry["code"],
+        detail=entry["detail"],
+        readback=entry["readback"],
+        readback_matched=entry["readback_matched"],
+        data=entry["data"],
+    )
+
+
+# --- encoding: once, when an entry enters the outbox -----------------------------------
+
+
+def reading_entry(r: Reading) -> bytes:
+    """`[device, point, value, ts, unit, quality]`; trailing defaults (unit nil,
+    quality "good") are left out, so most readings are 4-element arrays."""
+    # The pipeline calls this for every reading: plain types take the short way.
+    value = r.value if type(r.value) in VALUE_TYPES else _point_value(r.value)
+    ts = r.ts if type(r.ts) is float else float(r.ts)
+    if not math.isfinite(ts):
+        raise ValueError(f"reading ts {r.ts!r}: expected a finite number of seconds")
+    fields: list[Any] = [str(r.device), str(r.point), value, ts]
+    unit = r.unit if r.unit is None or type(r.unit) is str else str(r.unit)
+    if r.quality is not Quality.GOOD and Quality(r.quality) is not Quality.GOOD:
+        fields += [unit, Quality(r.quality).value]
+    elif unit is not None:
+        fields.append(unit)
+    return pack_total(fields)
+
+
+def event_entry(e: Event) -> bytes:
+    """`[kind, source, ts, severity, active, data]`; trailing defaults (severity
+    "info", active nil, data {}) are left out."""
+    if e.active is not None and type(e.active) is not bool:
+        raise ValueError(f"event {e.kind}: active must be True, False or None")
+    fields: list[Any] = [
+        str(e.kind), str(e.source), finite(e.ts, "event ts"), Severity(e.severity).value,
+        e.active, carryable(e.data, 0),
+    ]  # fmt: skip
+    return pack_total(_trim(fields, (Severity.INFO.value, None, {})))
+
+
+def result_entry(r: CommandResult, ts: float) -> bytes:
+    """`[command_id, code, ts, detail, readback, readback_matched, data]`; trailing
+    defaults ("", nil, nil, {}) are left out. Id and detail are cut to their limits."""
+    readback = r.readback
+    if readback is not None and type(readback) not in VALUE_TYPES:
+        readback = _point_value(readback)
+    if r.readback_matched is not None and type(r.readback_matched) is not bool:
+        raise ValueError(f"result {r.command_id}: readback_matched must be a bool or None")
+    fields: list[Any] = [
+        str(r.command_id)[:MAX_COMMAND_ID], ResultCode(r.code).value, finite(ts, "result ts"),
+        str(r.detail)[:MAX_DETAIL], readback, r.readback_matched, carryable(r.data, 0),
+    ]  # fmt: skip
+    return pack_total(_trim(fields, ("", None, None, {})))
+
+
+def finite(ts: float, what: str) -> float:
+    """`ts` as a float; ValueError names `what` if it is not a finite number."""
+    value = float(ts)
+    if not math.isfinite(value):
+        raise ValueError(f"{what} {ts!r}: expected a finite number of seconds")
+    return value
+
+
+def _trim(fields: list[Any], defaults: tuple[Any, ...]) -> list[Any]:
+    """Drop trailing fields equal to their defaults (the fields before them are required)."""
+    end = len(fields)
+    required = len(fields) - len(defaults)
+    while end > required and _is_default(fields[end - 1], defaults[end - 1 - required]):
+        end -= 1
+    return fields[:end]
+
+
+def _is_default(value: Any, default: Any) -> bool:
+    return type(value) is type(default) and value == default
+
+
+def pack_total(obj: Any) -> bytes:
+    """Pack; on what MessagePack refuses (an int beyond 64 bits, a lone surrogate),
+    pack a coerced copy instead: an entry is never lost to encoding."""
+    try:
+        return cast(bytes, msgpack.packb(obj))
+    except (ValueError, TypeError, OverflowError):
+        return cast(bytes, msgpack.packb(carryable(obj, 0)))
+
+
+def _point_value(value: Any) -> Value:
+    """A point value of a subclass (numpy float, IntEnum…) as its plain type, else as text."""
+    plain = carryable(value, 0)
+    return plain if type(plain) in VALUE_TYPES else str(value)
+
+
+def carryable(obj: Any, depth: int) -> Any:
+    """A copy made of plain MessagePack values with text keys, as `open_message` wants."""
+    if depth > MAX_NESTING and isinstance(obj, list | tuple | Mapping | set | frozenset):
+        return f"({type(obj).__name__} nested deeper than {MAX_NESTING} levels)"
+    if isinstance(obj, Enum):
+        obj = obj.value
+    if obj is None or isinstance(obj, bool):
+        return obj if obj is None else bool(obj)
+    if isinstance(obj, int):
+        number = int(obj)
+        return number if -(1 << 63) <= number < (1 << 64) else str(number)
+    if isinstance(obj, float):
+        return float(obj)
+    if isinstance(obj, str):
+        text = str(obj)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return text.encode("utf-8", "replace").decode("utf-8")
+        return text
+    if isinstance(obj, bytes | bytearray | memoryview):
+        return bytes(obj)
+    if isinstance(obj, list | tuple):
+        return [carryable(v, depth + 1) for v in obj]
+    if isinstance(obj, Mapping):
+        return {str(carryable(k, depth + 1)): carryable(v, depth + 1) for k, v in obj.items()}
+    if isinstance(obj, set | frozenset):
+        return sorted(str(carryable(v, depth + 1)) for v in obj)
+    return carryable(str(obj), depth + 1)
+
+
+# --- decoding: strictly, once the signature checked out --------------------------------
+
+
+def decode_entries(kind: str, raw: Any) -> list[Entry]:
+    """The entries of a message of `kind` (one of ENTRY_KINDS); EnvelopeError names the
+    index of a malformed one."""
+    if not isinstance(raw, list):
+        raise malformed(f"body.data: expected an array of entries, got {show(raw)}")
+    decode = _ENTRY_DECODERS[kind]
+    return [decode(entry, f"body.data[{i}]") for i, entry in enumerate(raw)]
+
+
+def _decode_reading(entry: Any, where: str) -> Reading:
+    # Fast path for the common shapes; anything unusual goes the careful way below,
+    # which also names the field that is wrong.
+    if type(entry) is list and 4 <= len(entry) <= 5:
+        device, point, value, ts = entry[0], entry[1], entry[2], entry[3]
+        unit = entry[4] if len(entry) == 5 else None
+        if (
+            type(device) is str
+            and type(point) is str
+            and type(value) in VALUE_TYPES
+            and type(ts) in TIME_TYPES
+            and math.isfinite(ts)
+            and (unit is None or type(unit) is str)
+        ):
+            return Reading(device, point, value, float(ts), unit)
+    f = read_array(entry, where, 4, 6)
+    unit = f[4] if len(f) > 4 else None
+    if unit is not None:
+        unit = read_text(unit, f"{where}.unit")
+    return Reading(
+        device=read_text(f[0], f"{where}.device"),
+        point=read_text(f[1], f"{where}.point"),
+        value=read_value(f[2], f"{where}.value"),
+        ts=read_time(f[3], f"{where}.ts"),
+        unit=unit,
+        quality=read_choice(Quality, f[5], f"{where}.quality") if len(f) > 5 else Quality.GOOD,
+    )
+
+
+def _decode_event(entry: Any, where: str) -> Event:
+    f = read_array(entry, where, 3, 6)
+    return Event(
+        kind=read_text(f[0], f"{where}.kind"),
+        source=read_text(f[1], f"{where}.source"),
+        ts=read_time(f[2], f"{where}.ts"),
+        severity=read_choice(Severity, f[3], f"{where}.severity") if len(f) > 3 else Severity.INFO,
+        active=read_optional_bool(f[4], f"{where}.active") if len(f) > 4 else None,
+        data=read_plain_map(f[5], f"{where}.data") if len(f) > 5 else {},
+    )
+
+
+def _decode_result(entry: Any, where: str) -> ResultEntry:
+    f = read_array(entry, where, 3, 7)
+    return ResultEntry(
+        command_id=read_text(f[0], f"{where}.command_id", limit=MAX_COMMAND_ID),
+        code=read_choice(ResultCode, f[1], f"{where}.code"),
+        ts=read_time(f[2], f"{where}.ts"),
+        detail=read_text(f[3], f"{where}.detail", limit=MAX_DETAIL) if len(f) > 3 else "",
+        readback=read_optional_value(f[4], f"{where}.readback") if len(f) > 4 else None,
+        readback_matched=(
+            read_optional_bool(f[5], f"{where}.readback_matched") if len(f) > 5 else None
+        ),
+        data=read_plain_map(f[6], f"{where}.data") if len(f) > 6 else {},
+    )
+
+
+_ENTRY_DECODERS: dict[str, Callable[[Any, str], Entry]] = {
+    "telemetry": _decode_reading,
+    "event": _decode_event,
+    "result": _decode_result,
+}
