@@ -21,16 +21,9 @@ from typing import Any
 
 import structlog
 
-from cityedge.gateway.config import ConfigError
 from cityedge.gateway.lighting.energy import Saving, baseline_kwh, consumed_kwh, report
-from cityedge.gateway.lighting.program import (
-    Group,
-    Lighting,
-    Sky,
-    check_order,
-    level_at,
-    load_lighting,
-)
+from cityedge.gateway.lighting.program import Group, Lighting, load_lighting
+from cityedge.gateway.lighting.schedule import Sky, check_order, level_at
 from cityedge.sdk.model import (
     Command,
     CommandResult,
@@ -42,6 +35,7 @@ from cityedge.sdk.model import (
     Severity,
     Value,
 )
+from cityedge.sdk.problems import FileProblems
 
 log = structlog.get_logger(__name__)
 
@@ -112,7 +106,7 @@ class LightingController:
             stored = load_lighting(json.loads(self.path.read_text()), str(self.path))
         except FileNotFoundError:
             return configured
-        except (ValueError, ConfigError) as exc:
+        except (ValueError, FileProblems) as exc:
             log.error("lighting.stored_program_unreadable", path=str(self.path), error=str(exc))
             return configured
         return stored if stored.version > configured.version else configured
@@ -137,8 +131,8 @@ class LightingController:
                 try:
                     check_order(program, self.sky, self.clock.now().year)
                 except ValueError as exc:
-                    raise ConfigError("lighting.program", [f"programs.{name}: {exc}"]) from None
-        except ConfigError as err:
+                    raise FileProblems("lighting.program", [f"programs.{name}: {exc}"]) from None
+        except FileProblems as err:
             return CommandResult(cmd.id, ResultCode.REJECTED, "; ".join(err.problems))
         if new.version <= self.lighting.version:
             stale = f"stale version {new.version}: running {self.lighting.version}"
