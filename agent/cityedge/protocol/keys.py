@@ -31,6 +31,8 @@ import nacl.bindings
 import nacl.signing
 from nacl.exceptions import BadSignatureError
 
+from cityedge.sdk.atomic import write_atomic
+
 PUBLIC_TEXT_PREFIX = "ed25519:"
 KEY_ID_LENGTH = 16  # hex digits: 64 bits, plenty to tell a city's keys apart
 MAX_KEY_FILE_BYTES = 64 * 1024  # a PEM key is < 200 bytes; anything huge is not a key
@@ -313,14 +315,9 @@ def save_key(path: Path, key: SigningKey, *, overwrite: bool = False) -> Signing
         except OSError as exc:
             raise KeyFileError(path, f"cannot write the key file ({exc.strerror})") from None
     else:
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
-            _write_exclusive(tmp, pem)
-            tmp.replace(path)
-            _fsync_dir(path.parent)
+            write_atomic(path, pem, mode=0o600, exact_mode=True)
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
             raise KeyFileError(path, f"cannot write the key file ({exc.strerror})") from None
     key.path = path
     return key
@@ -353,15 +350,6 @@ def _write_exclusive(path: Path, data: bytes) -> None:
             path.unlink()
         raise
     os.close(fd)
-
-
-def _fsync_dir(directory: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def load_signing_key(path: Path) -> SigningKey:

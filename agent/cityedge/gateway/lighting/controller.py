@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
-import os
 import time
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from pathlib import Path
@@ -24,6 +23,7 @@ import structlog
 from cityedge.gateway.lighting.energy import Saving, baseline_kwh, consumed_kwh, report
 from cityedge.gateway.lighting.program import Group, Lighting, load_lighting
 from cityedge.gateway.lighting.schedule import Sky, check_order, level_at
+from cityedge.sdk.atomic import write_atomic
 from cityedge.sdk.model import (
     Command,
     CommandResult,
@@ -113,12 +113,7 @@ class LightingController:
 
     def _store(self, raw: dict[str, Any]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        with tmp.open("w") as f:
-            json.dump(raw, f)
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(self.path)  # atomic: the old program or the new one, never half
+        write_atomic(self.path, json.dumps(raw))  # the old program or the new one, never half
 
     async def push(self, cmd: Command) -> CommandResult:
         """The `lighting.program` operation: validate, store, apply — or keep the old."""
