@@ -113,3 +113,13 @@ def check_table(fn: F) -> F:
 
 def unwrap(fn: Any) -> Any:
     return fn.__func__ if isinstance(fn, classmethod | staticmethod) else fn
+
+
+class SelfParsing:
+    """A type that validates a TOML table into itself (`Table`). Declared here so that
+    the validators tell one without importing the module that defines `Table`, which
+    imports them."""
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any], *, context: Mapping[str, Any] | None = None) -> Any:
+        raise NotImplementedError

@@ -15,7 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Self, TypeVar
 
-from cityedge.sdk.tables.declare import NO_VALUE, FieldSpec, Invalid, Loc, Problem, unwrap
+from cityedge.sdk.tables.declare import (
+    NO_VALUE,
+    FieldSpec,
+    Invalid,
+    Loc,
+    Problem,
+    SelfParsing,
+    unwrap,
+)
 from cityedge.sdk.tables.validate import (
     BAD,
     Validate,
@@ -49,7 +57,7 @@ class _Key:
         return copy.copy(self.default) if isinstance(self.default, list | dict) else self.default
 
 
-class Table:
+class Table(SelfParsing):
     """A validated, frozen TOML table (see the module docstring)."""
 
     __keys__: ClassVar[dict[str, _Key] | None] = None

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from cityedge.sdk.tables.declare import Convert, FieldSpec, Invalid, Loc, Problem
+from cityedge.sdk.tables.declare import Convert, FieldSpec, Invalid, Loc, Problem, SelfParsing
 
 Validate = Callable[[Any, Loc, Mapping[str, Any], list[Problem]], Any]
 BAD: Any = object()
@@ -167,9 +167,7 @@ def _dict(item: Any) -> Validate:
 
 
 def _instance(kind: type) -> Validate:
-    from cityedge.sdk.tables.table import Table  # which imports this module
-
-    if issubclass(kind, Table):
+    if issubclass(kind, SelfParsing):
 
         def table(value: Any, loc: Loc, ctx: Mapping[str, Any], out: list[Problem]) -> Any:
             if isinstance(value, kind):
