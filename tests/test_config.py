@@ -129,3 +129,30 @@ def test_cli_run_refuses_bad_config(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "gateway.site: required key is missing" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_policy_and_lighting_are_typed_once_at_load(tmp_path: Path) -> None:
+    from cityedge.gateway.lighting.program import Lighting
+    from cityedge.gateway.policy import Policy
+
+    example = load_config(ROOT / "config" / "agent.example.toml").config
+    assert isinstance(example.policy, Policy) and "lamppost" in example.policy.root
+    assert isinstance(example.lighting, Lighting) and example.lighting.groups
+    assert "policy" not in example.extra and "lighting" not in example.extra
+    minimal = load_config(write(tmp_path, MINIMAL)).config
+    assert minimal.lighting is None
+    assert minimal.policy.check_operation("lamppost", "reboot") is not None  # default deny
+
+
+def test_every_file_reports_through_one_class() -> None:
+    from cityedge.drivers.ascii.profile import ProfileError as AsciiProfileError
+    from cityedge.drivers.lorawan.decoders import DeviceTypeError
+    from cityedge.drivers.modbus.profile import ProfileError
+    from cityedge.sdk.problems import FileProblems
+
+    assert ConfigError is ProfileError is AsciiProfileError is DeviceTypeError is FileProblems
+    err = FileProblems("agent.toml", ["uplink.port: out of range, got 0", "gateway.id: missing"])
+    assert str(err) == "agent.toml: uplink.port: out of range, got 0; gateway.id: missing"
+    assert err.render() == (
+        "agent.toml: 2 problem(s)\n  uplink.port: out of range, got 0\n  gateway.id: missing"
+    )

@@ -23,6 +23,8 @@ HEADER = re.compile(r"^\s*\[\[?\s*([A-Za-z0-9_.-]+)\s*\]\]?")
 ASSIGNMENT = re.compile(r"^[#\s]*([A-Za-z0-9_]+)\s*=")
 # Tables of the root that are not keys of their own: drivers are walked per kind.
 NOT_KEYS = {("", "drivers"), ("", "extra")}
+# Documented in docs/security.md and docs/lighting.md: the example shows one of each.
+ELSEWHERE = {("", "policy"), ("", "lighting")}
 
 
 def tables_in(annotation: object) -> Iterator[type[Table]]:
@@ -43,6 +45,8 @@ def keys_of(table: type[Table], path: str) -> Iterator[tuple[str, str]]:
     hints = typing.get_type_hints(table, include_extras=True)
     for key, spec in table._keys().items():
         yield path, key
+        if (path, key) in ELSEWHERE:
+            continue
         for inner in tables_in(hints[spec.name]):
             yield from keys_of(inner, f"{path}.{key}" if path else key)
 
@@ -52,7 +56,7 @@ def every_key() -> set[tuple[str, str]]:
     for kind in known_kinds():
         for table in variants(section_model(kind)):
             keys |= set(keys_of(table, f"drivers.{kind}"))
-    return keys - NOT_KEYS
+    return keys - NOT_KEYS - ELSEWHERE
 
 
 def documented() -> set[tuple[str, str]]:

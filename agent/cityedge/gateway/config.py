@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import hashlib
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+from cityedge.gateway.lighting.program import Lighting, load_lighting
+from cityedge.gateway.policy import Policy, load_policy
 from cityedge.gateway.registry import known_kinds, section_model
 from cityedge.sdk.driver import DriverEnv, DriverSection
-from cityedge.sdk.problems import describe_value, error_lines
+from cityedge.sdk.problems import FileProblems, describe_value, error_lines
 from cityedge.sdk.tables import Field, Invalid, Table, check_table
 
 Port = Annotated[int, Field(ge=1, le=65535)]
@@ -104,8 +106,11 @@ class AgentConfig(Table):
     control: ControlSection = ControlSection()
     # kind -> validated sections; filled by load_config from the driver packages
     drivers: dict[str, list[Any]] = Field(default_factory=dict)
-    # Sections owned by features that are not drivers (lighting, policy, …) are
-    # kept raw here and validated by their own module.
+    # [policy] and [lighting]: filled by validate_config, whose problems they report
+    # in file order with the drivers'. No [lighting] table: no lighting controller.
+    policy: Policy = Field(default_factory=Policy)
+    lighting: Lighting | None = None
+    # Tables accepted but read by no module yet (FEATURE_TABLES), kept raw.
     extra: dict[str, Any] = Field(default_factory=dict)
 
     @property
@@ -137,22 +142,12 @@ class LoadedConfig:
         )
 
 
-# Top-level tables owned by feature modules rather than the core; validated there.
-FEATURE_TABLES = frozenset({"lighting", "policy", "ble_privacy"})
+# Top-level tables accepted without being read (kept in `extra`).
+FEATURE_TABLES = frozenset({"ble_privacy"})
 
 
-class ConfigError(Exception):
-    """Every problem of one config file, each as `key.path: message`."""
-
-    def __init__(self, source: str, problems: Sequence[str]) -> None:
-        self.source = source
-        self.problems = list(problems)
-        super().__init__(f"{source}: " + "; ".join(self.problems))
-
-    def render(self) -> str:
-        lines = [f"{self.source}: {len(self.problems)} problem(s)"]
-        lines += [f"  {p}" for p in self.problems]
-        return "\n".join(lines)
+# Every problem of one config file; the SDK's class, under the name the CLI knows.
+ConfigError = FileProblems
 
 
 def validate_config(raw: Mapping[str, Any], source: str = "<config>") -> AgentConfig:
@@ -195,18 +190,16 @@ def validate_config(raw: Mapping[str, Any], source: str = "<config>") -> AgentCo
             names[section.name] = where
             validated_drivers.setdefault(kind, []).append(section)
 
-    if "policy" in extra:
-        from cityedge.gateway.policy import load_policy
-
+    policy = Policy()
+    if "policy" in raw:
         try:
-            load_policy(extra["policy"], source)
+            policy = load_policy(raw.pop("policy"), source)
         except ConfigError as err:
             problems += err.problems
-    if "lighting" in extra:
-        from cityedge.gateway.lighting.program import load_lighting
-
+    lighting = None
+    if "lighting" in raw:
         try:
-            load_lighting(extra["lighting"], source)
+            lighting = load_lighting(raw.pop("lighting"), source)
         except ConfigError as err:
             problems += err.problems
         gateway_raw = raw.get("gateway")
@@ -221,7 +214,7 @@ def validate_config(raw: Mapping[str, Any], source: str = "<config>") -> AgentCo
         config = None
     if problems or config is None:
         raise ConfigError(source, problems)
-    return config.replace(drivers=validated_drivers)
+    return config.replace(drivers=validated_drivers, policy=policy, lighting=lighting)
 
 
 def load_config(path: Path | str) -> LoadedConfig:

@@ -22,9 +22,8 @@ import math
 from dataclasses import replace
 from typing import Any
 
-from cityedge.gateway.config import ConfigError
 from cityedge.sdk.model import PointAccess, PointInfo, Value
-from cityedge.sdk.problems import error_lines
+from cityedge.sdk.problems import FileProblems
 from cityedge.sdk.tables import Field, Invalid, Table, check_table
 
 
@@ -114,4 +113,4 @@ def load_policy(raw: Any, source: str = "<config>") -> Policy:
     try:
         return Policy.parse(raw or {})
     except Invalid as err:
-        raise ConfigError(source, error_lines(err, ("policy",))) from None
+        raise FileProblems.from_invalid(source, err, ("policy",)) from None

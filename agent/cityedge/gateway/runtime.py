@@ -30,7 +30,6 @@ from cityedge.gateway.control.overrides import Overrides
 from cityedge.gateway.credentials import gateway_key_path
 from cityedge.gateway.outbox import Entry, Outbox
 from cityedge.gateway.pipeline import Pipeline
-from cityedge.gateway.policy import load_policy
 from cityedge.gateway.registry import build_driver
 from cityedge.gateway.sdnotify import Notifier
 from cityedge.gateway.supervisor import TaskHealth, supervise
@@ -99,7 +98,7 @@ class Agent:
         self.commands = CommandHandler(
             gateway=cfg.gateway.id,
             trusted=TrustStore.open(cfg.gateway.state_dir / STORE_FILE, cfg.keys.trust),
-            policy=load_policy(cfg.extra.get("policy")),
+            policy=cfg.policy,
             outbox=self.outbox,
             replay=ReplayCache(cfg.gateway.state_dir / "replay.db"),
             throttle=SecurityThrottle(cfg.keys.refusal_window, cfg.keys.refusal_answers),
@@ -143,16 +142,16 @@ class Agent:
         self._stop = asyncio.Event()
 
     def _lighting(self) -> LightingController | None:
-        raw = self.config.extra.get("lighting")
+        lighting = self.config.lighting
         gateway = self.config.gateway
-        if raw is None or gateway.latitude is None or gateway.longitude is None:
+        if lighting is None or gateway.latitude is None or gateway.longitude is None:
             return None
         # Imported here: sun times (astral, zoneinfo) cost a gateway without lampposts memory.
-        from cityedge.gateway.lighting import LightingController, Sky, load_lighting
+        from cityedge.gateway.lighting import LightingController, Sky
 
         sky = Sky(gateway.latitude, gateway.longitude, gateway.timezone)
         return LightingController(
-            load_lighting(raw, str(self.loaded.path)), sky, write=self.write,
+            lighting, sky, write=self.write,
             emit=self.pipeline.emit, state_dir=gateway.state_dir,
             known_devices=lambda: self.devices().keys(),
         )  # fmt: skip

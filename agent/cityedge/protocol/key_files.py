@@ -19,6 +19,7 @@ from cityedge.protocol.keys import (
     parse_private_pem,
     parse_public_text,
 )
+from cityedge.sdk.atomic import fsync_directory, write_atomic
 
 MAX_KEY_FILE_BYTES = 64 * 1024  # a PEM key is < 200 bytes; anything huge is not a key
 
@@ -43,6 +44,7 @@ def save_key(path: Path, key: SigningKey, *, overwrite: bool = False) -> Signing
     if not overwrite:
         try:
             _write_exclusive(path, pem)
+            fsync_directory(path.parent)  # the new entry survives a power cut too
         except FileExistsError:
             raise KeyFileError(
                 path, "a key file already exists", "keep it, or pass --force to replace it"
@@ -50,14 +52,9 @@ def save_key(path: Path, key: SigningKey, *, overwrite: bool = False) -> Signing
         except OSError as exc:
             raise KeyFileError(path, f"cannot write the key file ({exc.strerror})") from None
     else:
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
-            _write_exclusive(tmp, pem)
-            tmp.replace(path)
-            _fsync_dir(path.parent)
+            write_atomic(path, pem, mode=0o600, exact_mode=True)
         except OSError as exc:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
             raise KeyFileError(path, f"cannot write the key file ({exc.strerror})") from None
     key.path = path
     return key
@@ -90,15 +87,6 @@ def _write_exclusive(path: Path, data: bytes) -> None:
             path.unlink()
         raise
     os.close(fd)
-
-
-def _fsync_dir(directory: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def load_signing_key(path: Path) -> SigningKey:

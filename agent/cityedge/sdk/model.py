@@ -8,9 +8,10 @@ leave as `CommandResult`. Nothing here knows about MQTT, SQLite or a protocol.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
+from types import MappingProxyType
 from typing import Any
 
 Value = bool | int | float | str
@@ -23,6 +24,15 @@ class Priority(IntEnum):
     TELEMETRY = 1
     EVENT = 2
     ALARM = 3  # alarms and command results
+
+    @property
+    def label(self) -> str:
+        """The word reports and metrics show: `telemetry`, `event`, `alarm`."""
+        return self.name.lower()
+
+
+# Number -> label, for rows read back from a file as plain integers.
+PRIORITY_NAMES: Mapping[int, str] = MappingProxyType({p.value: p.label for p in Priority})
 
 
 class Severity(StrEnum):

@@ -5,7 +5,7 @@ device types alike, so a technician reads them all the same way."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Self
 
 from cityedge.sdk.tables import NO_VALUE, Invalid
 
@@ -38,3 +38,26 @@ def error_lines(err: Invalid, prefix: Sequence[str | int] = ()) -> list[str]:
             message += f", got {describe_value(problem.value)}"
         lines.append(f"{where}: {message}")
     return lines
+
+
+class FileProblems(Exception):
+    """Every problem of one file (config, profile, device type), each as `key.path: message`.
+
+    One class for every file the agent reads, so the CLI and the drivers report them
+    alike; `ConfigError`, `ProfileError` and `DeviceTypeError` are names for it.
+    """
+
+    def __init__(self, source: str, problems: Sequence[str]) -> None:
+        self.source = source
+        self.problems = list(problems)
+        super().__init__(f"{source}: " + "; ".join(self.problems))
+
+    @classmethod
+    def from_invalid(cls, source: str, err: Invalid, prefix: Sequence[str | int] = ()) -> Self:
+        """The problems of a table read from `source`, at their key paths under `prefix`."""
+        return cls(source, error_lines(err, prefix))
+
+    def render(self) -> str:
+        lines = [f"{self.source}: {len(self.problems)} problem(s)"]
+        lines += [f"  {p}" for p in self.problems]
+        return "\n".join(lines)

@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import json
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -31,6 +30,7 @@ from cityedge.gateway.control.peer import Peer
 from cityedge.gateway.control.protocol import ControlError
 from cityedge.gateway.control.values import ValueProblem, format_duration, parse_value
 from cityedge.gateway.control.view import DeviceAccess
+from cityedge.sdk.atomic import write_atomic
 from cityedge.sdk.checks import failure_text
 from cityedge.sdk.model import (
     DeviceError,
@@ -364,17 +364,11 @@ class Overrides:
             log.warning("control.overrides_resumed", count=len(self._active))
 
     def _save(self) -> None:
-        """Atomically (temp file + rename + fsync): a power cut leaves old or new, not half."""
+        """Atomically (sdk.atomic): a power cut leaves old or new, not half."""
         data = json.dumps({"overrides": [o.to_json() for o in self.active()]}, indent=1)
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-            with os.fdopen(fd, "w") as out:
-                out.write(data)
-                out.flush()
-                os.fsync(out.fileno())
-            tmp.replace(self.path)
+            write_atomic(self.path, data, mode=0o600)
         except OSError as exc:
             log.error("control.overrides_unsaved", path=str(self.path), error=str(exc))
 

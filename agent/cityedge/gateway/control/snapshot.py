@@ -14,13 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 from cityedge.gateway.diagnostics.clock import ClockSource, ClockState, system_clock
 from cityedge.sdk import __version__
-from cityedge.sdk.model import DeviceHealth, DeviceState
+from cityedge.sdk.model import PRIORITY_NAMES, DeviceHealth, DeviceState
 
 if TYPE_CHECKING:
     from cityedge.gateway.control.view import AgentView
     from cityedge.gateway.outbox import OutboxStats
 
-PRIORITY_NAMES = {1: "telemetry", 2: "event", 3: "alarm"}
 CLOCK_CACHE_SECONDS = 30.0
 
 

@@ -18,8 +18,8 @@ from urllib.parse import quote
 
 import msgpack
 
-from cityedge.gateway.control.snapshot import PRIORITY_NAMES
 from cityedge.gateway.outbox import stored_messages
+from cityedge.sdk.model import PRIORITY_NAMES
 
 FIELDS = {
     "telemetry": ("device", "point", "value", "ts", "unit", "quality"),

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cityedge.sdk.atomic import write_atomic
 from cityedge.sdk.checks import CheckResult, Status, worst
 
 MAX_RESULTS = 2000
@@ -55,11 +55,7 @@ class CheckRecord:
 
 def save(path: Path, record: CheckRecord) -> None:
     """Atomically; raises OSError (callers decide whether that matters)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o640)
-    with os.fdopen(fd, "w") as out:
-        json.dump(record.to_json(), out, ensure_ascii=False)
-    tmp.replace(path)
+    write_atomic(path, json.dumps(record.to_json(), ensure_ascii=False), mode=0o640)
 
 
 def load(path: Path) -> CheckRecord | None:

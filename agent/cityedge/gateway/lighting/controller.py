@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
-import os
 import time
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from pathlib import Path
@@ -21,16 +20,10 @@ from typing import Any
 
 import structlog
 
-from cityedge.gateway.config import ConfigError
 from cityedge.gateway.lighting.energy import Saving, baseline_kwh, consumed_kwh, report
-from cityedge.gateway.lighting.program import (
-    Group,
-    Lighting,
-    Sky,
-    check_order,
-    level_at,
-    load_lighting,
-)
+from cityedge.gateway.lighting.program import Group, Lighting, load_lighting
+from cityedge.gateway.lighting.schedule import Sky, check_order, level_at
+from cityedge.sdk.atomic import write_atomic
 from cityedge.sdk.model import (
     Command,
     CommandResult,
@@ -42,6 +35,7 @@ from cityedge.sdk.model import (
     Severity,
     Value,
 )
+from cityedge.sdk.problems import FileProblems
 
 log = structlog.get_logger(__name__)
 
@@ -112,19 +106,14 @@ class LightingController:
             stored = load_lighting(json.loads(self.path.read_text()), str(self.path))
         except FileNotFoundError:
             return configured
-        except (ValueError, ConfigError) as exc:
+        except (ValueError, FileProblems) as exc:
             log.error("lighting.stored_program_unreadable", path=str(self.path), error=str(exc))
             return configured
         return stored if stored.version > configured.version else configured
 
     def _store(self, raw: dict[str, Any]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        with tmp.open("w") as f:
-            json.dump(raw, f)
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(self.path)  # atomic: the old program or the new one, never half
+        write_atomic(self.path, json.dumps(raw))  # the old program or the new one, never half
 
     async def push(self, cmd: Command) -> CommandResult:
         """The `lighting.program` operation: validate, store, apply — or keep the old."""
@@ -137,8 +126,8 @@ class LightingController:
                 try:
                     check_order(program, self.sky, self.clock.now().year)
                 except ValueError as exc:
-                    raise ConfigError("lighting.program", [f"programs.{name}: {exc}"]) from None
-        except ConfigError as err:
+                    raise FileProblems("lighting.program", [f"programs.{name}: {exc}"]) from None
+        except FileProblems as err:
             return CommandResult(cmd.id, ResultCode.REJECTED, "; ".join(err.problems))
         if new.version <= self.lighting.version:
             stale = f"stale version {new.version}: running {self.lighting.version}"

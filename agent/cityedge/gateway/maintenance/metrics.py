@@ -15,9 +15,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.metrics_core import Metric
 
-from cityedge.gateway.control.snapshot import PRIORITY_NAMES, driver_kinds
+from cityedge.gateway.control.snapshot import driver_kinds
 from cityedge.sdk import __version__
-from cityedge.sdk.model import DeviceState
+from cityedge.sdk.model import PRIORITY_NAMES, DeviceState
 
 if TYPE_CHECKING:
     from cityedge.gateway.control.server import ControlServer

@@ -25,7 +25,7 @@ from typing import Annotated, Any, Literal
 
 from cityedge.sdk.driver import SHIPPED_CONFIG_DIR
 from cityedge.sdk.model import Value
-from cityedge.sdk.problems import error_lines
+from cityedge.sdk.problems import FileProblems, error_lines
 from cityedge.sdk.tables import Field, Invalid, Table, check_table
 
 SHIPPED_DEVICE_TYPES = SHIPPED_CONFIG_DIR / "lorawan"
@@ -45,13 +45,7 @@ class CodecError(ValueError):
         super().__init__(f"{device_type}: byte {offset}: {detail}")
 
 
-class DeviceTypeError(Exception):
-    """Every problem of one device-type file, each as `key.path: message`."""
-
-    def __init__(self, source: str, problems: Sequence[str]) -> None:
-        self.source = source
-        self.problems = list(problems)
-        super().__init__(f"{source}: " + "; ".join(self.problems))
+DeviceTypeError = FileProblems  # every problem of one file, as the config reports them
 
 
 # --- integer field types ------------------------------------------------------------

@@ -20,7 +20,7 @@ from cityedge.drivers.modbus.planner import ReadRequest, plan
 from cityedge.drivers.modbus.points import DataType, Limits, Order, Point, RegisterKind
 from cityedge.sdk.driver import SHIPPED_CONFIG_DIR
 from cityedge.sdk.model import InvalidValue, PointAccess
-from cityedge.sdk.problems import error_lines
+from cityedge.sdk.problems import FileProblems, error_lines
 from cityedge.sdk.tables import Field, Invalid, Table
 
 SHIPPED_PROFILES = SHIPPED_CONFIG_DIR / "profiles"
@@ -29,13 +29,7 @@ _NAME = r"^[a-z][a-z0-9_]*$"
 _EVENT_KIND = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$"
 
 
-class ProfileError(Exception):
-    """Every problem of one profile file, each as `key.path: message`."""
-
-    def __init__(self, source: str, problems: Sequence[str]) -> None:
-        self.source = source
-        self.problems = list(problems)
-        super().__init__(f"{source}: " + "; ".join(self.problems))
+ProfileError = FileProblems  # every problem of one file, as the config reports them
 
 
 # --- the TOML schema ----------------------------------------------------------------

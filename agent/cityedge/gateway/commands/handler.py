@@ -1,28 +1,20 @@
-"""Signed commands from the command post: verify, authorise, execute, answer.
-
-The checks run in the order of docs/protocol.md, each with its own result code.
-A command that fails a check never reaches a driver. Every command the command
-post could have sent just now (verified, fresh, for us, not seen before) gets a
-signed result through the outbox plus an audit event. Everything else is what
-an outsider can repeat at will — garbage, forgeries, replays, expired or
-misaddressed copies — so those answers are rate-limited per kind, and they are
-reported as `security.<reason>` events, at most one per kind per window, each
-counting what happened since the previous one (nothing goes unreported).
-"""
+"""The command handler: verify, check freshness and target, authorise, execute,
+answer — in the order of docs/protocol.md, each check with its own result code."""
 
 from __future__ import annotations
 
 import asyncio
 import math
-import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import structlog
 
+from cityedge.gateway.commands.replay import ReplayCache
+from cityedge.gateway.commands.throttle import SecurityThrottle
+from cityedge.gateway.commands.write import write_point
 from cityedge.gateway.outbox import Entry, Outbox
 from cityedge.gateway.policy import Policy
 from cityedge.protocol.commands import open_command
@@ -38,18 +30,11 @@ from cityedge.protocol.trust_store import (
 from cityedge.sdk.model import (
     Command,
     CommandResult,
-    DeviceError,
     DeviceInfo,
-    DeviceRejected,
-    DeviceUnreachable,
     Event,
-    InvalidValue,
-    PointNotWritable,
     Priority,
     ResultCode,
     Severity,
-    UnknownDevice,
-    UnknownPoint,
     Value,
 )
 
@@ -71,94 +56,6 @@ MAX_VALIDITY = (
 REPEATABLE_CODES = frozenset(
     {ResultCode.WRONG_TARGET, ResultCode.NOT_YET_VALID, ResultCode.EXPIRED, ResultCode.REPLAYED}
 )
-
-
-class ReplayCache:
-    """Command ids seen, kept until their expiry (plus skew) in SQLite: survives restarts."""
-
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")  # a replay window must not reopen on power loss
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS seen (id TEXT PRIMARY KEY, until REAL NOT NULL)"
-        )
-
-    def seen_before(self, command_id: str, until: float) -> bool:
-        """Record `command_id`; True if it was already recorded."""
-        cur = self._db.execute(
-            "INSERT OR IGNORE INTO seen (id, until) VALUES (?, ?)", (command_id, until)
-        )
-        return cur.rowcount == 0
-
-    def purge(self, now: float) -> int:
-        return self._db.execute("DELETE FROM seen WHERE until < ?", (now,)).rowcount
-
-    def close(self) -> None:
-        self._db.close()
-
-
-@dataclass(slots=True)
-class _Tally:
-    last_event: float = -math.inf
-    unreported: int = 0  # occurrences since the last event
-    unanswered: int = 0  # of those, how many got no result
-    budget_start: float = -math.inf
-    answers: int = 0  # results sent in the current budget window
-    detail: str = ""
-    key_id: str | None = None
-
-
-class SecurityThrottle:
-    """One `security.<kind>` event per kind per `window` seconds, and at most `answers`
-    results per kind per window: a flood of bad commands costs a verification each,
-    not a result, an event and an fsync each. Kinds are a closed set (reasons and
-    result codes), so the table is bounded too."""
-
-    def __init__(self, window: float = 60.0, answers: int = 10) -> None:
-        self.window = window
-        self.answers = answers
-        self._tally: dict[str, _Tally] = {}
-        self.counts: dict[str, int] = {}  # every occurrence, by kind, since start
-        self.suppressed_results = 0
-
-    def note(
-        self, kind: str, now: float, detail: str, key_id: str | None, *, answer: bool = False
-    ) -> tuple[bool, Event | None]:
-        """Count one occurrence; (send a result?, the event to send now or None).
-        `answer=True` for refusals that are always answered (authenticated and fresh)."""
-        tally = self._tally.setdefault(kind, _Tally())
-        self.counts[kind] = self.counts.get(kind, 0) + 1
-        tally.unreported += 1
-        tally.detail, tally.key_id = detail, key_id
-        if now - tally.budget_start >= self.window:
-            tally.budget_start, tally.answers = now, 0
-        if not answer:
-            answer = tally.answers < self.answers
-            tally.answers += answer
-        if not answer:
-            tally.unanswered += 1
-            self.suppressed_results += 1
-        event = self._report(kind, tally, now) if now - tally.last_event >= self.window else None
-        return answer, event
-
-    def due(self, now: float, *, everything: bool = False) -> list[Event]:
-        """Summaries of occurrences not reported yet whose window is over (all of
-        them with `everything`, when the agent stops)."""
-        return [
-            self._report(kind, tally, now)
-            for kind, tally in sorted(self._tally.items())
-            if tally.unreported and (everything or now - tally.last_event >= self.window)
-        ]
-
-    def _report(self, kind: str, tally: _Tally, now: float) -> Event:
-        data = {
-            "reason": kind, "count": tally.unreported, "unanswered": tally.unanswered,
-            "window_s": self.window, "last_detail": tally.detail[:200], "key_id": tally.key_id,
-        }  # fmt: skip
-        tally.last_event, tally.unreported, tally.unanswered = now, 0, 0
-        return Event(f"security.{kind}", "commands", now, Severity.WARNING, None, data)
 
 
 @dataclass(slots=True)
@@ -329,54 +226,10 @@ class CommandHandler:
         )  # fmt: skip
 
     async def _write_point(self, cmd: Command) -> CommandResult:
-        point_name = cmd.args.get("point")
-        value = cmd.args.get("value")
-        if not isinstance(point_name, str) or not isinstance(value, bool | int | float | str):
-            return CommandResult(
-                cmd.id,
-                ResultCode.MALFORMED,
-                "write needs args point (text) and value (number, bool or text)",
-            )
-        device = self._catalogue().get(cmd.device or "")
-        if device is None:
-            return CommandResult(cmd.id, ResultCode.UNKNOWN_DEVICE, f"no device {cmd.device!r}")
-        point = device.points.get(point_name)
-        if point is None:
-            return CommandResult(
-                cmd.id, ResultCode.UNKNOWN_POINT, f"{device.name!r} has no point {point_name!r}"
-            )
-        denied = self.policy.check_write(device.device_type, point, value)
-        if denied:
-            return CommandResult(cmd.id, ResultCode.DENIED, denied)
-        try:
-            await asyncio.wait_for(self._write(device.name, point_name, value), self.device_timeout)
-        except TimeoutError:
-            return CommandResult(
-                cmd.id,
-                ResultCode.TIMED_OUT,
-                f"no answer from {device.name!r} within {self.device_timeout}s",
-            )
-        except (UnknownDevice, UnknownPoint) as exc:
-            return CommandResult(cmd.id, ResultCode.UNKNOWN_POINT, str(exc))
-        except DeviceUnreachable as exc:
-            return CommandResult(cmd.id, ResultCode.UNREACHABLE, str(exc))
-        except (DeviceRejected, PointNotWritable, InvalidValue) as exc:
-            return CommandResult(cmd.id, ResultCode.REJECTED, str(exc))
-        except DeviceError as exc:
-            return CommandResult(cmd.id, ResultCode.REJECTED, str(exc))
-        readback: Value | None = None
-        matched: bool | None = None
-        try:
-            readback = await asyncio.wait_for(
-                self._read(device.name, point_name), self.device_timeout
-            )
-        except (TimeoutError, DeviceError) as exc:
-            log.info(
-                "command.readback_failed", device=device.name, point=point_name, error=str(exc)
-            )
-        if readback is not None:
-            matched = _same(readback, value)
-        return CommandResult(cmd.id, ResultCode.DONE, "written", readback, matched)
+        return await write_point(
+            cmd, catalogue=self._catalogue, policy=self.policy, write=self._write,
+            read=self._read, timeout=self.device_timeout,
+        )  # fmt: skip
 
     def _refused(
         self, cmd: Command | None, result: CommandResult, kind: str, key_id: str | None
@@ -450,14 +303,3 @@ def _command_id(payload: bytes) -> str:
         return cid if isinstance(cid, str) and len(cid) <= 128 else ""
     except Exception:
         return ""
-
-
-def _same(readback: Value, value: Value) -> bool:
-    if isinstance(readback, float) or isinstance(value, float):
-        try:
-            return math.isclose(float(readback), float(value), rel_tol=1e-3, abs_tol=1e-3)
-        except (TypeError, ValueError):
-            return False
-    if isinstance(readback, bool) or isinstance(value, bool):
-        return bool(readback) == bool(value)
-    return readback == value
