@@ -22,7 +22,7 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "config" / "agent.example.toml"
 HEADER = re.compile(r"^\s*\[\[?\s*([A-Za-z0-9_.-]+)\s*\]\]?")
 ASSIGNMENT = re.compile(r"^[#\s]*([A-Za-z0-9_]+)\s*=")
 # Tables of the root that are not keys of their own: drivers are walked per kind.
-NOT_KEYS = {("", "drivers"), ("", "extra")}
+NOT_KEYS = {("", "drivers")}
 # Documented in docs/security.md and docs/lighting.md: the example shows one of each.
 ELSEWHERE = {("", "policy"), ("", "lighting")}
 

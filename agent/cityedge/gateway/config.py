@@ -110,8 +110,6 @@ class AgentConfig(Table):
     # in file order with the drivers'. No [lighting] table: no lighting controller.
     policy: Policy = Field(default_factory=Policy)
     lighting: Lighting | None = None
-    # Tables accepted but read by no module yet (FEATURE_TABLES), kept raw.
-    extra: dict[str, Any] = Field(default_factory=dict)
 
     @property
     def signing_key_path(self) -> Path:
@@ -142,10 +140,6 @@ class LoadedConfig:
         )
 
 
-# Top-level tables accepted without being read (kept in `extra`).
-FEATURE_TABLES = frozenset({"ble_privacy"})
-
-
 # Every problem of one config file; the SDK's class, under the name the CLI knows.
 ConfigError = FileProblems
 
@@ -155,7 +149,6 @@ def validate_config(raw: Mapping[str, Any], source: str = "<config>") -> AgentCo
     problems: list[str] = []
     raw = dict(raw)
     drivers_raw = raw.pop("drivers", {})
-    extra = {k: raw.pop(k) for k in list(raw) if k in FEATURE_TABLES}
 
     validated_drivers: dict[str, list[Any]] = {}
     if not isinstance(drivers_raw, dict):
@@ -208,7 +201,7 @@ def validate_config(raw: Mapping[str, Any], source: str = "<config>") -> AgentCo
             if gateway.get(key) is None:
                 problems.append(f"gateway.{key}: required by [lighting] (sun times)")
     try:
-        config = AgentConfig.parse({**raw, "drivers": {}, "extra": extra})
+        config = AgentConfig.parse({**raw, "drivers": {}})
     except Invalid as err:
         problems += error_lines(err)
         config = None
