@@ -18,6 +18,7 @@ from typing import Annotated, Any, Literal
 from cityedge.gateway.lighting.program import Lighting, load_lighting
 from cityedge.gateway.policy import Policy, load_policy
 from cityedge.gateway.registry import known_kinds, section_model
+from cityedge.protocol.topics import DEFAULT_PREFIX
 from cityedge.sdk.driver import DriverEnv, DriverSection
 from cityedge.sdk.problems import FileProblems, describe_value, error_lines
 from cityedge.sdk.tables import Field, Invalid, Table, check_table
@@ -45,7 +46,7 @@ class UplinkSection(Table):
     username: str | None = None
     password_file: Path | None = None
     client_id: str | None = None  # default: "<site>-<gateway id>"
-    topic_prefix: str = Field(default="cityedge/v1", pattern=r"^[A-Za-z0-9_./-]+$")
+    topic_prefix: str = Field(default=DEFAULT_PREFIX, pattern=r"^[A-Za-z0-9_./-]+$")
     keepalive: Annotated[int, Field(ge=5, le=3600)] = 30
     connect_timeout: Seconds = 10.0
     batch_max_readings: Annotated[int, Field(ge=1, le=10000)] = 500

@@ -23,6 +23,7 @@ from cryptography import x509
 
 from cityedge.gateway.config import UplinkSection
 from cityedge.gateway.diagnostics.context import CheckContext
+from cityedge.protocol.topics import topic_for
 from cityedge.sdk.checks import CheckResult, Status, fail, ok, warn
 
 AUTH_CODES = frozenset({4, 5, 134, 135})  # MQTT 3.1.1 and 5 "bad credentials"/"not authorised"
@@ -57,7 +58,7 @@ async def check_broker(ctx: CheckContext) -> list[CheckResult]:
         results.append(await _tls(up, where, ctx.network_timeout))
         if _failed(results):
             return results
-    topic = f"{up.topic_prefix}/{cfg.gateway.site}/{cfg.gateway.id}/cmd"
+    topic = topic_for(up.topic_prefix, cfg.gateway.site, cfg.gateway.id, "command")
     client_id = (up.client_id or f"{cfg.gateway.site}-{cfg.gateway.id}") + "-check"
     results.append(await _mqtt(up, where, topic, client_id, ctx.network_timeout))
     return results
