@@ -74,16 +74,19 @@ def write_doc() -> None:
         "| notes |",
         "|---|---|---|---|---|---|---|",
     ]
-    for r in RESULTS.values():
-        lines.append(
-            f"| {r['scenario']} | {r['produced']} | {r['delivered']} | {r['duplicated']} | "
-            f"{r['lost']} | {r['recover_s']:.1f} s | {r['note']} |"
-        )
     doc = ROOT / "docs" / "reliability.md"
     text = doc.read_text()
     start, end = "<!-- table:start -->", "<!-- table:end -->"
     head, _, rest = text.partition(start)
-    _, _, tail = rest.partition(end)
+    table, _, tail = rest.partition(end)
+    # A run of some scenarios (one file, one -k) replaces their rows and keeps the others'.
+    rows = {line.split("|")[1].strip(): line for line in table.strip().splitlines()[2:]}
+    for r in RESULTS.values():
+        rows[r["scenario"]] = (
+            f"| {r['scenario']} | {r['produced']} | {r['delivered']} | {r['duplicated']} | "
+            f"{r['lost']} | {r['recover_s']:.1f} s | {r['note']} |"
+        )
+    lines += rows.values()
     doc.write_text(f"{head}{start}\n" + "\n".join(lines) + f"\n{end}{tail}")
 
 
