@@ -13,6 +13,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("nmea", "ascii", "serialline")
 ALLOWED_AGENT = {
+    "cityedge.sdk.backoff",
+    "cityedge.sdk.health",
     "cityedge.sdk.model",
     "cityedge.sdk.driver",
     "cityedge.sdk.problems",

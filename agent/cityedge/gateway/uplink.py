@@ -30,9 +30,9 @@ import structlog
 
 from cityedge.gateway.config import GatewaySection, UplinkSection
 from cityedge.gateway.outbox import Outbox, Sealed
-from cityedge.gateway.supervisor import Backoff
 from cityedge.protocol.envelope import seal_object
 from cityedge.protocol.keys import SigningKey
+from cityedge.sdk.backoff import Backoff
 
 log = structlog.get_logger(__name__)
 
@@ -119,7 +119,8 @@ class Uplink:
     # --- the connection loop ------------------------------------------------------
 
     async def run(self) -> None:
-        backoff = Backoff(self.config.reconnect_min, self.config.reconnect_max)
+        low, high = self.config.reconnect_min, self.config.reconnect_max
+        backoff = Backoff(low, max(low, high), full_jitter=True)
         while not self._stop.is_set():
             if self.stats.state is not LinkState.DOWN:
                 self.stats.state = LinkState.CONNECTING
@@ -138,7 +139,7 @@ class Uplink:
                 self._down(f"{type(exc).__name__}: {exc}")
             if self._stop.is_set():
                 break
-            delay = backoff.next_delay()
+            delay = backoff.next()
             log.info("uplink.retry", in_s=round(delay, 2))
             await self._wait_to_retry(delay, probe=not answered)
         self.stats.state = LinkState.STOPPED

@@ -27,7 +27,7 @@ from cityedge.drivers.ascii.profile import Profile
 from cityedge.drivers.ascii.reply import BadReply, Refused, check_write_answer, parse_reply, shown
 from cityedge.drivers.serialline.health import LineHealth
 from cityedge.drivers.serialline.port import PortError, PortLost, PortUnavailable, SerialLine
-from cityedge.sdk.backoff import Backoff
+from cityedge.sdk.backoff import Backoff, next_due
 from cityedge.sdk.model import (
     DeviceHealth,
     DeviceInfo,
@@ -217,13 +217,8 @@ class AsciiDriver:
             if items:
                 await emit(items)
             now = loop.time()
-            if dev.tracker.down_polls:
-                ceiling = max(interval, dev.config.backoff_max)
-                tick = now + min(interval * 2 ** min(dev.tracker.down_polls - 1, 30), ceiling)
-            else:
-                tick += interval
-                if tick <= now:  # overran: skip the missed ticks rather than burst
-                    tick = now + interval - (now - tick) % interval
+            tick = next_due(tick, now, interval, down_polls=dev.tracker.down_polls,
+                            backoff_max=dev.config.backoff_max)  # fmt: skip
             await asyncio.sleep(tick - now)
 
     # --- exchanges ------------------------------------------------------------------

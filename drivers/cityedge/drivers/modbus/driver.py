@@ -33,8 +33,9 @@ from cityedge.drivers.modbus.line import PortError
 from cityedge.drivers.modbus.planner import ReadRequest, plan
 from cityedge.drivers.modbus.points import Point
 from cityedge.drivers.modbus.profile import Profile
-from cityedge.drivers.modbus.rota import Rota, next_due
+from cityedge.drivers.modbus.rota import Rota
 from cityedge.drivers.modbus.wire import BadReply, ExceptionReply, Link, RtuLink, TcpLink, reason_of
+from cityedge.sdk.backoff import Backoff, next_due
 from cityedge.sdk.model import (
     DeviceHealth,
     DeviceInfo,
@@ -320,22 +321,20 @@ class ModbusDriver:
                         asked_tx_s=round(line.demand, 1),
                         max_tx_s=round(budget.max_transactions_per_s, 1))  # fmt: skip
         rota = Rota(self._devices, loop.time())
-        first_wait = min(0.5, line.reopen_max)
-        backoff = first_wait
+        # no jitter: one gateway owns this port, nobody to fall out of step with
+        backoff = Backoff(min(0.5, line.reopen_max), line.reopen_max, jitter=0.0)
         while True:
             if not link.is_open:
                 lost = link.port.lost
                 if lost is not None:  # it died under us: say so, give it time, then reopen
                     await link.close()
                     await self._line_down(line, lost, emit)
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, line.reopen_max)
+                    await asyncio.sleep(backoff.next())
                 try:
                     await link.open(0)
                 except PortError as exc:
                     await self._line_down(line, exc, emit)
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, line.reopen_max)
+                    await asyncio.sleep(backoff.next())
                     continue
             if line.health.state is not DeviceState.UP:
                 self._line_up(line)
@@ -353,7 +352,7 @@ class ModbusDriver:
                         down_polls=dev.tracker.down_polls,
                         backoff_max=dev.config.backoff_max)  # fmt: skip
             if dev.tracker.health.state is not DeviceState.DOWN:
-                backoff = first_wait  # the line carries answers again
+                backoff.reset()  # the line carries answers again
             if items:
                 await emit(items)
 
