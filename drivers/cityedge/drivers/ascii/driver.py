@@ -25,9 +25,9 @@ from cityedge.drivers.ascii.config import AsciiDevice, Section
 from cityedge.drivers.ascii.points import Point
 from cityedge.drivers.ascii.profile import Profile
 from cityedge.drivers.ascii.reply import BadReply, Refused, check_write_answer, parse_reply, shown
-from cityedge.drivers.serialline.health import LineHealth
 from cityedge.drivers.serialline.port import PortError, PortLost, PortUnavailable, SerialLine
 from cityedge.sdk.backoff import Backoff, next_due
+from cityedge.sdk.health import HealthTracker
 from cityedge.sdk.model import (
     DeviceHealth,
     DeviceInfo,
@@ -58,7 +58,7 @@ UNREACHABLE_EVENT = "device.unreachable"
 class _Device:
     config: AsciiDevice
     profile: Profile
-    tracker: LineHealth
+    tracker: HealthTracker
     polls: dict[str, str]  # request name → the text sent (templates filled in)
 
     @property
@@ -93,7 +93,7 @@ class AsciiDriver:
             self._devices[device.name] = _Device(
                 device,
                 device.profile,
-                LineHealth("ascii", device.name, self.name, section.port),
+                HealthTracker("ascii", device.name, self.name, section.port),
                 {r.name: r.send.format(address=address) for r in device.profile.requests.values()},
             )
         self._catalogue = {

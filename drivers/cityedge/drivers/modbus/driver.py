@@ -28,7 +28,6 @@ import structlog
 from cityedge.drivers.modbus.budget import LineBudget, LineReport, line_budget, read_frame_sizes
 from cityedge.drivers.modbus.codec import DecodeError, decode, encode
 from cityedge.drivers.modbus.config import RtuDevice, RtuSection, Section, TcpDevice, TcpSection
-from cityedge.drivers.modbus.health import HealthTracker
 from cityedge.drivers.modbus.line import PortError
 from cityedge.drivers.modbus.planner import ReadRequest, plan
 from cityedge.drivers.modbus.points import Point
@@ -36,6 +35,7 @@ from cityedge.drivers.modbus.profile import Profile
 from cityedge.drivers.modbus.rota import Rota
 from cityedge.drivers.modbus.wire import BadReply, ExceptionReply, Link, RtuLink, TcpLink, reason_of
 from cityedge.sdk.backoff import Backoff, next_due
+from cityedge.sdk.health import HealthTracker
 from cityedge.sdk.model import (
     DeviceHealth,
     DeviceInfo,
@@ -127,7 +127,8 @@ class ModbusDriver:
             bus = Bus(self._line.link)
             self._buses = [bus]
             for rtu in section.devices:
-                tracker = HealthTracker(rtu.name, self.name, f"{section.port} unit {rtu.unit}")
+                where = f"{section.port} unit {rtu.unit}"
+                tracker = HealthTracker("modbus", rtu.name, self.name, where, where_key="endpoint")
                 timeout = rtu.timeout or section.timeout
                 self._devices[rtu.name] = _Device(rtu, rtu.profile, bus, tracker, timeout)
         elif isinstance(section, TcpSection):
@@ -135,7 +136,8 @@ class ModbusDriver:
             self._buses = list(buses.values())
             for tcp in section.devices:
                 bus = buses[tcp.endpoint]
-                tracker = HealthTracker(tcp.name, self.name, bus.link.endpoint)
+                where = bus.link.endpoint
+                tracker = HealthTracker("modbus", tcp.name, self.name, where, where_key="endpoint")
                 self._devices[tcp.name] = _Device(tcp, tcp.profile, bus, tracker, tcp.timeout)
         else:
             raise TypeError(f"not a Modbus section: {type(section).__name__}")

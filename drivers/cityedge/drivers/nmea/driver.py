@@ -19,9 +19,9 @@ import structlog
 from cityedge.drivers.nmea.config import Section
 from cityedge.drivers.nmea.receiver import POINTS, Receiver
 from cityedge.drivers.nmea.sentence import SentenceError, parse_sentence
-from cityedge.drivers.serialline.health import LineHealth
 from cityedge.drivers.serialline.port import PortError, PortLost, SerialLine
 from cityedge.sdk.backoff import Backoff
+from cityedge.sdk.health import HealthTracker
 from cityedge.sdk.model import (
     DeviceHealth,
     DeviceInfo,
@@ -53,7 +53,7 @@ class NmeaDriver:
         self.name = section.name
         self.section = section
         self.device = section.device
-        self._tracker = LineHealth("nmea", section.device, section.name, section.port)
+        self._tracker = HealthTracker("nmea", section.device, section.name, section.port)
         self._line = SerialLine(
             section.port,
             section.baud,
