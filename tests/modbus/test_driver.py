@@ -18,7 +18,6 @@ from cityedge.drivers.modbus.driver import UNREACHABLE_EVENT, ModbusDriver
 from cityedge.drivers.modbus.planner import plan
 from cityedge.drivers.modbus.points import RegisterKind
 from cityedge.drivers.modbus.profile import resolve_profile
-from cityedge.drivers.modbus.wire import DeviceServer
 from cityedge.sdk.driver import Driver, DriverEnv
 from cityedge.sdk.model import (
     DeviceRejected,
@@ -33,6 +32,7 @@ from cityedge.sdk.model import (
     UnknownPoint,
 )
 from cityedge.street.modbus import Fault, ModbusStreet, SimulatedDevice
+from cityedge.street.modbus_server import DeviceServer
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -25,7 +25,8 @@ from cityedge.drivers.ascii.config import AsciiDevice, Section
 from cityedge.drivers.ascii.points import Point
 from cityedge.drivers.ascii.profile import Profile
 from cityedge.drivers.ascii.reply import BadReply, Refused, check_write_answer, parse_reply, shown
-from cityedge.drivers.serialline.port import PortError, PortLost, PortUnavailable, SerialLine
+from cityedge.drivers.serialline.line import SerialLine
+from cityedge.drivers.serialline.port import PortError, PortLost, PortUnavailable
 from cityedge.sdk.backoff import Backoff, next_due
 from cityedge.sdk.health import HealthTracker
 from cityedge.sdk.model import (

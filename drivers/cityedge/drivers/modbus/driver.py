@@ -28,12 +28,15 @@ import structlog
 from cityedge.drivers.modbus.budget import LineBudget, LineReport, line_budget, read_frame_sizes
 from cityedge.drivers.modbus.codec import DecodeError, decode, encode
 from cityedge.drivers.modbus.config import RtuDevice, RtuSection, Section, TcpDevice, TcpSection
-from cityedge.drivers.modbus.line import PortError
+from cityedge.drivers.modbus.errors import BadReply, ExceptionReply, reason_of
+from cityedge.drivers.modbus.link import Link
 from cityedge.drivers.modbus.planner import ReadRequest, plan
 from cityedge.drivers.modbus.points import Point
 from cityedge.drivers.modbus.profile import Profile
 from cityedge.drivers.modbus.rota import Rota
-from cityedge.drivers.modbus.wire import BadReply, ExceptionReply, Link, RtuLink, TcpLink, reason_of
+from cityedge.drivers.modbus.rtu import RtuLink
+from cityedge.drivers.modbus.tcp import TcpLink
+from cityedge.drivers.serialline.port import PortError
 from cityedge.sdk.backoff import Backoff, next_due
 from cityedge.sdk.health import HealthTracker
 from cityedge.sdk.model import (
@@ -361,13 +364,13 @@ class ModbusDriver:
     async def _line_down(self, line: _Line, exc: PortError, emit: Emit) -> None:
         """The port is lost or will not open: every device on it is DOWN."""
         health = line.health
-        health.count_error(exc.why)
+        health.count_error(exc.reason)
         if line.down is None:
-            log.warning("modbus.line_down", driver=self.name, port=exc.path, why=exc.why,
+            log.warning("modbus.line_down", driver=self.name, port=exc.port, why=exc.reason,
                         detail=exc.detail)  # fmt: skip
             health.state, health.since = DeviceState.DOWN, now_wall()
         else:
-            log.debug("modbus.line_down", driver=self.name, port=exc.path, why=exc.why)
+            log.debug("modbus.line_down", driver=self.name, port=exc.port, why=exc.reason)
         line.down = exc
         health.detail = f"{exc}; reopening (at most every {line.reopen_max:g} s)"
         for dev in self._devices.values():
@@ -390,7 +393,7 @@ class ModbusDriver:
         assert report is not None
         health = replace(line.health, errors=dict(line.health.errors))
         health.requests = report.transactions
-        noise = line.link.stray + line.link.port.overflow
+        noise = line.link.stray + line.link.overflow
         if noise:
             health.errors["stray_bytes"] = noise
         seen = [d.tracker.health.last_seen for d in self._devices.values()]
@@ -450,7 +453,10 @@ class ModbusDriver:
                         raise  # an exception reply is the device's last word: no retry
                     continue
                 except DeviceUnreachable as exc:
-                    dev.tracker.failed(reason_of(exc), str(exc))
+                    # the device's health counts a port failure as "port"; the line's
+                    # health counts it by its own reason (absent, hangup, …)
+                    reason = "port" if isinstance(exc, PortError) else reason_of(exc)
+                    dev.tracker.failed(reason, str(exc))
                     if attempt == attempts or isinstance(exc, PortError):
                         raise  # a lost port is the line's to reopen, not this request's
                     continue

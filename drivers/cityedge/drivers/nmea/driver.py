@@ -19,7 +19,8 @@ import structlog
 from cityedge.drivers.nmea.config import Section
 from cityedge.drivers.nmea.receiver import POINTS, Receiver
 from cityedge.drivers.nmea.sentence import SentenceError, parse_sentence
-from cityedge.drivers.serialline.port import PortError, PortLost, SerialLine
+from cityedge.drivers.serialline.line import SerialLine
+from cityedge.drivers.serialline.port import PortError, PortLost
 from cityedge.sdk.backoff import Backoff
 from cityedge.sdk.health import HealthTracker
 from cityedge.sdk.model import (
