@@ -27,7 +27,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from cityedge.drivers.modbus.budget import LineFormat
-from cityedge.drivers.modbus.driver import BUS_SUFFIX, ModbusDriver
+from cityedge.drivers.modbus.buses import BUS_SUFFIX
+from cityedge.drivers.modbus.driver import ModbusDriver
 from cityedge.drivers.modbus.profile import resolve_profile
 from cityedge.sdk.model import DeviceState, Reading
 from cityedge.street.modbus import JunctionCabinet, ModbusStreet
