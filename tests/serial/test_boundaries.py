@@ -19,6 +19,7 @@ ALLOWED_AGENT = {
     "cityedge.sdk.driver",
     "cityedge.sdk.problems",
     "cityedge.sdk.tables",
+    "cityedge.sdk.tomlfile",
 }
 FORBIDDEN = ("aiomqtt", "paho", "msgpack", "cryptography", "sqlite3", "cityedge.drivers.modbus",
              "cityedge.drivers.ble")  # fmt: skip

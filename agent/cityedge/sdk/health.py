@@ -1,18 +1,23 @@
 """Per-device health, the same for every driver: every failure counted, the first
 of an episode logged loudly and the rest quietly until the device recovers, and
-each state change reported to the caller (which turns it into an event)."""
+each state change reported to the caller, which raises or clears the
+`device.unreachable` event built by `unreachable_event`."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 import structlog
 
-from cityedge.sdk.model import DeviceHealth, DeviceState, now_wall
+from cityedge.sdk.model import DeviceHealth, DeviceState, Event, Severity, now_wall
 
 log = structlog.get_logger(__name__)
+
+UNREACHABLE_EVENT = "device.unreachable"
+"""Event kind raised (active) when a device goes DOWN, cleared when it answers again."""
 
 NOISE_QUIET = 60.0
 """Seconds without bad input after which the next bad input is logged loudly again."""
@@ -108,3 +113,14 @@ class HealthTracker:
 
     def snapshot(self) -> DeviceHealth:
         return replace(self.health, errors=dict(self.health.errors))
+
+
+def unreachable_event(
+    source: str, state: DeviceState, previous: DeviceState | None, data: dict[str, Any]
+) -> Event | None:
+    """The event a settled state change makes: raised going DOWN, cleared leaving it;
+    None when there was no change, or one between UP and DEGRADED."""
+    if previous is None or DeviceState.DOWN not in (state, previous):
+        return None
+    return Event(UNREACHABLE_EVENT, source=source, ts=now_wall(), severity=Severity.WARNING,
+                 active=state is DeviceState.DOWN, data=data)  # fmt: skip

@@ -28,7 +28,7 @@ from cityedge.drivers.ascii.reply import BadReply, Refused, check_write_answer, 
 from cityedge.drivers.serialline.line import SerialLine
 from cityedge.drivers.serialline.port import PortError, PortLost, PortUnavailable
 from cityedge.sdk.backoff import Backoff, next_due
-from cityedge.sdk.health import HealthTracker
+from cityedge.sdk.health import HealthTracker, unreachable_event
 from cityedge.sdk.model import (
     DeviceHealth,
     DeviceInfo,
@@ -40,7 +40,6 @@ from cityedge.sdk.model import (
     InvalidValue,
     PointNotWritable,
     Reading,
-    Severity,
     UnknownDevice,
     UnknownPoint,
     Value,
@@ -50,9 +49,6 @@ from cityedge.sdk.model import (
 log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
-
-UNREACHABLE_EVENT = "device.unreachable"
-"""Raised (active) when a device goes DOWN, cleared when it answers again."""
 
 
 @dataclass(slots=True)
@@ -194,15 +190,12 @@ class AsciiDriver:
         else:
             state, detail = DeviceState.UP, None
         previous = dev.tracker.settle(state, detail)
-        if previous is not None and DeviceState.DOWN in (state, previous):
-            data: dict[str, object] = {"driver": self.name, "port": self.section.port}
-            if down is not None:
-                reason = down.reason if isinstance(down, PortError) else "timeout"
-                data |= {"reason": reason, "detail": str(down)}
-            items.append(Event(UNREACHABLE_EVENT, source=dev.name, ts=now_wall(),
-                               severity=Severity.WARNING, active=state is DeviceState.DOWN,
-                               data=data))  # fmt: skip
-        return items
+        data: dict[str, object] = {"driver": self.name, "port": self.section.port}
+        if down is not None:
+            reason = down.reason if isinstance(down, PortError) else "timeout"
+            data |= {"reason": reason, "detail": str(down)}
+        event = unreachable_event(dev.name, state, previous, data)
+        return items if event is None else [*items, event]
 
     async def _poll_loop(self, dev: _Device, emit: Emit) -> None:
         loop = asyncio.get_running_loop()

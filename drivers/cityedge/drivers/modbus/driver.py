@@ -37,7 +37,7 @@ from cityedge.drivers.modbus.profile import Profile
 from cityedge.drivers.modbus.rota import Rota
 from cityedge.drivers.serialline.port import PortError
 from cityedge.sdk.backoff import Backoff, next_due
-from cityedge.sdk.health import HealthTracker
+from cityedge.sdk.health import HealthTracker, unreachable_event
 from cityedge.sdk.model import (
     DeviceHealth,
     DeviceInfo,
@@ -58,9 +58,6 @@ from cityedge.sdk.model import (
 log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
-
-UNREACHABLE_EVENT = "device.unreachable"
-"""Event kind raised (active) when a device goes down and cleared when it answers again."""
 
 
 @dataclass(slots=True)
@@ -233,15 +230,11 @@ class ModbusDriver:
     ) -> list[Event]:
         """Record a poll's outcome; a device going down or coming back is an event."""
         previous = dev.tracker.settle(state, detail)
-        if previous is None or DeviceState.DOWN not in (state, previous):
-            return []
-        data = {"driver": self.name}
+        data: dict[str, object] = {"driver": self.name}
         if down is not None:
             data |= {"reason": reason_of(down), "detail": str(down)}
-        return [
-            Event(UNREACHABLE_EVENT, source=dev.name, ts=now_wall(),
-                  severity=Severity.WARNING, active=state is DeviceState.DOWN, data=data)
-        ]  # fmt: skip
+        event = unreachable_event(dev.name, state, previous, data)
+        return [] if event is None else [event]
 
     async def _poll_safely(self, dev: _Device) -> list[Reading | Event]:
         try:

@@ -22,7 +22,7 @@ from cityedge.drivers.nmea.sentence import SentenceError, parse_sentence
 from cityedge.drivers.serialline.line import SerialLine
 from cityedge.drivers.serialline.port import PortError, PortLost
 from cityedge.sdk.backoff import Backoff
-from cityedge.sdk.health import HealthTracker
+from cityedge.sdk.health import HealthTracker, unreachable_event
 from cityedge.sdk.model import (
     DeviceHealth,
     DeviceInfo,
@@ -32,17 +32,12 @@ from cityedge.sdk.model import (
     Event,
     PointNotWritable,
     Reading,
-    Severity,
     UnknownDevice,
     UnknownPoint,
     Value,
-    now_wall,
 )
 
 log = structlog.get_logger(__name__)
-
-UNREACHABLE_EVENT = "device.unreachable"
-"""Raised (active) when the receiver goes DOWN, cleared when it is heard again."""
 
 DEVICE_TYPE = "gps-receiver"
 
@@ -192,14 +187,11 @@ class NmeaDriver:
         self, state: DeviceState, detail: str | None, reason: str | None
     ) -> list[Reading | Event]:
         previous = self._tracker.settle(state, detail)
-        if previous is None or DeviceState.DOWN not in (state, previous):
-            return []
         data: dict[str, object] = {"driver": self.name, "port": self.section.port}
         if reason is not None:
             data |= {"reason": reason, "detail": detail}
-        active = state is DeviceState.DOWN
-        return [Event(UNREACHABLE_EVENT, source=self.device, ts=now_wall(),
-                      severity=Severity.WARNING, active=active, data=data)]  # fmt: skip
+        event = unreachable_event(self.device, state, previous, data)
+        return [] if event is None else [event]
 
     # --- lookups --------------------------------------------------------------------
 
