@@ -104,3 +104,50 @@ def values_of(response: Any, kind: RegisterKind, count: int, where: str) -> list
         got = len(values) if isinstance(values, list) else "nothing"
         raise BadReply(f"{where}: got {got} values")
     return [int(v) for v in values[:count]]
+
+
+class PduLink:
+    """`read` and `write` as one request PDU and its checked reply, for a transport
+    that supplies `endpoint` and `_exchange` (send one request, return its reply)."""
+
+    @property
+    def endpoint(self) -> str:
+        raise NotImplementedError
+
+    async def _exchange(self, request: Any, unit: int, what: str, timeout: float) -> Any:
+        raise NotImplementedError
+
+    def _not_ours(self) -> None:
+        """A reply turned out not to be our answer (TCP forgets its connection, so a
+        late answer cannot be taken for the next request's)."""
+
+    async def read(
+        self, kind: RegisterKind, address: int, count: int, *, unit: int, timeout: float
+    ) -> list[int]:
+        what = f"read {kind} {address}+{count} unit {unit}"
+        request = READ_REQUEST[kind](address=address, count=count, dev_id=unit)
+        reply = await self._exchange(request, unit, what, timeout)
+        try:
+            return values_of(reply, kind, count, f"{self.endpoint}: {what}")
+        except BadReply:
+            self._not_ours()
+            raise
+
+    async def write(
+        self,
+        kind: RegisterKind,
+        address: int,
+        values: Sequence[int],
+        *,
+        unit: int,
+        timeout: float,
+        multiple: bool = False,
+    ) -> None:
+        what = f"write {kind} {address}={list(values)} unit {unit}"
+        request = write_request(kind, address, list(values), unit, multiple)
+        reply = await self._exchange(request, unit, what, timeout)
+        # every write reply echoes the address: anything else is not our answer
+        if getattr(reply, "address", None) != address:
+            self._not_ours()
+            raise BadReply(f"{self.endpoint}: {what}: reply for address "
+                           f"{getattr(reply, 'address', None)}")  # fmt: skip

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import struct
-from collections.abc import Sequence
 from typing import Any
 
 from pymodbus.exceptions import ModbusException
@@ -27,15 +26,7 @@ from cityedge.drivers.modbus.errors import (
     LinkTimeout,
     TruncatedReply,
 )
-from cityedge.drivers.modbus.link import (
-    READ_REQUEST,
-    REPLY_DECODER,
-    REQUEST_DECODER,
-    decode_reply,
-    values_of,
-    write_request,
-)
-from cityedge.drivers.modbus.points import RegisterKind
+from cityedge.drivers.modbus.link import REPLY_DECODER, REQUEST_DECODER, PduLink, decode_reply
 from cityedge.drivers.serialline.port import SerialPort
 
 MAX_BUFFERED = 4096  # bytes kept unread; a flood of noise beyond this is dropped (and counted)
@@ -78,7 +69,7 @@ a good frame. USB serial adapters deliver bytes in chunks up to ~16 ms apart,
 so the line's own 3.5-character gap is too short to tell."""
 
 
-class RtuLink:
+class RtuLink(PduLink):
     """One RS-485 line as the driver's `Link`: one transaction at a time.
 
     Before each request the line must have been quiet for `gap` seconds after
@@ -127,31 +118,6 @@ class RtuLink:
     async def close(self) -> None:
         self.port.close()
         self._buffer.clear()
-
-    async def read(
-        self, kind: RegisterKind, address: int, count: int, *, unit: int, timeout: float
-    ) -> list[int]:
-        what = f"read {kind} {address}+{count} unit {unit}"
-        request = READ_REQUEST[kind](address=address, count=count, dev_id=unit)
-        reply = await self._exchange(request, unit, what, timeout)
-        return values_of(reply, kind, count, f"{self.endpoint}: {what}")
-
-    async def write(
-        self,
-        kind: RegisterKind,
-        address: int,
-        values: Sequence[int],
-        *,
-        unit: int,
-        timeout: float,
-        multiple: bool = False,
-    ) -> None:
-        what = f"write {kind} {address}={list(values)} unit {unit}"
-        request = write_request(kind, address, list(values), unit, multiple)
-        reply = await self._exchange(request, unit, what, timeout)
-        if getattr(reply, "address", None) != address:
-            raise BadReply(f"{self.endpoint}: {what}: reply for address "
-                           f"{getattr(reply, 'address', None)}")  # fmt: skip
 
     async def _exchange(self, request: Any, unit: int, what: str, timeout: float) -> Any:
         """Send one request and return its reply PDU; every failure one of our errors."""

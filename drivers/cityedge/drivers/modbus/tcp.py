@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import struct
-from collections.abc import Sequence
 from typing import Any
 
 from pymodbus.exceptions import ModbusException
 
 from cityedge.drivers.modbus.errors import BadReply, ExceptionReply, LinkDown, LinkTimeout
-from cityedge.drivers.modbus.link import READ_REQUEST, decode_reply, values_of, write_request
-from cityedge.drivers.modbus.points import RegisterKind
+from cityedge.drivers.modbus.link import PduLink, decode_reply
 from cityedge.sdk.model import DeviceUnreachable
 
 _MBAP_HEADER = 7  # transaction id, protocol 0, length, unit id
@@ -65,7 +63,7 @@ class _MbapStream(asyncio.Protocol):
             self.transport.close()
 
 
-class TcpLink:
+class TcpLink(PduLink):
     """One Modbus TCP endpoint (a device, or a gateway serving several units).
 
     pymodbus says what a request and a reply *are* (its PDU classes, as on RTU);
@@ -148,36 +146,8 @@ class TcpLink:
             raise ExceptionReply(int(reply.exception_code), f"{self.endpoint} {what}")
         return reply
 
-    async def read(
-        self, kind: RegisterKind, address: int, count: int, *, unit: int, timeout: float
-    ) -> list[int]:
-        what = f"read {kind} {address}+{count} unit {unit}"
-        request = READ_REQUEST[kind](address=address, count=count, dev_id=unit)
-        reply = await self._exchange(request, unit, what, timeout)
-        try:
-            return values_of(reply, kind, count, f"{self.endpoint}: {what}")
-        except BadReply:
-            self._drop()
-            raise
-
-    async def write(
-        self,
-        kind: RegisterKind,
-        address: int,
-        values: Sequence[int],
-        *,
-        unit: int,
-        timeout: float,
-        multiple: bool = False,
-    ) -> None:
-        what = f"write {kind} {address}={list(values)} unit {unit}"
-        request = write_request(kind, address, list(values), unit, multiple)
-        reply = await self._exchange(request, unit, what, timeout)
-        # every write reply echoes the address: anything else is not our answer
-        if getattr(reply, "address", None) != address:
-            self._drop()
-            raise BadReply(f"{self.endpoint}: {what}: reply for address "
-                           f"{getattr(reply, 'address', None)}")  # fmt: skip
+    def _not_ours(self) -> None:
+        self._drop()
 
     async def close(self) -> None:
         self._drop()
