@@ -69,16 +69,7 @@ class AsciiDriver:
     def __init__(self, section: Section) -> None:
         self.name = section.name
         self.section = section
-        self._line = SerialLine(
-            section.port,
-            section.baud,
-            bytesize=section.bytesize,
-            parity=section.parity,
-            stopbits=section.stopbits,
-            max_line=section.max_line,
-            check_interval=section.check_interval,
-            on_dropped=self._line_noise,
-        )
+        self._line = SerialLine.of(section, on_dropped=self._line_noise)
         self._lock = asyncio.Lock()
         self._reopen = Backoff(section.reopen_min, section.reopen_max)
         self._reopen_at = 0.0  # monotonic: no open attempt before this

@@ -50,16 +50,7 @@ class NmeaDriver:
         self.section = section
         self.device = section.device
         self._tracker = HealthTracker("nmea", section.device, section.name, section.port)
-        self._line = SerialLine(
-            section.port,
-            section.baud,
-            bytesize=section.bytesize,
-            parity=section.parity,
-            stopbits=section.stopbits,
-            max_line=section.max_line,
-            check_interval=section.check_interval,
-            on_dropped=self._tracker.bad_input,
-        )
+        self._line = SerialLine.of(section, on_dropped=self._tracker.bad_input)
         self._receiver = Receiver(section.device, section.name, section.interval)
         self._heard: float | None = None  # monotonic time of the last valid sentence
         self._opened: float | None = None  # monotonic time the port was (re)opened

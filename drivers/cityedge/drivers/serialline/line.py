@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from cityedge.drivers.serialline.framer import LineFramer
 from cityedge.drivers.serialline.port import PortLost, SerialPort
+from cityedge.drivers.serialline.settings import SerialSection
 
 DropHook = Callable[[str, str], None]
 """Called with (reason, detail) for every line dropped before a driver saw it."""
@@ -43,6 +44,13 @@ class SerialLine:
         self._on_dropped = on_dropped
         self.lines_in = 0
         self.overrun = 0  # lines dropped because nobody read them in time
+
+    @classmethod
+    def of(cls, section: SerialSection, on_dropped: DropHook | None = None) -> SerialLine:
+        """The line a serial driver's config section describes."""
+        return cls(section.port, section.baud, bytesize=section.bytesize, parity=section.parity,
+                   stopbits=section.stopbits, max_line=section.max_line,
+                   check_interval=section.check_interval, on_dropped=on_dropped)  # fmt: skip
 
     @property
     def path(self) -> str:
