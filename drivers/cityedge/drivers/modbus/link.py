@@ -1,6 +1,6 @@
 """What every Modbus link shares: the `Link` protocol the driver polls through,
-and the request and reply PDUs (pymodbus's classes, pinned 3.11.4) both
-transports send and read.
+the request and reply PDUs (pymodbus's classes, pinned 3.11.4) both
+transports send and read, and `PduLink`, their common read and write.
 
 pymodbus changes its API between minor versions (`slave=` became
 `device_id=`; datastores moved), so the driver meets it here and in `tcp`,
