@@ -1,6 +1,6 @@
-"""What every Modbus link shares: the `Link` protocol the driver polls through,
-the request and reply PDUs (pymodbus's classes, pinned 3.11.4) both
-transports send and read, and `PduLink`, their common read and write.
+"""What every Modbus link shares: `Link`, the base the driver polls through
+(read and write, over each transport's own exchange), and the request and
+reply PDUs (pymodbus's classes, pinned 3.11.4) both transports send and read.
 
 pymodbus changes its API between minor versions (`slave=` became
 `device_id=`; datastores moved), so the driver meets it here and in `tcp`,
@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import struct
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 import pymodbus.pdu.bit_message as pdu_bit
 import pymodbus.pdu.register_message as pdu_reg
@@ -26,34 +26,6 @@ from cityedge.drivers.modbus.points import RegisterKind
 # We translate and log every pymodbus failure ourselves (first loudly, the rest
 # quietly); its own error lines would repeat each one on every poll.
 logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
-
-
-class Link(Protocol):
-    """One bus as the driver sees it: a TCP endpoint now, a serial line later."""
-
-    @property
-    def endpoint(self) -> str: ...
-
-    async def open(self, timeout: float) -> None:
-        """Connect now if not connected (LinkDown if it cannot)."""
-        ...
-
-    async def read(
-        self, kind: RegisterKind, address: int, count: int, *, unit: int, timeout: float
-    ) -> list[int]: ...
-
-    async def write(
-        self,
-        kind: RegisterKind,
-        address: int,
-        values: Sequence[int],
-        *,
-        unit: int,
-        timeout: float,
-        multiple: bool = False,
-    ) -> None: ...
-
-    async def close(self) -> None: ...
 
 
 READ_REQUEST: dict[RegisterKind, Callable[..., Any]] = {
@@ -106,12 +78,20 @@ def values_of(response: Any, kind: RegisterKind, count: int, where: str) -> list
     return [int(v) for v in values[:count]]
 
 
-class PduLink:
-    """`read` and `write` as one request PDU and its checked reply, for a transport
-    that supplies `endpoint` and `_exchange` (send one request, return its reply)."""
+class Link:
+    """One bus as the driver sees it (a TCP endpoint, a serial line): `read` and
+    `write` as one request PDU and its checked reply, over the transport's
+    `_exchange` (send one request, return its reply)."""
 
     @property
     def endpoint(self) -> str:
+        raise NotImplementedError
+
+    async def open(self, timeout: float) -> None:
+        """Connect now if not connected (`LinkDown` or `PortError` if it cannot)."""
+        raise NotImplementedError
+
+    async def close(self) -> None:
         raise NotImplementedError
 
     async def _exchange(self, request: Any, unit: int, what: str, timeout: float) -> Any:

@@ -26,7 +26,7 @@ from cityedge.drivers.modbus.errors import (
     LinkTimeout,
     TruncatedReply,
 )
-from cityedge.drivers.modbus.link import REPLY_DECODER, REQUEST_DECODER, PduLink, decode_reply
+from cityedge.drivers.modbus.link import REPLY_DECODER, REQUEST_DECODER, Link, decode_reply
 from cityedge.drivers.serialline.port import SerialPort
 
 MAX_BUFFERED = 4096  # bytes kept unread; a flood of noise beyond this is dropped (and counted)
@@ -69,7 +69,7 @@ a good frame. USB serial adapters deliver bytes in chunks up to ~16 ms apart,
 so the line's own 3.5-character gap is too short to tell."""
 
 
-class RtuLink(PduLink):
+class RtuLink(Link):
     """One RS-485 line as the driver's `Link`: one transaction at a time.
 
     Before each request the line must have been quiet for `gap` seconds after

@@ -15,7 +15,7 @@ from typing import Any
 from pymodbus.exceptions import ModbusException
 
 from cityedge.drivers.modbus.errors import BadReply, ExceptionReply, LinkDown, LinkTimeout
-from cityedge.drivers.modbus.link import PduLink, decode_reply
+from cityedge.drivers.modbus.link import Link, decode_reply
 from cityedge.sdk.model import DeviceUnreachable
 
 _MBAP_HEADER = 7  # transaction id, protocol 0, length, unit id
@@ -63,7 +63,7 @@ class _MbapStream(asyncio.Protocol):
             self.transport.close()
 
 
-class TcpLink(PduLink):
+class TcpLink(Link):
     """One Modbus TCP endpoint (a device, or a gateway serving several units).
 
     pymodbus says what a request and a reply *are* (its PDU classes, as on RTU);
