@@ -15,6 +15,7 @@ PACKAGES = ("nmea", "ascii", "serialline")
 ALLOWED_AGENT = {
     "cityedge.sdk.backoff",
     "cityedge.sdk.health",
+    "cityedge.sdk.limits",
     "cityedge.sdk.model",
     "cityedge.sdk.driver",
     "cityedge.sdk.problems",
