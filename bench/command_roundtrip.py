@@ -35,7 +35,7 @@ from cityedge.central.commands import new_command, send_command
 from cityedge.central.verifier import Verifier
 from cityedge.central.watch import payload_bytes
 from cityedge.drivers.modbus.profile import resolve_profile
-from cityedge.drivers.modbus.wire import TcpLink
+from cityedge.drivers.modbus.tcp import TcpLink
 from cityedge.protocol.commands import seal_command
 from cityedge.protocol.key_files import create_key
 from cityedge.protocol.keys import SigningKey

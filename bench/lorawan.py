@@ -51,7 +51,7 @@ def sensors(count: int) -> list[Session]:
 
 def payload_for(device_type: str, i: int) -> tuple[int, bytes]:
     """A plausible report for each shipped type (layouts: docs/lorawan-devices.md)."""
-    from cityedge.drivers.lorawan.reports import example_payload
+    from cityedge.street.lorawan_reports import example_payload
 
     return example_payload(device_type, i)
 

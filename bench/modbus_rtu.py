@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import tempfile
 import time
@@ -34,10 +35,10 @@ import structlog
 from cityedge.drivers.modbus.budget import LineBudget, LineFormat, line_budget, read_frame_sizes
 from cityedge.drivers.modbus.config import Section
 from cityedge.drivers.modbus.driver import ModbusDriver
-from cityedge.drivers.modbus.line import SerialPort
 from cityedge.drivers.modbus.planner import plan
 from cityedge.drivers.modbus.profile import Profile
-from cityedge.drivers.modbus.wire import rtu_crc
+from cityedge.drivers.modbus.rtu import rtu_crc
+from cityedge.drivers.serialline.port import SerialPort
 from cityedge.street.modbus import JunctionCabinet
 from cityedge.street.rs485 import Cable
 
@@ -116,7 +117,9 @@ async def bare(cabinet: JunctionCabinet, port: Path, line: LineFormat, seconds: 
             body = bytes([unit, function]) + request.address.to_bytes(2, "big")
             body += request.count.to_bytes(2, "big")
             frames.append((body + rtu_crc(body), read_frame_sizes(request)[1]))
-    serial = SerialPort(str(port), line)
+    got = bytearray()  # the reply so far: this loop is its own (trivial) framer
+    serial = SerialPort(str(port), line.baudrate, bytesize=line.bytesize, parity=line.parity,
+                        stopbits=line.stopbits, on_bytes=got.extend)  # fmt: skip
     serial.open()
     loop = asyncio.get_running_loop()
     done = errors = 0
@@ -124,12 +127,13 @@ async def bare(cabinet: JunctionCabinet, port: Path, line: LineFormat, seconds: 
     try:
         while time.perf_counter() - started < seconds:
             for frame, expected in frames:
-                serial.discard()
-                await serial.send(frame, 1.0)
+                got.clear()
+                await serial.write(frame, 1.0)
                 deadline = loop.time() + line.wire_time(len(frame)) + 0.5
-                got = b""
                 while len(got) < expected and loop.time() < deadline:
-                    got += await serial.receive(deadline)
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(deadline - loop.time()):
+                            await serial.wait()
                 errors += len(got) != expected
                 done += 1
                 await asyncio.sleep(line.standard_gap)

@@ -29,7 +29,7 @@ import msgpack
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cityedge.drivers.modbus.profile import resolve_profile
-from cityedge.drivers.modbus.wire import TcpLink
+from cityedge.drivers.modbus.tcp import TcpLink
 from cityedge.gateway.outbox import Entry, Outbox
 from cityedge.protocol.key_files import create_key
 from cityedge.protocol.keys import SigningKey

@@ -1,4 +1,4 @@
-"""Virtual serial cables for hardware-in-the-loop tests, usable by any driver's tests.
+"""Fixtures for hardware-in-the-loop and fault tests: virtual serial cables, and a site.
 
 * `pty_pair` — one pseudo-terminal: the device end is an fd (`pair.master`) a
   simulator reads and writes, the driver end a symlink (`pair.link`), like
@@ -10,6 +10,8 @@
   pymodbus RTU server, say): `cable.device` for the simulator, `cable.driver`
   for the driver. `unplug()` stops socat (both ends hang up, both links go);
   `replug()` starts it again on the same paths.
+* `site` — the fault-injection suites' site (`fault_site.Site`): a private
+  Mosquitto, three simulated lampposts and a verifying command post.
 """
 
 from __future__ import annotations
@@ -18,12 +20,17 @@ import contextlib
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
+from cityedge.protocol.keys import create_key
+from cityedge.street.broker import Broker
+from cityedge.street.modbus import ModbusStreet
 from cityedge.street.ptypair import PtyPair
+from hil_tests.fault_site import Site, write_config
+from tests.support.command_post import CommandPost
 
 
 @pytest.fixture
@@ -93,3 +100,17 @@ def socat_cable(tmp_path: Path) -> Iterator[SocatCable]:
         yield cable
     finally:
         cable.unplug()
+
+
+@pytest.fixture
+async def site(tmp_path: Path) -> AsyncIterator[Site]:
+    key = create_key(tmp_path / "state" / "keys" / "gateway.key")
+    with Broker(workdir=tmp_path / "broker") as broker:
+        async with ModbusStreet(lampposts=3, meters=0) as street:
+            config = write_config(tmp_path, broker.port, street)
+            subscribing = time.time()
+            async with CommandPost(broker.port, key.public_key) as post:
+                # the command post's session must outlive a SIGKILLed broker, as a real
+                # command post's does on a broker configured for it
+                await broker.saved(since=subscribing)
+                yield Site(tmp_path, broker, street, key, post, config)

@@ -22,7 +22,7 @@ from cityedge.drivers.lorawan.frames import (
     verify_mic,
 )
 from cityedge.drivers.lorawan.keyring import OtaaDevice, Session
-from cityedge.drivers.lorawan.reports import bin_report
+from cityedge.street.lorawan_reports import bin_report
 from tests.lorawan.site import LoRaSite, lorawan_site
 
 pytestmark = pytest.mark.timeout(180)

@@ -27,7 +27,8 @@ import pytest
 from structlog.testing import capture_logs
 
 from cityedge.drivers.modbus.budget import LineFormat
-from cityedge.drivers.modbus.driver import BUS_SUFFIX, ModbusDriver
+from cityedge.drivers.modbus.buses import BUS_SUFFIX
+from cityedge.drivers.modbus.driver import ModbusDriver
 from cityedge.drivers.modbus.profile import resolve_profile
 from cityedge.sdk.model import DeviceState, Reading
 from cityedge.street.modbus import JunctionCabinet, ModbusStreet
@@ -237,7 +238,7 @@ async def test_unplugged_adapter_then_replugged(site: Site, tmp_path: Path) -> N
     for name in names:
         assert record.changes(name) == [True, False], name
     lost = record.health(line).errors
-    assert set(lost) <= {"hangup", "absent", "io"} and sum(lost.values()) >= 1, lost
+    assert set(lost) <= {"hangup", "absent", "io", "read_failed"} and sum(lost.values()) >= 1, lost
     downs = [e for e in logs if e["event"] == "modbus.line_down" and e["log_level"] == "warning"]
     assert len(downs) == 1, "the loss logged loudly once, the retries quietly"
     assert any(e["event"] == "modbus.line_up" for e in logs)

@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 
 from cityedge.drivers.nmea import Section, build
-from cityedge.drivers.nmea.driver import UNREACHABLE_EVENT, NmeaDriver
+from cityedge.drivers.nmea.driver import NmeaDriver
+from cityedge.sdk.health import UNREACHABLE_EVENT
 from cityedge.sdk.model import DeviceState
 from cityedge.street.gps import load_capture, replay
 from cityedge.street.ptypair import PtyPair

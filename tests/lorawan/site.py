@@ -12,14 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cityedge.drivers.lorawan.concentrator import PacketForwarder
 from cityedge.drivers.lorawan.frames import build_uplink
 from cityedge.drivers.lorawan.keyring import OtaaDevice, Session, key_file_entry
-from cityedge.drivers.lorawan.reports import example_payload
 from cityedge.gateway.control.client import ControlClient
 from cityedge.protocol.key_files import create_key
 from cityedge.protocol.keys import SigningKey
 from cityedge.street.broker import Broker
+from cityedge.street.lorawan import PacketForwarder
+from cityedge.street.lorawan_reports import example_payload
 from tests.support.agent_process import AgentProcess, to_toml
 from tests.support.command_post import CommandPost
 

@@ -10,18 +10,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cityedge.drivers.lorawan.codec import CodecError, decode
 from cityedge.drivers.lorawan.decoders import (
-    LPP_TYPES,
     SHIPPED_DEVICE_TYPES,
-    CodecError,
-    DecodedPoint,
-    DeviceType,
     DeviceTypeError,
-    breached,
-    decode,
     load_device_type,
     load_device_types,
 )
+from cityedge.drivers.lorawan.devicetype import DecodedPoint, DeviceType, breached
+from cityedge.drivers.lorawan.encodings import LPP_TYPES
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "lorawan-devices.md"
 SHIPPED = load_device_types()

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 from cityedge.drivers.lorawan import Section, build
-from cityedge.drivers.lorawan.concentrator import PacketForwarder
 from cityedge.drivers.lorawan.driver import LoRaWANDriver, SetupError
 from cityedge.drivers.lorawan.frames import build_uplink
-from cityedge.drivers.lorawan.reports import bin_report
 from cityedge.sdk.driver import DriverEnv
 from cityedge.sdk.model import DeviceUnreachable, Event, PointNotWritable, Reading
+from cityedge.street.lorawan import PacketForwarder
+from cityedge.street.lorawan_reports import bin_report
 
 NWK = bytes.fromhex("2B7E151628AED2A6ABF7158809CF4F3C")
 APP = bytes.fromhex("000102030405060708090A0B0C0D0E0F")

@@ -14,12 +14,12 @@ from structlog.testing import capture_logs
 
 from cityedge.drivers.modbus import Section, build
 from cityedge.drivers.modbus.codec import encode
-from cityedge.drivers.modbus.driver import UNREACHABLE_EVENT, ModbusDriver
+from cityedge.drivers.modbus.driver import ModbusDriver
 from cityedge.drivers.modbus.planner import plan
 from cityedge.drivers.modbus.points import RegisterKind
 from cityedge.drivers.modbus.profile import resolve_profile
-from cityedge.drivers.modbus.wire import DeviceServer
 from cityedge.sdk.driver import Driver, DriverEnv
+from cityedge.sdk.health import UNREACHABLE_EVENT
 from cityedge.sdk.model import (
     DeviceRejected,
     DeviceState,
@@ -33,6 +33,7 @@ from cityedge.sdk.model import (
     UnknownPoint,
 )
 from cityedge.street.modbus import Fault, ModbusStreet, SimulatedDevice
+from cityedge.street.modbus_server import DeviceServer
 
 pytestmark = pytest.mark.timeout(90)
 

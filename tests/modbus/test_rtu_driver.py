@@ -22,8 +22,10 @@ from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
 from cityedge.drivers.modbus import Section, build
-from cityedge.drivers.modbus.driver import BUS_SUFFIX, UNREACHABLE_EVENT, ModbusDriver
+from cityedge.drivers.modbus.buses import BUS_SUFFIX
+from cityedge.drivers.modbus.driver import ModbusDriver
 from cityedge.sdk.driver import Driver, DriverEnv
+from cityedge.sdk.health import UNREACHABLE_EVENT
 from cityedge.sdk.model import (
     DeviceRejected,
     DeviceState,

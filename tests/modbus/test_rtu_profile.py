@@ -94,7 +94,7 @@ choices = [0.5, 0.25]
         "points[1].choices: 2 is listed twice",
         "points[1].choices: 70000 is raw 70000, outside uint16 (0..65535)",
         "points[1].choices: -1 is raw -1, outside uint16 (0..65535)",
-        "points[2].choices: 20 is above the maximum 10.0",
+        "points[2].choices: 20 is above the maximum 10",
         "points[3].choices: 0.25 is not a whole step of uint16 (raw 2.5)",
     ]
     (empty,) = problems_of(

@@ -7,7 +7,8 @@ from collections import Counter
 
 import pytest
 
-from cityedge.drivers.modbus.rota import Rota, next_due
+from cityedge.drivers.modbus.rota import Rota
+from cityedge.sdk.backoff import next_due
 
 
 def test_next_due_up_skips_missed_ticks() -> None:

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from cityedge.drivers.modbus.config import RtuSection, Section
+from cityedge.drivers.modbus.errors import ExceptionReply
 from cityedge.drivers.modbus.points import RegisterKind
 from cityedge.drivers.modbus.profile import resolve_profile
-from cityedge.drivers.modbus.wire import ExceptionReply
 from cityedge.street.modbus import JunctionCabinet, TrafficController, TrafficMode
 
 H = RegisterKind.HOLDING

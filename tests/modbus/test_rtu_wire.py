@@ -16,22 +16,20 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cityedge.drivers.modbus.budget import LineFormat
-from cityedge.drivers.modbus.line import PortError
-from cityedge.drivers.modbus.points import RegisterKind
-from cityedge.drivers.modbus.profile import resolve_profile
-from cityedge.drivers.modbus.wire import (
+from cityedge.drivers.modbus.errors import (
     BadReply,
     CrcError,
     ExceptionReply,
     LinkTimeout,
-    RtuLink,
-    SerialDeviceServer,
     TruncatedReply,
-    find_frame,
-    rtu_crc,
 )
+from cityedge.drivers.modbus.points import RegisterKind
+from cityedge.drivers.modbus.profile import resolve_profile
+from cityedge.drivers.modbus.rtu import RtuLink, find_frame, rtu_crc
+from cityedge.drivers.serialline.port import PortError
 from cityedge.sdk.model import DeviceError
 from cityedge.street.modbus import Fault, SimulatedDevice, TrafficController
+from cityedge.street.modbus_server import SerialDeviceServer
 from cityedge.street.rs485 import Cable
 
 pytestmark = pytest.mark.timeout(60)
@@ -223,7 +221,7 @@ async def test_port_problems_are_port_errors(tmp_path: Path) -> None:
     missing = RtuLink(str(tmp_path / "ttyNONE"), LINE)
     with pytest.raises(PortError, match="no such device node") as absent:
         await missing.open(1.0)
-    assert absent.value.reason == "port" and absent.value.why == "absent"
+    assert absent.value.reason == "absent"
     with pytest.raises(PortError, match="not open"):
         await missing.read(H, 0, 1, unit=1, timeout=0.1)
     async with Cable(tmp_path) as cable:
@@ -232,12 +230,12 @@ async def test_port_problems_are_port_errors(tmp_path: Path) -> None:
         await parity.close()
         with pytest.raises(PortError, match=r"refuses 19200 8E1") as refused:
             await parity.open(1.0)  # ...and refuses it when set again
-        assert refused.value.why == "settings"
+        assert refused.value.reason == "settings"
         plain = tmp_path / "not-a-tty"
         plain.write_bytes(b"")
         with pytest.raises(PortError) as not_tty:
             await RtuLink(str(plain), LINE).open(1.0)
-        assert not_tty.value.reason == "port"
+        assert not_tty.value.reason == "open_failed"  # pyserial reports ENOTTY without an errno
 
 
 async def test_a_pulled_adapter_is_a_port_error_at_once(bench: Bench) -> None:
@@ -245,7 +243,7 @@ async def test_a_pulled_adapter_is_a_port_error_at_once(bench: Bench) -> None:
     await bench.cable.unplug()
     with pytest.raises(PortError) as lost:
         await bench.link.read(H, 0, 2, unit=1, timeout=5.0)
-    assert lost.value.why in ("hangup", "absent", "io")
+    assert lost.value.reason in ("hangup", "absent", "read_failed")
     assert not bench.link.is_open
 
 

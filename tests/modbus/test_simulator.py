@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 
+from cityedge.drivers.modbus.errors import ExceptionReply
 from cityedge.drivers.modbus.points import RegisterKind
 from cityedge.drivers.modbus.profile import resolve_profile
-from cityedge.drivers.modbus.wire import ExceptionReply
 from cityedge.gateway.config import load_config
 from cityedge.sdk.driver import SHIPPED_CONFIG_DIR
 from cityedge.street.modbus import EnergyMeter, Fault, Lamppost, ModbusStreet

@@ -10,18 +10,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cityedge.drivers.modbus.errors import BadReply, ExceptionReply, LinkDown, LinkTimeout
 from cityedge.drivers.modbus.points import RegisterKind
 from cityedge.drivers.modbus.profile import resolve_profile
-from cityedge.drivers.modbus.wire import (
-    BadReply,
-    DeviceServer,
-    ExceptionReply,
-    LinkDown,
-    LinkTimeout,
-    TcpLink,
-)
+from cityedge.drivers.modbus.tcp import TcpLink
 from cityedge.sdk.model import DeviceError
 from cityedge.street.modbus import SimulatedDevice
+from cityedge.street.modbus_server import DeviceServer
 
 H = RegisterKind.HOLDING
 

@@ -14,8 +14,9 @@ import pytest
 from structlog.testing import capture_logs
 
 from cityedge.drivers.ascii import Section, build
-from cityedge.drivers.ascii.driver import UNREACHABLE_EVENT, AsciiDriver
+from cityedge.drivers.ascii.driver import AsciiDriver
 from cityedge.sdk.driver import Driver
+from cityedge.sdk.health import UNREACHABLE_EVENT
 from cityedge.sdk.model import (
     DeviceRejected,
     DeviceState,

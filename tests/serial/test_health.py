@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from structlog.testing import capture_logs
 
-from cityedge.drivers.serialline.health import NOISE_QUIET, LineHealth
+from cityedge.sdk.health import NOISE_QUIET, HealthTracker
 from cityedge.sdk.model import DeviceState
 
 
 def test_failures_counted_logged_loudly_once_per_episode_and_recovery_logged() -> None:
-    tracker = LineHealth("ascii", "panel", "panels", "/dev/ttyUSB1")
+    tracker = HealthTracker("ascii", "panel", "panels", "/dev/ttyUSB1")
     with capture_logs() as logs:
         for _ in range(5):
             tracker.failed("timeout", "no answer")
@@ -33,7 +33,7 @@ def test_failures_counted_logged_loudly_once_per_episode_and_recovery_logged() -
 
 def test_noise_is_loud_again_only_after_a_quiet_spell() -> None:
     times = iter([0.0, 1.0, 30.0, 30.0 + NOISE_QUIET + 1, 100.0])
-    tracker = LineHealth("nmea", "gps", "gps", "/dev/ttyUSB0", clock=lambda: next(times))
+    tracker = HealthTracker("nmea", "gps", "gps", "/dev/ttyUSB0", clock=lambda: next(times))
     with capture_logs() as logs:
         for _ in range(5):
             tracker.bad_input("checksum", "checksum 23 given, 03 computed")

@@ -13,10 +13,11 @@ import pytest
 from structlog.testing import capture_logs
 
 from cityedge.drivers.nmea import Section, build
-from cityedge.drivers.nmea.driver import DEVICE_TYPE, UNREACHABLE_EVENT, NmeaDriver
+from cityedge.drivers.nmea.driver import DEVICE_TYPE, NmeaDriver
 from cityedge.drivers.nmea.receiver import FIX_LOST
 from cityedge.drivers.nmea.sentence import frame
 from cityedge.sdk.driver import Driver
+from cityedge.sdk.health import UNREACHABLE_EVENT
 from cityedge.sdk.model import (
     DeviceState,
     DeviceUnreachable,

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from cityedge.drivers.serialline.port import PortLost, PortUnavailable, SerialLine
+from cityedge.drivers.serialline.line import SerialLine
+from cityedge.drivers.serialline.port import PortLost, PortUnavailable
 from cityedge.sdk.backoff import Backoff
 from cityedge.sdk.model import DeviceUnreachable
 from cityedge.street.ptypair import PtyPair

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import structlog
+
+from cityedge.sdk.backoff import Backoff
 
 log = structlog.get_logger(__name__)
 
@@ -20,23 +21,6 @@ class TaskHealth:
     last_error: str | None = None
     last_error_at: float | None = None
     running: bool = False
-
-
-class Backoff:
-    """Exponential backoff with full jitter (no thundering herd after a city-wide outage)."""
-
-    def __init__(self, minimum: float = 0.5, maximum: float = 60.0) -> None:
-        self.minimum = minimum
-        self.maximum = maximum
-        self.attempt = 0
-
-    def next_delay(self) -> float:
-        ceiling = min(self.maximum, self.minimum * (2**self.attempt))
-        self.attempt += 1
-        return random.uniform(self.minimum, max(self.minimum, ceiling))
-
-    def reset(self) -> None:
-        self.attempt = 0
 
 
 async def supervise(
@@ -51,7 +35,8 @@ async def supervise(
     """Run `factory()` forever. A return or an exception is logged and followed by a
     restart after a jittered delay; the delay resets once a run lasted `healthy_after`
     seconds. Cancellation stops it."""
-    backoff = Backoff(min_delay, max_delay)
+    # full jitter: no thundering herd of restarts after a city-wide outage
+    backoff = Backoff(min_delay, max(min_delay, max_delay), full_jitter=True)
     while True:
         started = time.monotonic()
         health.running = True
@@ -70,7 +55,7 @@ async def supervise(
         health.last_error_at = time.time()
         if time.monotonic() - started >= healthy_after:
             backoff.reset()
-        delay = backoff.next_delay()
+        delay = backoff.next()
         log.warning(
             "task.restart", task=name, reason=reason, in_s=round(delay, 2), restarts=health.restarts
         )

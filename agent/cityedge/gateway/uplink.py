@@ -29,12 +29,12 @@ import structlog
 
 from cityedge.gateway.config import GatewaySection, UplinkSection
 from cityedge.gateway.outbox import Outbox, Sealed
-from cityedge.gateway.supervisor import Backoff
 from cityedge.protocol.entries import ENTRY_KINDS
 from cityedge.protocol.keys import SigningKey
 from cityedge.protocol.mqtt import MQTT_SOCKET_OPTIONS
 from cityedge.protocol.sealing import seal_object
 from cityedge.protocol.topics import topic_for
+from cityedge.sdk.backoff import Backoff
 
 log = structlog.get_logger(__name__)
 
@@ -114,7 +114,8 @@ class Uplink:
     # --- the connection loop ------------------------------------------------------
 
     async def run(self) -> None:
-        backoff = Backoff(self.config.reconnect_min, self.config.reconnect_max)
+        low, high = self.config.reconnect_min, self.config.reconnect_max
+        backoff = Backoff(low, max(low, high), full_jitter=True)
         while not self._stop.is_set():
             if self.stats.state is not LinkState.DOWN:
                 self.stats.state = LinkState.CONNECTING
@@ -133,7 +134,7 @@ class Uplink:
                 self._down(f"{type(exc).__name__}: {exc}")
             if self._stop.is_set():
                 break
-            delay = backoff.next_delay()
+            delay = backoff.next()
             log.info("uplink.retry", in_s=round(delay, 2))
             await self._wait_to_retry(delay, probe=not answered)
         self.stats.state = LinkState.STOPPED

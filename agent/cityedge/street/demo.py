@@ -17,13 +17,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cityedge.drivers.lorawan.concentrator import LoRaStreet
 from cityedge.drivers.lorawan.config import Section as LoRaSection
 from cityedge.drivers.lorawan.keyring import OtaaDevice, Session, key_file_entry, load_keyring
 from cityedge.gateway.config import ConfigError, LoadedConfig, load_config
 from cityedge.protocol.key_files import create_key, load_signing_key
 from cityedge.sdk.driver import SHIPPED_CONFIG_DIR
 from cityedge.street.broker import Broker
+from cityedge.street.lorawan import LoRaStreet
 
 DEMO_CONFIG = SHIPPED_CONFIG_DIR / "demo.toml"
 

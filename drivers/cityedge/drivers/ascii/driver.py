@@ -25,9 +25,10 @@ from cityedge.drivers.ascii.config import AsciiDevice, Section
 from cityedge.drivers.ascii.points import Point
 from cityedge.drivers.ascii.profile import Profile
 from cityedge.drivers.ascii.reply import BadReply, Refused, check_write_answer, parse_reply, shown
-from cityedge.drivers.serialline.health import LineHealth
-from cityedge.drivers.serialline.port import PortError, PortLost, PortUnavailable, SerialLine
-from cityedge.sdk.backoff import Backoff
+from cityedge.drivers.serialline.line import SerialLine
+from cityedge.drivers.serialline.port import PortError, PortLost, PortUnavailable
+from cityedge.sdk.backoff import Backoff, next_due
+from cityedge.sdk.health import HealthTracker, unreachable_event
 from cityedge.sdk.model import (
     DeviceHealth,
     DeviceInfo,
@@ -39,7 +40,6 @@ from cityedge.sdk.model import (
     InvalidValue,
     PointNotWritable,
     Reading,
-    Severity,
     UnknownDevice,
     UnknownPoint,
     Value,
@@ -50,15 +50,12 @@ log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 
-UNREACHABLE_EVENT = "device.unreachable"
-"""Raised (active) when a device goes DOWN, cleared when it answers again."""
-
 
 @dataclass(slots=True)
 class _Device:
     config: AsciiDevice
     profile: Profile
-    tracker: LineHealth
+    tracker: HealthTracker
     polls: dict[str, str]  # request name → the text sent (templates filled in)
 
     @property
@@ -72,16 +69,7 @@ class AsciiDriver:
     def __init__(self, section: Section) -> None:
         self.name = section.name
         self.section = section
-        self._line = SerialLine(
-            section.port,
-            section.baud,
-            bytesize=section.bytesize,
-            parity=section.parity,
-            stopbits=section.stopbits,
-            max_line=section.max_line,
-            check_interval=section.check_interval,
-            on_dropped=self._line_noise,
-        )
+        self._line = SerialLine.of(section, on_dropped=self._line_noise)
         self._lock = asyncio.Lock()
         self._reopen = Backoff(section.reopen_min, section.reopen_max)
         self._reopen_at = 0.0  # monotonic: no open attempt before this
@@ -93,7 +81,7 @@ class AsciiDriver:
             self._devices[device.name] = _Device(
                 device,
                 device.profile,
-                LineHealth("ascii", device.name, self.name, section.port),
+                HealthTracker("ascii", device.name, self.name, section.port),
                 {r.name: r.send.format(address=address) for r in device.profile.requests.values()},
             )
         self._catalogue = {
@@ -193,15 +181,12 @@ class AsciiDriver:
         else:
             state, detail = DeviceState.UP, None
         previous = dev.tracker.settle(state, detail)
-        if previous is not None and DeviceState.DOWN in (state, previous):
-            data: dict[str, object] = {"driver": self.name, "port": self.section.port}
-            if down is not None:
-                reason = down.reason if isinstance(down, PortError) else "timeout"
-                data |= {"reason": reason, "detail": str(down)}
-            items.append(Event(UNREACHABLE_EVENT, source=dev.name, ts=now_wall(),
-                               severity=Severity.WARNING, active=state is DeviceState.DOWN,
-                               data=data))  # fmt: skip
-        return items
+        data: dict[str, object] = {"driver": self.name, "port": self.section.port}
+        if down is not None:
+            reason = down.reason if isinstance(down, PortError) else "timeout"
+            data |= {"reason": reason, "detail": str(down)}
+        event = unreachable_event(dev.name, state, previous, data)
+        return items if event is None else [*items, event]
 
     async def _poll_loop(self, dev: _Device, emit: Emit) -> None:
         loop = asyncio.get_running_loop()
@@ -217,13 +202,8 @@ class AsciiDriver:
             if items:
                 await emit(items)
             now = loop.time()
-            if dev.tracker.down_polls:
-                ceiling = max(interval, dev.config.backoff_max)
-                tick = now + min(interval * 2 ** min(dev.tracker.down_polls - 1, 30), ceiling)
-            else:
-                tick += interval
-                if tick <= now:  # overran: skip the missed ticks rather than burst
-                    tick = now + interval - (now - tick) % interval
+            tick = next_due(tick, now, interval, down_polls=dev.tracker.down_polls,
+                            backoff_max=dev.config.backoff_max)  # fmt: skip
             await asyncio.sleep(tick - now)
 
     # --- exchanges ------------------------------------------------------------------

@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
+from cityedge.sdk.limits import check_number
 from cityedge.sdk.model import InvalidValue, PointAccess, PointInfo, Value
 
 _INT = re.compile(r"[+-]?\d{1,18}")
@@ -114,14 +115,7 @@ class Point:
                 raise InvalidValue(f"{where}: expected true or false, got {value!r}")
             case PointType.TEXT:
                 return self._check_text(value)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise InvalidValue(f"{where}: expected a number, got {value!r}")
-        if not math.isfinite(value):
-            raise InvalidValue(f"{where}: expected a finite number, got {value!r}")
-        if self.minimum is not None and value < self.minimum:
-            raise InvalidValue(f"{where}: {value!r} is below the minimum {self.minimum:g}")
-        if self.maximum is not None and value > self.maximum:
-            raise InvalidValue(f"{where}: {value!r} is above the maximum {self.maximum:g}")
+        value = check_number(where, value, self.minimum, self.maximum)
         raw = (value - self.offset) / self.scale
         if self.type is PointType.FLOAT:
             return raw

@@ -29,8 +29,8 @@ from cityedge.drivers.ble.config import Section
 from cityedge.drivers.ble.gate import Allowlist
 from cityedge.drivers.ble.gatt import CHARACTERISTICS, GATT_POINTS, ClientFactory, GattReader
 from cityedge.drivers.ble.radio import Radio, ScannerFactory
-from cityedge.drivers.ble.retry import Backoff
 from cityedge.drivers.ble.sensor import Sensor, point_info
+from cityedge.sdk.backoff import Backoff
 from cityedge.sdk.driver import DriverEnv
 from cityedge.sdk.model import (
     DeviceError,
@@ -328,7 +328,8 @@ class BleDriver:
         # Spread the first reads so a gateway start does not connect to every sensor at once.
         await asyncio.sleep(random.uniform(0, min(schedule.every, schedule.first_within)))
         while True:
-            backoff = Backoff(schedule.retry_delay, schedule.retry_delay * 2**schedule.retries)
+            backoff = Backoff(schedule.retry_delay, schedule.retry_delay * 2**schedule.retries,
+                              full_jitter=True)  # fmt: skip
             for attempt in range(schedule.retries + 1):
                 if self._radio.up:
                     try:
@@ -339,7 +340,7 @@ class BleDriver:
                         self._send(list(readings), sensor)
                         break
                 if attempt < schedule.retries:
-                    await asyncio.sleep(backoff.next_delay())
+                    await asyncio.sleep(backoff.next())
             await asyncio.sleep(schedule.every)
 
     async def _gatt_read(self, sensor: Sensor, points: Sequence[str]) -> list[Reading]:

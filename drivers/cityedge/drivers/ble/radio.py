@@ -21,7 +21,7 @@ from bleak.assigned_numbers import AdvertisementDataType
 from bleak.backends.scanner import AdvertisementDataCallback
 from bleak.exc import BleakDBusError
 
-from cityedge.drivers.ble.retry import Backoff
+from cityedge.sdk.backoff import Backoff
 
 log = structlog.get_logger(__name__)
 
@@ -88,7 +88,8 @@ class Radio:
         self._callback = callback
         self._start_timeout = start_timeout
         self._silence_restart = silence_restart
-        self._backoff = Backoff(retry_min, retry_max)
+        # full jitter: a district's gateways that lost BlueZ together retry apart
+        self._backoff = Backoff(retry_min, max(retry_min, retry_max), full_jitter=True)
         self._on_change = on_change
         self._last_heard: float | None = None  # monotonic; when, never who
         self._started = time.monotonic()
@@ -103,7 +104,7 @@ class Radio:
             try:
                 scanner = await self._start()
             except AdapterUnavailable as exc:
-                delay = self._backoff.next_delay()
+                delay = self._backoff.next()
                 self._down(str(exc), delay)
                 await asyncio.sleep(delay)
                 continue

@@ -2,8 +2,10 @@
 
 Layers: `semtech` (GWMP datagrams, the UDP listener) → `driver.Antennas` (one
 frame heard by several antennas) → `uplinks` (session, counter, MIC,
-decryption) using `frames`, `keyring`, `fcnt` → `decoders` (device types as
-data, config/lorawan/). `concentrator` simulates a packet forwarder.
+decryption) using `frames`, `keyring`, `fcnt` → `codec` (payload → readings)
+by a `devicetype` loaded by `decoders` (device types as data, config/lorawan/;
+their vocabulary in `encodings` and `derivations`). The simulated packet
+forwarder is `cityedge.street.lorawan`, out of the product.
 """
 
 from __future__ import annotations

@@ -1,30 +1,40 @@
-"""LoRaWAN payload codecs as data: what a decrypted FRMPayload (bytes + FPort) says.
+"""Device-type files: one TOML file per LoRaWAN device type (config/lorawan/,
+format in docs/lorawan-devices.md) → a validated `DeviceType`, or a
+`DeviceTypeError` listing every problem of the file.
 
-A device type is one TOML file (config/lorawan/, format in docs/lorawan-devices.md)
-naming its codec, its expected report interval and its alarms:
-
-- `cayenne-lpp`: Cayenne Low Power Payload, records of channel, type, data. A
-  reading is named `<type>_<channel>` (`temperature_3`) unless the file maps that
-  channel and type to a name; multi-value types add an axis (`accelerometer_6_x`).
-- `layout`: fixed byte layouts, one per FPort group, of integer fields (scale,
-  offset, unit), flag bits inside them, and a few named derivations where a value
-  needs arithmetic (`fill_percent` from an ultrasonic distance and the bin depth).
-
-Sensors in the street send anything: a payload we cannot read raises CodecError
-naming the device type, the byte offset and what was expected, and nothing else.
+A file names its codec (`cayenne-lpp`, or `layout`: fixed byte layouts per
+FPort group, of integer fields, flag bits and named derivations), its expected
+report interval and its alarms. Decoding payloads is `codec`'s job; the
+vocabulary a file may use is in `encodings` and `derivations`.
 """
 
 from __future__ import annotations
 
-import math
 import tomllib
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+from cityedge.drivers.lorawan.derivations import FUNCTIONS
+from cityedge.drivers.lorawan.devicetype import (
+    Alarm,
+    Bit,
+    Derivation,
+    DeviceType,
+    Field_,
+    Frame,
+    Point,
+)
+from cityedge.drivers.lorawan.encodings import (
+    GPS_AXES,
+    GPS_CODE,
+    INT_TYPES,
+    LPP_BY_NAME,
+    LPP_TYPES,
+    FieldType,
+    is_whole,
+)
 from cityedge.sdk.driver import SHIPPED_CONFIG_DIR
-from cityedge.sdk.model import Value
 from cityedge.sdk.problems import FileProblems, error_lines
 from cityedge.sdk.tables import Field, Invalid, Table, check_table
 
@@ -35,392 +45,7 @@ _TYPE_NAME = r"^[a-z0-9][a-z0-9-]*$"
 _EVENT = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$"
 
 
-class CodecError(ValueError):
-    """A payload this device type cannot read: where it went wrong and what was expected."""
-
-    def __init__(self, device_type: str, offset: int, detail: str) -> None:
-        self.device_type = device_type
-        self.offset = offset
-        self.detail = detail
-        super().__init__(f"{device_type}: byte {offset}: {detail}")
-
-
 DeviceTypeError = FileProblems  # every problem of one file, as the config reports them
-
-
-# --- integer field types ------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Int:
-    size: int
-    signed: bool
-    order: Literal["big", "little"]
-
-
-INT_TYPES: dict[str, _Int] = {
-    "u8": _Int(1, False, "big"),
-    "s8": _Int(1, True, "big"),
-    "u16be": _Int(2, False, "big"),
-    "u16le": _Int(2, False, "little"),
-    "s16be": _Int(2, True, "big"),
-    "s16le": _Int(2, True, "little"),
-    "u24be": _Int(3, False, "big"),
-    "u24le": _Int(3, False, "little"),
-    "s24be": _Int(3, True, "big"),
-    "s24le": _Int(3, True, "little"),
-    "u32be": _Int(4, False, "big"),
-    "u32le": _Int(4, False, "little"),
-    "s32be": _Int(4, True, "big"),
-    "s32le": _Int(4, True, "little"),
-}
-FieldType = Literal[
-    "u8", "s8", "u16be", "u16le", "s16be", "s16le", "u24be", "u24le", "s24be", "s24le",
-    "u32be", "u32le", "s32be", "s32le", "skip",
-]  # fmt: skip
-
-
-def _decimals(number: float) -> int:
-    """Digits a scaled value is rounded to, so 272 × 0.1 reads 27.2, not 27.200000000000003."""
-    text = f"{abs(number):.10f}".rstrip("0")
-    return len(text.split(".")[1]) if "." in text else 0
-
-
-def _is_whole(number: float) -> bool:
-    return float(number).is_integer()
-
-
-# --- Cayenne LPP --------------------------------------------------------------------
-# Types from the Cayenne LPP documentation (docs.mydevices.com, "Cayenne Low Power
-# Payload") and the extended set of the widely used CayenneLPP Arduino library
-# (ElectronicCats). Every value is big-endian.
-
-
-@dataclass(frozen=True, slots=True)
-class LppType:
-    code: int
-    name: str
-    size: int  # bytes per axis
-    signed: bool
-    resolution: float
-    unit: str | None
-    axes: tuple[str, ...] = ()  # multi-value types: one reading per axis
-
-    @property
-    def data_size(self) -> int:
-        return self.size * max(1, len(self.axes))
-
-    @property
-    def kind(self) -> str:
-        return "int" if _is_whole(self.resolution) else "float"
-
-
-_AXES = ("x", "y", "z")
-LPP_TYPES: dict[int, LppType] = {
-    t.code: t
-    for t in (
-        LppType(0, "digital_input", 1, False, 1, None),
-        LppType(1, "digital_output", 1, False, 1, None),
-        LppType(2, "analog_input", 2, True, 0.01, None),
-        LppType(3, "analog_output", 2, True, 0.01, None),
-        LppType(100, "generic", 4, False, 1, None),
-        LppType(101, "illuminance", 2, False, 1, "lx"),
-        LppType(102, "presence", 1, False, 1, None),
-        LppType(103, "temperature", 2, True, 0.1, "°C"),
-        LppType(104, "humidity", 1, False, 0.5, "%"),
-        LppType(113, "accelerometer", 2, True, 0.001, "g", _AXES),
-        LppType(115, "barometer", 2, False, 0.1, "hPa"),
-        LppType(116, "voltage", 2, False, 0.01, "V"),
-        LppType(117, "current", 2, False, 0.001, "A"),
-        LppType(118, "frequency", 4, False, 1, "Hz"),
-        LppType(120, "percentage", 1, False, 1, "%"),
-        LppType(121, "altitude", 2, True, 1, "m"),
-        LppType(125, "concentration", 2, False, 1, "ppm"),
-        LppType(128, "power", 2, False, 1, "W"),
-        LppType(130, "distance", 4, False, 0.001, "m"),
-        LppType(131, "energy", 4, False, 0.001, "kWh"),
-        LppType(132, "direction", 2, False, 1, "°"),
-        LppType(133, "unixtime", 4, False, 1, "s"),
-        LppType(134, "gyrometer", 2, True, 0.01, "°/s", _AXES),
-        LppType(135, "colour", 1, False, 1, None, ("r", "g", "b")),
-        LppType(142, "switch", 1, False, 1, None),
-    )
-}
-LPP_BY_NAME: dict[str, LppType] = {t.name: t for t in LPP_TYPES.values()}
-# GPS packs three axes of different resolution into 9 bytes; the table above
-# cannot say that, so it has its own decoder.
-_GPS_CODE = 136
-_GPS_AXES = (("latitude", 0.0001, "°"), ("longitude", 0.0001, "°"), ("altitude", 0.01, "m"))
-
-
-# --- the validated device type ------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Point:
-    name: str
-    unit: str | None
-    kind: str  # "bool" | "int" | "float", as agent.model.PointInfo
-
-
-@dataclass(frozen=True, slots=True)
-class DecodedPoint:
-    name: str
-    value: Value
-    unit: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Alarm:
-    point: str
-    event: str  # dotted and stable: `bin.full`
-    severity: str  # "info" | "warning" | "critical"
-    at_or_above: float | None = None
-    at_or_below: float | None = None
-    equals: float | bool | None = None
-
-
-def breached(alarm: Alarm, value: Value) -> bool:
-    """Whether one value is in the alarm's range; text never is, nor is NaN."""
-    if isinstance(value, str):
-        return False
-    if alarm.equals is not None:
-        return value == alarm.equals
-    if isinstance(value, bool) or math.isnan(value):
-        return False  # validation keeps thresholds off flags; NaN compares false anyway
-    if alarm.at_or_above is not None:
-        return value >= alarm.at_or_above
-    return alarm.at_or_below is not None and value <= alarm.at_or_below
-
-
-@dataclass(frozen=True, slots=True)
-class Bit:
-    name: str
-    bit: int
-    width: int
-
-
-@dataclass(frozen=True, slots=True)
-class Field_:
-    name: str
-    type: str
-    size: int
-    scale: float
-    offset: float
-    unit: str | None
-    emit: bool  # False: read only for its bits or a derivation
-    missing: int | None  # raw value meaning "no measurement": the point is left out
-    bits: tuple[Bit, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Derivation:
-    name: str
-    function: str
-    source: str
-    unit: str | None
-    compute: Callable[[float], float]
-
-
-@dataclass(frozen=True, slots=True)
-class Frame:
-    fports: frozenset[int] | None  # None: any application port
-    fields: tuple[Field_, ...]
-    derivations: tuple[Derivation, ...]
-
-    @property
-    def length(self) -> int:
-        return sum(f.size for f in self.fields)
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceType:
-    name: str
-    description: str
-    codec: str  # "cayenne-lpp" | "layout"
-    interval_s: float
-    points: tuple[Point, ...]  # cayenne-lpp: only mapped channels; others appear by default name
-    alarms: tuple[Alarm, ...]
-    source: Path | None = None
-    frames: tuple[Frame, ...] = ()  # layout
-    channels: Mapping[tuple[int, int], str] | None = None  # cayenne-lpp: (channel, type) -> name
-    fports: frozenset[int] | None = None  # cayenne-lpp: accepted ports, None: any
-
-
-# --- decoding -----------------------------------------------------------------------
-
-
-def decode(device_type: DeviceType, fport: int, payload: bytes) -> list[DecodedPoint]:
-    """Readings in one uplink's FRMPayload; CodecError for anything else."""
-    if not 1 <= fport <= 223:
-        raise CodecError(device_type.name, 0, f"FPort {fport}: application ports are 1..223")
-    if device_type.codec == "cayenne-lpp":
-        if device_type.fports is not None and fport not in device_type.fports:
-            raise CodecError(device_type.name, 0, f"FPort {fport}: {_ports(device_type.fports)}")
-        return _decode_lpp(device_type, bytes(payload))
-    return _decode_layout(device_type, fport, bytes(payload))
-
-
-def _ports(ports: frozenset[int]) -> str:
-    return "expected FPort " + " or ".join(str(p) for p in sorted(ports))
-
-
-def _decode_lpp(dt: DeviceType, data: bytes) -> list[DecodedPoint]:
-    if not data:
-        raise CodecError(dt.name, 0, "empty payload: expected channel, type and data")
-    names = dt.channels or {}
-    out: list[DecodedPoint] = []
-    seen: set[str] = set()
-    at = 0
-    while at < len(data):
-        if at + 2 > len(data):
-            raise CodecError(dt.name, at, "truncated: expected a channel byte and a type byte")
-        channel, code = data[at], data[at + 1]
-        if code == _GPS_CODE:
-            size = 9
-            base = names.get((channel, code), f"gps_{channel}")
-        elif code in LPP_TYPES:
-            t = LPP_TYPES[code]
-            size = t.data_size
-            base = names.get((channel, code), f"{t.name}_{channel}")
-        else:
-            raise CodecError(dt.name, at + 1, f"unknown Cayenne LPP type {code} (0x{code:02X})")
-        start = at + 2
-        if start + size > len(data):
-            what = "GPS" if code == _GPS_CODE else LPP_TYPES[code].name
-            raise CodecError(
-                dt.name,
-                start,
-                f"truncated {what} on channel {channel}: "
-                f"expected {size} data bytes, {len(data) - start} left",
-            )
-        if base in seen:
-            raise CodecError(dt.name, at, f"channel {channel} type {code} repeated in one payload")
-        seen.add(base)
-        chunk = data[start : start + size]
-        if code == _GPS_CODE:
-            for i, (axis, resolution, unit) in enumerate(_GPS_AXES):
-                raw = int.from_bytes(chunk[i * 3 : i * 3 + 3], "big", signed=True)
-                out.append(
-                    DecodedPoint(
-                        f"{base}_{axis}", round(raw * resolution, _decimals(resolution)), unit
-                    )
-                )
-        else:
-            t = LPP_TYPES[code]
-            axes = t.axes or ("",)
-            for i, axis in enumerate(axes):
-                raw = int.from_bytes(chunk[i * t.size : (i + 1) * t.size], "big", signed=t.signed)
-                value: int | float = (
-                    raw * int(t.resolution)
-                    if t.kind == "int"
-                    else round(raw * t.resolution, _decimals(t.resolution))
-                )
-                out.append(DecodedPoint(f"{base}_{axis}" if axis else base, value, t.unit))
-        at = start + size
-    return out
-
-
-def _decode_layout(dt: DeviceType, fport: int, data: bytes) -> list[DecodedPoint]:
-    frame = next((f for f in dt.frames if f.fports is None or fport in f.fports), None)
-    if frame is None:
-        ports = frozenset(p for f in dt.frames for p in (f.fports or ()))
-        raise CodecError(dt.name, 0, f"FPort {fport}: no layout for it, {_ports(ports)}")
-    if len(data) != frame.length:
-        # Say which field the payload stops in: more useful than two lengths alone.
-        at = 0
-        for f in frame.fields:
-            if at + f.size > len(data):
-                raise CodecError(
-                    dt.name,
-                    at,
-                    f"truncated at {f.name} ({f.type}): expected {frame.length} bytes "
-                    f"on FPort {fport}, got {len(data)}",
-                )
-            at += f.size
-        raise CodecError(
-            dt.name,
-            frame.length,
-            f"wrong length: expected {frame.length} bytes on FPort {fport}, got {len(data)}",
-        )
-    out: list[DecodedPoint] = []
-    values: dict[str, float] = {}
-    at = 0
-    for f in frame.fields:
-        if f.type == "skip":
-            at += f.size
-            continue
-        spec = INT_TYPES[f.type]
-        raw = int.from_bytes(data[at : at + f.size], spec.order, signed=spec.signed)
-        at += f.size
-        for b in f.bits:
-            bits = (raw >> b.bit) & ((1 << b.width) - 1)
-            out.append(DecodedPoint(b.name, bool(bits) if b.width == 1 else bits, None))
-        if f.missing is not None and raw == f.missing:
-            continue
-        value = _scaled(raw, f.scale, f.offset)
-        values[f.name] = value
-        if f.emit:
-            out.append(DecodedPoint(f.name, value, f.unit))
-    for d in frame.derivations:
-        if d.source in values:
-            out.append(DecodedPoint(d.name, d.compute(values[d.source]), d.unit))
-    return out
-
-
-def _scaled(raw: int, scale: float, offset: float) -> int | float:
-    if _is_whole(scale) and _is_whole(offset):
-        return raw * int(scale) + int(offset)
-    return round(raw * scale + offset, max(_decimals(scale), _decimals(offset)))
-
-
-# --- derivations: the only arithmetic a device type may ask for -------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Function:
-    source_unit: str
-    unit: str
-    parameters: tuple[str, ...]
-    build: Callable[[Mapping[str, float]], Callable[[float], float]]
-    check: Callable[[Mapping[str, float]], str | None]
-
-
-def _clamp_percent(value: float) -> float:
-    return round(min(100.0, max(0.0, value)), 1)
-
-
-def _fill_percent(p: Mapping[str, float]) -> Callable[[float], float]:
-    depth = p["bin_depth_mm"]
-    # The sensor sits in the lid looking down: an empty bin echoes off its floor.
-    return lambda distance: _clamp_percent((depth - distance) / depth * 100.0)
-
-
-def _battery_percent(p: Mapping[str, float]) -> Callable[[float], float]:
-    empty, full = p["battery_empty_v"], p["battery_full_v"]
-    return lambda volts: _clamp_percent((volts - empty) / (full - empty) * 100.0)
-
-
-FUNCTIONS: dict[str, _Function] = {
-    "fill_percent": _Function(
-        "mm",
-        "%",
-        ("bin_depth_mm",),
-        _fill_percent,
-        lambda p: None if p["bin_depth_mm"] > 0 else "bin_depth_mm must be above 0",
-    ),
-    "battery_percent": _Function(
-        "V",
-        "%",
-        ("battery_empty_v", "battery_full_v"),
-        _battery_percent,
-        lambda p: (
-            None
-            if p["battery_full_v"] > p["battery_empty_v"]
-            else "battery_full_v must be above battery_empty_v"
-        ),
-    ),
-}
 
 
 # --- the TOML schema ----------------------------------------------------------------
@@ -554,7 +179,7 @@ def _lpp_channels(
         where = f"channel[{i}]"
         axes: list[tuple[str, str, str | None]]
         if c.type == "gps":
-            code, axes = _GPS_CODE, [(a, "float", u) for a, _, u in _GPS_AXES]
+            code, axes = GPS_CODE, [(a, "float", u) for a, _, u in GPS_AXES]
         elif c.type in LPP_BY_NAME:
             t = LPP_BY_NAME[c.type]
             code = t.code
@@ -647,7 +272,7 @@ def _field(
     if f.name in values:
         problems.append(f"{where}.name: {f.name!r} is already a field of this frame")
     if f.emit:
-        kind = "int" if _is_whole(f.scale) and _is_whole(f.offset) else "float"
+        kind = "int" if is_whole(f.scale) and is_whole(f.offset) else "float"
         _add_point(points, Point(f.name, f.unit, kind), where, problems)
     values[f.name] = f.unit
     return Field_(
@@ -714,7 +339,7 @@ def _lpp_default_name(name: str) -> bool:
     """`temperature_3`, `accelerometer_6_x`, `gps_1_latitude`: a name LPP decoding can give."""
     for type_name, axes in [
         *((t.name, t.axes) for t in LPP_TYPES.values()),
-        ("gps", tuple(a for a, _, _ in _GPS_AXES)),
+        ("gps", tuple(a for a, _, _ in GPS_AXES)),
     ]:
         rest = name.removeprefix(type_name + "_")
         if rest == name:

@@ -23,10 +23,10 @@ import structlog
 from cityedge.drivers.lorawan.config import Section
 from cityedge.drivers.lorawan.decoders import (
     SHIPPED_DEVICE_TYPES,
-    DeviceType,
     DeviceTypeError,
     load_device_types,
 )
+from cityedge.drivers.lorawan.devicetype import DeviceType
 from cityedge.drivers.lorawan.fcnt import FrameCounters
 from cityedge.drivers.lorawan.joins import JoinServer
 from cityedge.drivers.lorawan.keyring import SessionFileError, load_keyring

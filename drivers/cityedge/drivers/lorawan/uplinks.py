@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from cityedge.drivers.lorawan.decoders import CodecError, DeviceType, breached, decode
+from cityedge.drivers.lorawan.codec import CodecError, decode
+from cityedge.drivers.lorawan.devicetype import DeviceType, breached
 from cityedge.drivers.lorawan.fcnt import FrameCounters, Verdict
 from cityedge.drivers.lorawan.frames import (
     FrameError,

@@ -2,10 +2,13 @@
 TCP, traffic-light controllers on a cabinet's RS-485 line over Modbus RTU.
 
 Layers: `profile` (device types as data) → `planner` (fewest read requests) →
-`codec` (registers ↔ values) → `wire` (the only pymodbus user; `line` is the
-serial port under it) → `driver` (with `rota` taking turns on a serial line and
-`budget` saying what the line can carry). `simulator` and `cable` serve
-simulated devices for the tests, the demo and the benchmarks. See docs/modbus.md.
+`codec` (registers ↔ values) → a link, the only pymodbus users: `tcp`, or
+`rtu` on the shared serial port (`cityedge.drivers.serialline.port`), both
+built on `link` and raising `errors` → `driver` (with `buses` keeping each bus
+and the serial line's health, `rota` taking turns on a serial line and
+`budget` saying what the line can carry). Simulated devices and their servers
+are in `cityedge.street` (`modbus`, `modbus_devices`, `modbus_server`,
+`rs485`). See docs/modbus.md.
 """
 
 from __future__ import annotations

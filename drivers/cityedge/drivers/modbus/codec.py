@@ -13,6 +13,7 @@ import struct
 from collections.abc import Sequence
 
 from cityedge.drivers.modbus.points import DataType, Order, Point
+from cityedge.sdk.limits import check_number
 from cityedge.sdk.model import InvalidValue, Value
 
 _RANGES = {
@@ -105,14 +106,7 @@ def encode(point: Point, value: Value) -> list[int]:
             return [int(value)]
         raise InvalidValue(f"{point.name}: expected true/false, got {value!r}")
 
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidValue(f"{point.name}: expected a number, got {value!r}")
-    if not math.isfinite(value):
-        raise InvalidValue(f"{point.name}: expected a finite number, got {value!r}")
-    if point.minimum is not None and value < point.minimum:
-        raise InvalidValue(f"{point.name}: {value} is below the minimum {point.minimum}")
-    if point.maximum is not None and value > point.maximum:
-        raise InvalidValue(f"{point.name}: {value} is above the maximum {point.maximum}")
+    value = check_number(point.name, value, point.minimum, point.maximum)
     if point.choices is not None and value not in point.choices:
         shown = ", ".join(f"{c:g}" for c in point.choices)
         raise InvalidValue(f"{point.name}: {value:g} is not one of {shown}")

@@ -20,21 +20,24 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import structlog
 
-from cityedge.drivers.modbus.budget import LineBudget, LineReport, line_budget, read_frame_sizes
+from cityedge.drivers.modbus.budget import LineReport
+from cityedge.drivers.modbus.buses import Bus, SerialBus, tcp_buses
 from cityedge.drivers.modbus.codec import DecodeError, decode, encode
 from cityedge.drivers.modbus.config import RtuDevice, RtuSection, Section, TcpDevice, TcpSection
-from cityedge.drivers.modbus.health import HealthTracker
-from cityedge.drivers.modbus.line import PortError
+from cityedge.drivers.modbus.errors import BadReply, ExceptionReply, reason_of
+from cityedge.drivers.modbus.link import Link
 from cityedge.drivers.modbus.planner import ReadRequest, plan
 from cityedge.drivers.modbus.points import Point
 from cityedge.drivers.modbus.profile import Profile
-from cityedge.drivers.modbus.rota import Rota, next_due
-from cityedge.drivers.modbus.wire import BadReply, ExceptionReply, Link, RtuLink, TcpLink, reason_of
+from cityedge.drivers.modbus.rota import Rota
+from cityedge.drivers.serialline.port import PortError
+from cityedge.sdk.backoff import Backoff, next_due
+from cityedge.sdk.health import HealthTracker, unreachable_event
 from cityedge.sdk.model import (
     DeviceHealth,
     DeviceInfo,
@@ -56,20 +59,6 @@ log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 
-UNREACHABLE_EVENT = "device.unreachable"
-"""Event kind raised (active) when a device goes down and cleared when it answers again."""
-
-BUS_SUFFIX = ":bus"
-"""A serial line's own health entry is `<driver name>:bus` (no device name has a colon)."""
-
-
-@dataclass(slots=True)
-class Bus:
-    """One transport and the lock that makes its transactions one at a time."""
-
-    link: Link
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-
 
 @dataclass(slots=True)
 class _Device:
@@ -85,48 +74,20 @@ class _Device:
         return self.config.name
 
 
-def tcp_buses(devices: Sequence[TcpDevice]) -> dict[tuple[str, int], Bus]:
-    """One bus per TCP endpoint; its connect timeout is the longest of its devices'."""
-    timeouts: dict[tuple[str, int], float] = {}
-    for device in devices:
-        timeouts[device.endpoint] = max(timeouts.get(device.endpoint, 0.0), device.timeout)
-    return {ep: Bus(TcpLink(ep[0], ep[1], timeout=t)) for ep, t in timeouts.items()}
-
-
-@dataclass(slots=True)
-class _Line:
-    """The serial line of an RTU table: its link, what it can carry, its own health."""
-
-    link: RtuLink
-    budget: LineBudget
-    demand: float  # transactions/s the devices' poll intervals ask for
-    reopen_max: float
-    health: DeviceHealth
-    down: PortError | None = None  # why the port cannot be used, while it cannot
-
-
-def _serial_line(section: RtuSection, driver: str) -> _Line:
-    link = RtuLink(section.port, section.line, gap=section.frame_gap)
-    requests = [r for d in section.devices for r in d.profile.requests]
-    budget = line_budget(section.line, [read_frame_sizes(r) for r in requests], gap=link.gap)
-    demand = sum(len(d.profile.requests) / d.poll_interval for d in section.devices)
-    health = DeviceHealth(device=f"{driver}{BUS_SUFFIX}", driver=driver)
-    return _Line(link, budget, demand, section.reopen_max, health)
-
-
 class ModbusDriver:
     """The `cityedge.sdk.driver.Driver` of one `[[drivers.modbus]]` table."""
 
     def __init__(self, section: Section) -> None:
         self.name = section.name
         self._devices: dict[str, _Device] = {}
-        self._line: _Line | None = None
+        self._line: SerialBus | None = None
         if isinstance(section, RtuSection):
-            self._line = _serial_line(section, self.name)
+            self._line = SerialBus.of(section, self.name)
             bus = Bus(self._line.link)
             self._buses = [bus]
             for rtu in section.devices:
-                tracker = HealthTracker(rtu.name, self.name, f"{section.port} unit {rtu.unit}")
+                where = f"{section.port} unit {rtu.unit}"
+                tracker = HealthTracker("modbus", rtu.name, self.name, where, where_key="endpoint")
                 timeout = rtu.timeout or section.timeout
                 self._devices[rtu.name] = _Device(rtu, rtu.profile, bus, tracker, timeout)
         elif isinstance(section, TcpSection):
@@ -134,7 +95,8 @@ class ModbusDriver:
             self._buses = list(buses.values())
             for tcp in section.devices:
                 bus = buses[tcp.endpoint]
-                tracker = HealthTracker(tcp.name, self.name, bus.link.endpoint)
+                where = bus.link.endpoint
+                tracker = HealthTracker("modbus", tcp.name, self.name, where, where_key="endpoint")
                 self._devices[tcp.name] = _Device(tcp, tcp.profile, bus, tracker, tcp.timeout)
         else:
             raise TypeError(f"not a Modbus section: {type(section).__name__}")
@@ -206,13 +168,16 @@ class ModbusDriver:
 
     def health(self) -> list[DeviceHealth]:
         devices = [d.tracker.snapshot() for d in self._devices.values()]
-        return devices if self._line is None else [*devices, self._line_health(self._line)]
+        if self._line is None:
+            return devices
+        seen = [d.tracker.health.last_seen for d in self._devices.values()]
+        return [*devices, self._line.entry(max((t for t in seen if t is not None), default=None))]
 
     def line_report(self) -> LineReport | None:
         """An RTU line's budget and use over the last minute (None for TCP)."""
         if self._line is None:
             return None
-        return self._line.link.meter.report(self._line.budget, self._line.demand)
+        return self._line.report()
 
     def catalogue(self) -> dict[str, DeviceInfo]:
         return dict(self._catalogue)
@@ -265,15 +230,11 @@ class ModbusDriver:
     ) -> list[Event]:
         """Record a poll's outcome; a device going down or coming back is an event."""
         previous = dev.tracker.settle(state, detail)
-        if previous is None or DeviceState.DOWN not in (state, previous):
-            return []
-        data = {"driver": self.name}
+        data: dict[str, object] = {"driver": self.name}
         if down is not None:
             data |= {"reason": reason_of(down), "detail": str(down)}
-        return [
-            Event(UNREACHABLE_EVENT, source=dev.name, ts=now_wall(),
-                  severity=Severity.WARNING, active=state is DeviceState.DOWN, data=data)
-        ]  # fmt: skip
+        event = unreachable_event(dev.name, state, previous, data)
+        return [] if event is None else [event]
 
     async def _poll_safely(self, dev: _Device) -> list[Reading | Event]:
         try:
@@ -302,7 +263,7 @@ class ModbusDriver:
 
     # --- a serial line --------------------------------------------------------------
 
-    async def _run_line(self, line: _Line, emit: Emit) -> None:
+    async def _run_line(self, line: SerialBus, emit: Emit) -> None:
         """Poll the devices of one serial line in turn, for as long as the driver runs.
 
         The port is (re)opened here: while it cannot be used every device is DOWN,
@@ -320,25 +281,23 @@ class ModbusDriver:
                         asked_tx_s=round(line.demand, 1),
                         max_tx_s=round(budget.max_transactions_per_s, 1))  # fmt: skip
         rota = Rota(self._devices, loop.time())
-        first_wait = min(0.5, line.reopen_max)
-        backoff = first_wait
+        # no jitter: one gateway owns this port, nobody to fall out of step with
+        backoff = Backoff(min(0.5, line.reopen_max), line.reopen_max, jitter=0.0)
         while True:
             if not link.is_open:
                 lost = link.port.lost
                 if lost is not None:  # it died under us: say so, give it time, then reopen
                     await link.close()
                     await self._line_down(line, lost, emit)
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, line.reopen_max)
+                    await asyncio.sleep(backoff.next())
                 try:
                     await link.open(0)
                 except PortError as exc:
                     await self._line_down(line, exc, emit)
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, line.reopen_max)
+                    await asyncio.sleep(backoff.next())
                     continue
             if line.health.state is not DeviceState.UP:
-                self._line_up(line)
+                line.came_up(self.name)
                 rota.everyone_now(loop.time())
             name, due = rota.next()
             wait = due - loop.time()
@@ -353,50 +312,17 @@ class ModbusDriver:
                         down_polls=dev.tracker.down_polls,
                         backoff_max=dev.config.backoff_max)  # fmt: skip
             if dev.tracker.health.state is not DeviceState.DOWN:
-                backoff = first_wait  # the line carries answers again
+                backoff.reset()  # the line carries answers again
             if items:
                 await emit(items)
 
-    async def _line_down(self, line: _Line, exc: PortError, emit: Emit) -> None:
+    async def _line_down(self, line: SerialBus, exc: PortError, emit: Emit) -> None:
         """The port is lost or will not open: every device on it is DOWN."""
-        health = line.health
-        health.count_error(exc.why)
-        if line.down is None:
-            log.warning("modbus.line_down", driver=self.name, port=exc.path, why=exc.why,
-                        detail=exc.detail)  # fmt: skip
-            health.state, health.since = DeviceState.DOWN, now_wall()
-        else:
-            log.debug("modbus.line_down", driver=self.name, port=exc.path, why=exc.why)
-        line.down = exc
-        health.detail = f"{exc}; reopening (at most every {line.reopen_max:g} s)"
+        line.went_down(exc, self.name)
         for dev in self._devices.values():
             events = self._settle(dev, DeviceState.DOWN, str(exc), exc)
             if events:
                 await emit(events)
-
-    def _line_up(self, line: _Line) -> None:
-        health = line.health
-        if line.down is not None:
-            log.info("modbus.line_up", driver=self.name, port=line.link.endpoint,
-                     after_s=round(now_wall() - (health.since or now_wall()), 3),
-                     failures=sum(health.errors.values()))  # fmt: skip
-        line.down = None
-        health.state, health.since, health.detail = DeviceState.UP, now_wall(), None
-
-    def _line_health(self, line: _Line) -> DeviceHealth:
-        """The line's own entry: state of the port, and its budget in `detail`."""
-        report = self.line_report()
-        assert report is not None
-        health = replace(line.health, errors=dict(line.health.errors))
-        health.requests = report.transactions
-        noise = line.link.stray + line.link.port.overflow
-        if noise:
-            health.errors["stray_bytes"] = noise
-        seen = [d.tracker.health.last_seen for d in self._devices.values()]
-        health.last_seen = max((t for t in seen if t is not None), default=None)
-        budget = report.describe(line.link.line)
-        health.detail = budget if line.down is None else f"{line.health.detail} | {budget}"
-        return health
 
     def _alarm(self, dev: _Device, point: Point, kind: str, on: bool, ts: float) -> list[Event]:
         before = dev.alarms.get(point.name)
@@ -449,7 +375,10 @@ class ModbusDriver:
                         raise  # an exception reply is the device's last word: no retry
                     continue
                 except DeviceUnreachable as exc:
-                    dev.tracker.failed(reason_of(exc), str(exc))
+                    # the device's health counts a port failure as "port"; the line's
+                    # health counts it by its own reason (absent, hangup, …)
+                    reason = "port" if isinstance(exc, PortError) else reason_of(exc)
+                    dev.tracker.failed(reason, str(exc))
                     if attempt == attempts or isinstance(exc, PortError):
                         raise  # a lost port is the line's to reopen, not this request's
                     continue

@@ -9,7 +9,6 @@ docs/modbus.md describes every key; config/profiles/ holds the shipped ones.
 from __future__ import annotations
 
 import math
-import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -22,6 +21,7 @@ from cityedge.sdk.driver import SHIPPED_CONFIG_DIR
 from cityedge.sdk.model import InvalidValue, PointAccess
 from cityedge.sdk.problems import FileProblems, error_lines
 from cityedge.sdk.tables import Field, Invalid, Table
+from cityedge.sdk.tomlfile import TomlFiles
 
 SHIPPED_PROFILES = SHIPPED_CONFIG_DIR / "profiles"
 
@@ -275,29 +275,12 @@ def find_profile(ref: str, dirs: Sequence[Path] = (SHIPPED_PROFILES,)) -> Path:
     raise ProfileError(ref, [f"no such profile (known: {known})"])  # shown as "ref: no such…"
 
 
-_cache: dict[Path, tuple[tuple[int, int], Profile]] = {}
+_files = TomlFiles(parse_profile, ProfileError)
 
 
 def load_profile(path: Path) -> Profile:
     """Read and validate one profile file (cached while the file is unchanged)."""
-    try:
-        stat = path.stat()
-        key = (stat.st_mtime_ns, stat.st_size)
-        cached = _cache.get(path)
-        if cached and cached[0] == key:
-            return cached[1]
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ProfileError(str(path), [f"cannot read: {exc.strerror or exc}"]) from None
-    try:
-        raw = tomllib.loads(data.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise ProfileError(str(path), [f"not UTF-8 text: {exc.reason}"]) from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ProfileError(str(path), [f"TOML syntax error: {exc}"]) from None
-    profile = parse_profile(raw, path)
-    _cache[path] = (key, profile)
-    return profile
+    return _files.load(path)
 
 
 def resolve_profile(ref: str, dirs: Sequence[Path] = (SHIPPED_PROFILES,)) -> Profile:

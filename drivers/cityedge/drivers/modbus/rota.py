@@ -18,28 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-
-def backoff(now: float, interval: float, down_polls: int, backoff_max: float) -> float:
-    """When a device found unreachable `down_polls` polls in a row is tried again:
-    the interval doubling with each one, up to `backoff_max` (never below the interval)."""
-    ceiling = max(interval, backoff_max)
-    return now + min(interval * (1 << min(down_polls - 1, 30)), ceiling)
-
-
-def next_due(
-    due: float, now: float, interval: float, *, down_polls: int = 0, backoff_max: float = 0.0
-) -> float:
-    """When a device polled in its own task at `now` (it was due at `due`) is due again.
-
-    One interval after its last due time; a poll that overran skips the missed
-    ticks rather than bursting to catch up. Down: `backoff`.
-    """
-    if down_polls:
-        return backoff(now, interval, down_polls, backoff_max)
-    tick = due + interval
-    if tick <= now:
-        tick = now + interval - (now - tick) % interval
-    return tick
+from cityedge.sdk.backoff import down_due
 
 
 class Rota:
@@ -75,10 +54,10 @@ class Rota:
 
         Up: one interval after it was due; if that has passed already (the line
         is busier than the intervals allow), at once: it then queues behind
-        every device that has waited longer. Down: `backoff`.
+        every device that has waited longer. Down: `down_due` (doubling waits).
         """
         if down_polls:
-            again = backoff(now, interval, down_polls, backoff_max)
+            again = down_due(now, interval, down_polls, backoff_max)
         else:
             again = max(self._due[name] + interval, now)
         self._turns += 1

@@ -19,9 +19,10 @@ import structlog
 from cityedge.drivers.nmea.config import Section
 from cityedge.drivers.nmea.receiver import POINTS, Receiver
 from cityedge.drivers.nmea.sentence import SentenceError, parse_sentence
-from cityedge.drivers.serialline.health import LineHealth
-from cityedge.drivers.serialline.port import PortError, PortLost, SerialLine
+from cityedge.drivers.serialline.line import SerialLine
+from cityedge.drivers.serialline.port import PortError, PortLost
 from cityedge.sdk.backoff import Backoff
+from cityedge.sdk.health import HealthTracker, unreachable_event
 from cityedge.sdk.model import (
     DeviceHealth,
     DeviceInfo,
@@ -31,17 +32,12 @@ from cityedge.sdk.model import (
     Event,
     PointNotWritable,
     Reading,
-    Severity,
     UnknownDevice,
     UnknownPoint,
     Value,
-    now_wall,
 )
 
 log = structlog.get_logger(__name__)
-
-UNREACHABLE_EVENT = "device.unreachable"
-"""Raised (active) when the receiver goes DOWN, cleared when it is heard again."""
 
 DEVICE_TYPE = "gps-receiver"
 
@@ -53,17 +49,8 @@ class NmeaDriver:
         self.name = section.name
         self.section = section
         self.device = section.device
-        self._tracker = LineHealth("nmea", section.device, section.name, section.port)
-        self._line = SerialLine(
-            section.port,
-            section.baud,
-            bytesize=section.bytesize,
-            parity=section.parity,
-            stopbits=section.stopbits,
-            max_line=section.max_line,
-            check_interval=section.check_interval,
-            on_dropped=self._tracker.bad_input,
-        )
+        self._tracker = HealthTracker("nmea", section.device, section.name, section.port)
+        self._line = SerialLine.of(section, on_dropped=self._tracker.bad_input)
         self._receiver = Receiver(section.device, section.name, section.interval)
         self._heard: float | None = None  # monotonic time of the last valid sentence
         self._opened: float | None = None  # monotonic time the port was (re)opened
@@ -191,14 +178,11 @@ class NmeaDriver:
         self, state: DeviceState, detail: str | None, reason: str | None
     ) -> list[Reading | Event]:
         previous = self._tracker.settle(state, detail)
-        if previous is None or DeviceState.DOWN not in (state, previous):
-            return []
         data: dict[str, object] = {"driver": self.name, "port": self.section.port}
         if reason is not None:
             data |= {"reason": reason, "detail": detail}
-        active = state is DeviceState.DOWN
-        return [Event(UNREACHABLE_EVENT, source=self.device, ts=now_wall(),
-                      severity=Severity.WARNING, active=active, data=data)]  # fmt: skip
+        event = unreachable_event(self.device, state, previous, data)
+        return [] if event is None else [event]
 
     # --- lookups --------------------------------------------------------------------
 

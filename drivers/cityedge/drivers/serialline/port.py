@@ -1,4 +1,5 @@
-"""A pyserial port read and written from asyncio, with port loss detected.
+"""A pyserial port read and written from asyncio, with port loss detected: the one
+serial transport under every serial driver (NMEA, ASCII, Modbus RTU).
 
 Why a non-blocking fd on the event loop rather than a reader thread: pyserial
 already opens the device `O_NONBLOCK`, so `loop.add_reader` gives us bytes the
@@ -7,11 +8,20 @@ interrupt on shutdown — cancelling a read is just cancelling an await. pyseria
 is kept for what it does well: termios set-up (baud, framing, raw mode) and the
 exclusive lock that keeps a second program off the line.
 
+The port frames nothing: each chunk read goes to the `on_bytes` callback of
+the framer above it (`line.SerialLine` for text lines, Modbus RTU's link for
+frames), and waiters on `wait()` wake on every chunk, on loss and on close.
+
 Loss: a USB adapter pulled out makes reads fail (EIO) or hit end-of-file, and
-its device node vanishes. Both are watched: read errors at once, the node every
-`check_interval` seconds (a node that is gone, or now names another device,
-means the line we hold is dead even if the fd still looks fine). A lost line
-wakes every reader with `PortLost`; the driver closes it and reopens later.
+its device node vanishes. Read errors are seen at once; the node by `check()`
+(a caller about to start a transaction), and every `check_interval` seconds
+when one is given (a node that is gone, or now names another device, means the
+line we hold is dead even if the fd still looks fine). A lost port wakes every
+waiter with `PortLost` and sets `lost_event`; its owner closes and reopens it.
+
+Reasons (`PortError.reason`, the health counter key) are snake_case words:
+`absent`, `permission`, `busy`, `io`, `not_a_tty`, `settings`, `open_failed`,
+`read_failed`, `write_failed`, `hangup`, `replaced`, `closed`.
 """
 
 from __future__ import annotations
@@ -20,17 +30,13 @@ import asyncio
 import contextlib
 import errno
 import os
-from collections import deque
+import termios
 from collections.abc import Callable
 from pathlib import Path
 
 import serial
 
-from cityedge.drivers.serialline.framer import LineFramer
 from cityedge.sdk.model import DeviceUnreachable
-
-DropHook = Callable[[str, str], None]
-"""Called with (reason, detail) for every line dropped before a driver saw it."""
 
 _OPEN_ERRORS = {
     errno.ENOENT: ("absent", "no such device node (adapter unplugged?)"),
@@ -40,6 +46,7 @@ _OPEN_ERRORS = {
     errno.EPERM: ("permission", "permission denied"),
     errno.EBUSY: ("busy", "device busy"),
     errno.EIO: ("io", "input/output error"),
+    errno.ENOTTY: ("not_a_tty", "not a serial device"),
 }
 
 
@@ -58,16 +65,11 @@ class PortUnavailable(PortError):
 
 
 class PortLost(PortError):
-    """An open line went away: unplugged, hung up, read or write error."""
+    """An open line went away: unplugged, hung up, read or write error, closed."""
 
 
-class SerialLine:
-    """One serial port: open/close, bounded line reads, writes; loss detection.
-
-    Lines are queued as they arrive (at most `queue_lines`; the oldest is
-    dropped and reported when a reader falls behind), so a reader never loses
-    a line to a timeout of its own.
-    """
+class SerialPort:
+    """One serial device node, open or not: bytes in to `on_bytes`, bytes out by `write`."""
 
     def __init__(
         self,
@@ -77,33 +79,28 @@ class SerialLine:
         bytesize: int = 8,
         parity: str = "N",
         stopbits: int = 1,
-        max_line: int = 1024,
-        queue_lines: int = 256,
-        check_interval: float = 1.0,
-        on_dropped: DropHook | None = None,
+        check_interval: float | None = None,
+        on_bytes: Callable[[bytes], None],
     ) -> None:
         self.path = path
         self.baud = baud
         self._settings = {"bytesize": bytesize, "parity": parity, "stopbits": stopbits}
-        self._framer = LineFramer(max_line)
-        self._lines: deque[bytes] = deque()
-        self._queue_lines = queue_lines
         self._check_interval = check_interval
-        self._on_dropped = on_dropped
+        self._on_bytes = on_bytes
         self._serial: serial.Serial | None = None
         self._fd = -1
-        self._rdev: int | None = None
+        self._node: tuple[int, int] | None = None
         self._lost: PortLost | None = None
         self._wake = asyncio.Event()
+        self.lost_event = asyncio.Event()  # set when an open line dies
         self._watch: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._write_waiter: asyncio.Future[None] | None = None
         self.bytes_in = 0
-        self.lines_in = 0
-        self.overrun = 0  # lines dropped because nobody read them in time
 
     @property
     def is_open(self) -> bool:
+        """Opened and not closed yet (it may have been lost meanwhile: see `lost`)."""
         return self._serial is not None
 
     @property
@@ -122,13 +119,14 @@ class SerialLine:
         if self._serial is not None:
             return
         loop = asyncio.get_running_loop()
+        settings = self._settings
         try:
             port = serial.Serial(
                 port=self.path,
                 baudrate=self.baud,
-                bytesize=self._settings["bytesize"],
-                parity=self._settings["parity"],
-                stopbits=self._settings["stopbits"],
+                bytesize=settings["bytesize"],
+                parity=settings["parity"],
+                stopbits=settings["stopbits"],
                 timeout=0,
                 write_timeout=0,
                 exclusive=True,  # one bus, one owner: refuse a line another program holds
@@ -144,18 +142,23 @@ class SerialLine:
             raise PortUnavailable(self.path, reason, detail) from None
         except (ValueError, OSError) as exc:  # settings the device refuses, odd ioctls
             raise PortUnavailable(self.path, "open_failed", str(exc)) from None
+        except termios.error as exc:  # e.g. a pty refuses parity
+            said = exc.args[-1] if exc.args else exc
+            bits, parity, stop = settings["bytesize"], settings["parity"], settings["stopbits"]
+            framing = f"{self.baud} {bits}{parity}{stop}"  # as config says it: 19200 8E1
+            raise PortUnavailable(self.path, "settings", f"refuses {framing}: {said}") from None
         self._serial = port
         self._loop = loop
         self._fd = port.fileno()
-        self._rdev = _node_id(self.path)
+        self._node = _node_of(self.path)
         self._lost = None
-        self._framer.reset()
-        self._lines.clear()
+        self.lost_event.clear()
         loop.add_reader(self._fd, self._on_readable)
-        self._schedule_check(loop)
+        if self._check_interval is not None:
+            self._schedule_check(loop, self._check_interval)
 
     def close(self) -> None:
-        """Close the port (idempotent); readers waiting get `PortLost`."""
+        """Close the port (idempotent); waiters wake to `PortLost`."""
         if self._serial is None:
             return
         self._stop_watching()
@@ -165,39 +168,48 @@ class SerialLine:
         with contextlib.suppress(OSError, serial.SerialException):
             port.close()
         self._lost = None
-        self._lines.clear()
-        self._framer.reset()
         self._wake.set()
         self._release_writer()
 
-    # --- reading and writing ------------------------------------------------------------
+    def check_alive(self) -> None:
+        """Raise `PortLost` if the line is closed or died (cheap: for inner loops)."""
+        if self._lost is not None:
+            raise self._lost
+        if self._serial is None:
+            raise PortLost(self.path, "closed", "not open")
 
-    async def read_line(self, timeout: float) -> bytes:
-        """The next complete line (without its CR/LF).
+    def check(self) -> None:
+        """Like `check_alive`, and the device node must still be the one opened."""
+        self.check_alive()
+        node = _node_of(self.path)
+        if node is None:
+            raise self.lose("absent", "device node gone (adapter unplugged?)")
+        if node != self._node:
+            raise self.lose("replaced", "device node now names another device")
 
-        Raises `TimeoutError` when none arrives in `timeout` seconds, and
-        `PortLost` when the line is (or goes) away.
-        """
-        async with asyncio.timeout(timeout):
-            while True:
-                if self._lines:
-                    return self._lines.popleft()
-                if self._lost is not None:
-                    raise self._lost
-                if self._serial is None:
-                    raise PortLost(self.path, "closed", "not open")
-                self._wake.clear()
-                await self._wake.wait()
+    def lose(self, reason: str, detail: str) -> PortLost:
+        """Declare the open line dead (the first reason sticks); returns the error."""
+        if self._lost is None:
+            self._lost = PortLost(self.path, reason, detail)
+            self._stop_watching()  # a dead fd stays readable: stop spinning on it
+            self.lost_event.set()
+            self._wake.set()
+            self._release_writer()
+        return self._lost
+
+    # --- bytes ----------------------------------------------------------------------
+
+    async def wait(self) -> None:
+        """Until bytes arrive, or the line is lost or closed (check after waking)."""
+        self._wake.clear()
+        await self._wake.wait()
 
     async def write(self, data: bytes, timeout: float) -> None:
         """Write all of `data`; `TimeoutError` if the line does not take it in time."""
         view = memoryview(data)
         async with asyncio.timeout(timeout):
             while view:
-                if self._lost is not None:
-                    raise self._lost
-                if self._serial is None:
-                    raise PortLost(self.path, "closed", "not open")
+                self.check_alive()
                 try:
                     sent = os.write(self._fd, view)
                 except BlockingIOError:
@@ -205,19 +217,8 @@ class SerialLine:
                     continue
                 except OSError as exc:
                     detail = f"write failed: {exc.strerror or exc}"
-                    raise self._lose("write_failed", detail) from None
+                    raise self.lose("write_failed", detail) from None
                 view = view[sent:]
-
-    def discard_input(self) -> int:
-        """Drop queued lines and any partial line (late answers to an earlier request)."""
-        dropped = len(self._lines)
-        self._lines.clear()
-        self._framer.reset()
-        return dropped
-
-    @property
-    def overlong(self) -> int:
-        return self._framer.overlong
 
     # --- event-loop callbacks ------------------------------------------------------------
 
@@ -227,25 +228,14 @@ class SerialLine:
         except BlockingIOError:
             return
         except OSError as exc:
-            self._lose("read_failed", f"read failed: {exc.strerror or exc}")
+            self.lose("read_failed", f"read failed: {exc.strerror or exc}")
             return
         if not data:  # end of file: the other end hung up
-            self._lose("hangup", "line hung up (end of file)")
+            self.lose("hangup", "line hung up (adapter unplugged?)")
             return
         self.bytes_in += len(data)
-        overlong = self._framer.overlong
-        lines = self._framer.feed(data)
-        if self._framer.overlong != overlong:
-            self._dropped("overlong", f"line longer than {self._framer.max_line} bytes dropped")
-        for line in lines:
-            self.lines_in += 1
-            if len(self._lines) >= self._queue_lines:
-                self._lines.popleft()
-                self.overrun += 1
-                self._dropped("overrun", f"more than {self._queue_lines} lines unread")
-            self._lines.append(line)
-        if lines:
-            self._wake.set()
+        self._on_bytes(data)
+        self._wake.set()
 
     async def _writable(self) -> None:
         loop = asyncio.get_running_loop()
@@ -264,30 +254,17 @@ class SerialLine:
         if self._write_waiter is not None and not self._write_waiter.done():
             self._write_waiter.set_result(None)
 
-    def _schedule_check(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._watch = loop.call_later(self._check_interval, self._check_node)
+    def _schedule_check(self, loop: asyncio.AbstractEventLoop, every: float) -> None:
+        self._watch = loop.call_later(every, self._check_node, every)
 
-    def _check_node(self) -> None:
+    def _check_node(self, every: float) -> None:
         self._watch = None
         if self._serial is None or self._lost is not None:
             return
-        node = _node_id(self.path)
-        if node is None:
-            self._lose("absent", "device node gone (adapter unplugged?)")
-            return
-        if node != self._rdev:
-            self._lose("replaced", "device node now names another device")
-            return
-        if self._loop is not None:
-            self._schedule_check(self._loop)
-
-    def _lose(self, reason: str, detail: str) -> PortLost:
-        if self._lost is None:
-            self._lost = PortLost(self.path, reason, detail)
-            self._stop_watching()
-            self._wake.set()
-            self._release_writer()
-        return self._lost
+        with contextlib.suppress(PortLost):  # lost: waiters are woken, nobody to raise to
+            self.check()
+            if self._loop is not None:
+                self._schedule_check(self._loop, every)
 
     def _stop_watching(self) -> None:
         if self._watch is not None:
@@ -297,14 +274,11 @@ class SerialLine:
             self._loop.remove_reader(self._fd)
             self._loop.remove_writer(self._fd)
 
-    def _dropped(self, reason: str, detail: str) -> None:
-        if self._on_dropped is not None:
-            self._on_dropped(reason, detail)
 
-
-def _node_id(path: str) -> int | None:
-    """The device number the path names now (following symlinks), None if gone."""
+def _node_of(path: str) -> tuple[int, int] | None:
+    """(device, inode) of what `path` names now (following symlinks), None if gone."""
     try:
-        return Path(path).stat().st_rdev
+        st = Path(path).stat()
     except OSError:
         return None
+    return (st.st_rdev, st.st_ino)

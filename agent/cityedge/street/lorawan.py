@@ -26,7 +26,6 @@ from cityedge.drivers.lorawan.frames import (
     open_join_accept,
 )
 from cityedge.drivers.lorawan.keyring import OtaaDevice, Session
-from cityedge.drivers.lorawan.reports import bin_report, example_payload
 from cityedge.drivers.lorawan.semtech import (
     PULL_ACK,
     PULL_RESP,
@@ -38,6 +37,7 @@ from cityedge.drivers.lorawan.semtech import (
     push_data,
     rxpk_json,
 )
+from cityedge.street.lorawan_reports import bin_report, example_payload
 
 
 class _Client(asyncio.DatagramProtocol):
