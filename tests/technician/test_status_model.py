@@ -148,11 +148,11 @@ def test_device_counts_have_one_field_per_device_state() -> None:
 
 
 def documented() -> dict[str, list[str]]:
-    """The key table of docs/operations.md, references ("the keys of …") expanded."""
+    """The key list of docs/operations.md, references ("the keys of …") expanded."""
     text = (ROOT / "docs" / "operations.md").read_text()
     section = text.split("The keys of the `status`", 1)[1].split("\nLimits:", 1)[0]
     table: dict[str, list[str]] = {}
-    for name, cell in re.findall(r"^\| `([^`]+)` \| (.+) \|$", section, re.MULTILINE):
+    for name, cell in re.findall(r"^- `([^`]+)`: (.+)$", section, re.MULTILINE):
         keys: list[str] = []
         for part in cell.split(", "):
             ref = re.fullmatch(r"(?:then )?the keys of `([^`]+)`(?: but `([^`]+)`)?", part)
@@ -226,3 +226,13 @@ async def test_a_running_agents_answers_have_the_documented_keys_and_read_back_e
     assert answer_ok(Status.from_json(status).to_json()) == lines[0] + b"\n"
     again = [DeviceStatus.from_json(row).to_json() for row in devices]
     assert answer_ok(again) == lines[1] + b"\n"
+
+
+def test_the_page_renders_every_part_of_a_status_from_attributes() -> None:
+    from cityedge.gateway.maintenance.page import render
+
+    row = DeviceStatus("lp-1", "street", "down", None, None, None, 3, {"timeout": 3}, 3, None, None)
+    html = render(full_status(), [row], None, now=1_700_001_000.0)
+    assert "gw-7" in html and "town-07" in html and "connection refused" in html
+    assert "lamppost-007.dimming" in html and "serial port gone" in html
+    assert "not synchronised" in html and "1/2 up" in html and "timeout 3" in html
