@@ -7,7 +7,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 
@@ -16,6 +16,9 @@ if TYPE_CHECKING:
 
     from cityedge.gateway.config import LoadedConfig
     from cityedge.gateway.control.client import ControlClient
+    from cityedge.gateway.control.status import Shape
+
+    S = TypeVar("S", bound=Shape)
 
 DEFAULT_CONFIG = Path("/etc/cityedge/agent.toml")
 EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE = 1, 2, 3
@@ -35,6 +38,7 @@ SocketOption = Annotated[
     typer.Option("--socket", help="Control socket (default: control.socket of the config)."),
 ]
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON for scripts, not tables.")]
+VERSIONS = "do the CLI and the agent have the same version?"
 STATE_STYLE = {"up": "green", "degraded": "yellow", "down": "red", "unknown": "dim"}
 
 
@@ -83,6 +87,24 @@ def call(control: ControlClient, op: str, **arguments: Any) -> Any:
         fail(str(exc), EXIT_UNREACHABLE)
     except ControlError as exc:
         fail(str(exc), EXIT_REFUSED)
+
+
+def shaped(shape: type[S], data: object) -> S:
+    """The agent's answer as the read-model's dataclass; an answer that does not fit
+    (an agent of another version) is said plainly, not a traceback."""
+    from cityedge.gateway.control.codec import ShapeError
+
+    try:
+        return shape.from_json(data)
+    except ShapeError as exc:
+        fail(f"unexpected answer from the agent ({exc}); {VERSIONS}", EXIT_REFUSED)
+
+
+def shaped_each(shape: type[S], data: object) -> list[S]:
+    """`shaped` for an answer that is a list of them."""
+    if not isinstance(data, list):
+        fail(f"unexpected answer from the agent (not a list); {VERSIONS}", EXIT_REFUSED)
+    return [shaped(shape, item) for item in data]
 
 
 def console() -> Console:

@@ -257,10 +257,11 @@ class ControlServer:
 
     async def _status(self, args: dict[str, Any], peer: Peer) -> Any:
         clock = await self.clock.state()
-        return snapshot.status(self.agent, clock, self.overrides.to_json())
+        in_force = snapshot.overrides(self.overrides)
+        return snapshot.status(self.agent, clock, in_force).to_json()
 
     async def _devices(self, args: dict[str, Any], peer: Peer) -> Any:
-        return snapshot.devices(self.agent)
+        return [d.to_json() for d in snapshot.devices(self.agent)]
 
     async def _read(self, args: dict[str, Any], peer: Peer) -> Any:
         device = _text(args, "read", "device")
@@ -321,12 +322,12 @@ class ControlServer:
         return await self.overrides.end(device, point, peer)
 
     async def _overrides(self, args: dict[str, Any], peer: Peer) -> Any:
-        return self.overrides.to_json()
+        return [o.to_json() for o in snapshot.overrides(self.overrides)]
 
     async def _outbox(self, args: dict[str, Any], peer: Peer) -> Any:
         return {
             "path": str(self.agent.config.outbox_path),
-            **snapshot.outbox_json(self.agent.outbox.stats()),
+            **snapshot.outbox(self.agent.outbox.stats()).to_json(),
         }
 
     async def _forwarders(self, args: dict[str, Any], peer: Peer) -> Any:
@@ -337,7 +338,7 @@ class ControlServer:
             if "forwarders" in driver_status(driver)
         )  # fmt: skip
         health = [h for h in self.agent.device_health() if h.driver in names]
-        return {"drivers": names, "health": [snapshot.health_json(h) for h in health]}
+        return {"drivers": names, "health": [snapshot.health(h).to_json() for h in health]}
 
     async def _record_check(self, args: dict[str, Any], peer: Peer) -> Any:
         try:

@@ -20,6 +20,7 @@ import structlog
 from cityedge.gateway.config import ConfigError
 from cityedge.gateway.control import snapshot
 from cityedge.gateway.control.protocol import encode
+from cityedge.gateway.control.status import Status
 from cityedge.gateway.diagnostics import record
 from cityedge.gateway.diagnostics.clock import ClockSource, system_clock
 from cityedge.gateway.maintenance.http import Request, Responder, Response
@@ -99,16 +100,14 @@ class MaintenancePage:
         self.listening.set()
         log.info("maintenance.listening", address=f"{self.host}:{port}")
 
-    def _last_check(self) -> dict[str, object] | None:
+    def _last_check(self) -> record.CheckRecord | None:
         if self.control is not None:
-            last = self.control.last_check
-        else:
-            last = record.load(self.agent.config.gateway.state_dir / record.FILE_NAME)
-        return last.to_json() if last else None
+            return self.control.last_check
+        return record.load(self.agent.config.gateway.state_dir / record.FILE_NAME)
 
-    async def _status(self) -> dict[str, object]:
-        overrides = self.agent.overrides.to_json()
-        return snapshot.status(self.agent, await self.clock.state(), overrides)
+    async def _status(self) -> Status:
+        in_force = snapshot.overrides(self.agent.overrides)
+        return snapshot.status(self.agent, await self.clock.state(), in_force)
 
     async def _page(self, request: Request) -> Response:
         body = render(
@@ -117,10 +116,11 @@ class MaintenancePage:
         return Response(200, body.encode(), "text/html; charset=utf-8")
 
     async def _status_json(self, request: Request) -> Response:
+        last = self._last_check()
         data = {
-            "status": await self._status(),
-            "devices": snapshot.devices(self.agent),
-            "last_check": self._last_check(),
+            "status": (await self._status()).to_json(),
+            "devices": [d.to_json() for d in snapshot.devices(self.agent)],
+            "last_check": last.to_json() if last else None,
         }
         return Response(200, encode(data), "application/json")
 

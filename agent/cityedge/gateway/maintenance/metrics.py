@@ -2,30 +2,31 @@
 
 A custom collector rather than metric objects updated all over the code: the
 agent already keeps every count (outbox, uplink, device health, supervised
-tasks), so a scrape reads them where they live and nothing can drift.
+tasks), so a scrape takes the same status read-model as the CLI and the page
+(`cityedge.gateway.control.snapshot`) and nothing can drift.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.metrics_core import Metric
 
-from cityedge.gateway.control.snapshot import driver_kinds
-from cityedge.sdk import __version__
+from cityedge.gateway.control import snapshot
+from cityedge.gateway.diagnostics.clock import ClockState
 from cityedge.sdk.model import PRIORITY_NAMES, DeviceState
 
 if TYPE_CHECKING:
     from cityedge.gateway.control.server import ControlServer
+    from cityedge.gateway.control.status import DeviceStatus, Status
     from cityedge.gateway.control.view import AgentView
-    from cityedge.gateway.diagnostics.clock import ClockState
 
 LINK_STATES = ("connecting", "up", "down", "stopped")
 CHECK_VALUES = {"ok": 0, "warn": 1, "fail": 2}
+UNASKED = ClockState(None, "none", "no clock source given")
 
 
 class AgentCollector:
@@ -40,49 +41,50 @@ class AgentCollector:
         self.clock = clock
 
     def collect(self) -> Iterator[Metric]:
-        yield from self._agent()
-        yield from self._uplink()
-        yield from self._outbox()
-        yield from self._devices()
-        yield from self._tasks()
+        # Overrides are counted from the control server's own (below), not the status.
+        clock = self.clock() if self.clock is not None else UNASKED
+        status = snapshot.status(self.agent, clock)
+        yield from self._agent(status)
+        yield from self._uplink(status)
+        yield from self._outbox(status)
+        yield from self._devices(status, snapshot.devices(self.agent))
+        yield from self._tasks(status)
         yield from self._control()
 
-    def _agent(self) -> Iterator[Metric]:
-        cfg = self.agent.config
+    def _agent(self, status: Status) -> Iterator[Metric]:
         info = InfoMetricFamily("cityedge", "The agent and the gateway it runs on.")
         info.add_metric(
             [],
             {
-                "version": __version__,
-                "gateway": cfg.gateway.id,
-                "site": cfg.gateway.site,
-                "config": self.agent.config_digest[:12],
+                "version": status.version,
+                "gateway": status.gateway.id,
+                "site": status.gateway.site,
+                "config": status.config_digest[:12],
             },
         )
         yield info
         yield GaugeMetricFamily(
             "cityedge_start_time_seconds",
             "When the agent started (unix time).",
-            value=self.agent.started,
+            value=status.started,
         )
         if self.clock is not None:
-            state = self.clock()
-            synced = {True: 1.0, False: 0.0, None: float("nan")}[state.synchronised]
+            synced = {True: 1.0, False: 0.0, None: float("nan")}[status.clock.synchronised]
             yield GaugeMetricFamily(
                 "cityedge_clock_synchronised",
                 "1 when NTP disciplines the clock, 0 when not, NaN unknown.",
                 value=synced,
             )
 
-    def _uplink(self) -> Iterator[Metric]:
-        stats = self.agent.uplink.stats
+    def _uplink(self, status: Status) -> Iterator[Metric]:
+        stats = status.uplink
         state = GaugeMetricFamily(
             "cityedge_uplink_state",
             "The MQTT link's state (1 for the current one).",
             labels=["state"],
         )
         for name in LINK_STATES:
-            state.add_metric([name], 1.0 if str(stats.state) == name else 0.0)
+            state.add_metric([name], 1.0 if stats.state == name else 0.0)
         yield state
         yield GaugeMetricFamily(
             "cityedge_uplink_state_since_seconds",
@@ -99,13 +101,13 @@ class AgentCollector:
         ):
             yield CounterMetricFamily(f"cityedge_uplink_{name}", doc, value=value)
 
-    def _outbox(self) -> Iterator[Metric]:
-        stats = self.agent.outbox.stats()
+    def _outbox(self, status: Status) -> Iterator[Metric]:
+        stats = status.outbox
         rows = GaugeMetricFamily(
             "cityedge_outbox_rows", "Rows waiting to be sent, by priority.", labels=["priority"]
         )
-        for priority, name in PRIORITY_NAMES.items():
-            rows.add_metric([name], stats.rows.get(priority, 0))
+        for name in PRIORITY_NAMES.values():  # every priority, waiting rows or not
+            rows.add_metric([name], stats.rows.get(name, 0))
         yield rows
         yield GaugeMetricFamily(
             "cityedge_outbox_bytes", "Bytes held by the outbox.", value=stats.bytes
@@ -115,7 +117,7 @@ class AgentCollector:
             "Messages sealed and sent, not yet acknowledged.",
             value=stats.sealed_unacked,
         )
-        age = 0.0 if stats.oldest_ts is None else max(0.0, time.time() - stats.oldest_ts)
+        age = 0.0 if stats.oldest_age is None else stats.oldest_age
         yield GaugeMetricFamily(
             "cityedge_outbox_oldest_age_seconds",
             "Age of the oldest unsent row (0 when empty).",
@@ -138,9 +140,8 @@ class AgentCollector:
             evicted.add_metric([name], stats.evicted.get(name, 0))
         yield evicted
 
-    def _devices(self) -> Iterator[Metric]:
-        health = self.agent.device_health()
-        kinds = driver_kinds(self.agent)
+    def _devices(self, status: Status, health: Sequence[DeviceStatus]) -> Iterator[Metric]:
+        kinds = {d.name: d.kind for d in status.drivers}
         labels = ["device", "driver", "kind"]
         state = GaugeMetricFamily(
             "cityedge_device_state", "1 for the device's current state.", labels=[*labels, "state"]
@@ -165,10 +166,10 @@ class AgentCollector:
             labels=labels,
         )
         for h in health:
-            key = [h.device, h.driver, kinds.get(h.driver, "")]
+            key = [h.device, h.driver, kinds.get(h.driver) or ""]
             for s in DeviceState:
-                state.add_metric([*key, str(s)], 1.0 if h.state is s else 0.0)
-            up.add_metric(key, 1.0 if h.state is DeviceState.UP else 0.0)
+                state.add_metric([*key, str(s)], 1.0 if h.state == s else 0.0)
+            up.add_metric(key, 1.0 if h.state == DeviceState.UP else 0.0)
             requests.add_metric(key, h.requests)
             for reason, count in sorted(h.errors.items()):
                 errors.add_metric([*key, reason], count)
@@ -178,14 +179,14 @@ class AgentCollector:
                 seen.add_metric(key, h.last_seen)
         yield from (state, up, requests, errors, latency, seen)
 
-    def _tasks(self) -> Iterator[Metric]:
+    def _tasks(self, status: Status) -> Iterator[Metric]:
         running = GaugeMetricFamily(
             "cityedge_task_running", "1 while a supervised task runs.", labels=["task"]
         )
         restarts = CounterMetricFamily(
             "cityedge_task_restarts", "Restarts of a supervised task.", labels=["task"]
         )
-        for task in self.agent.tasks.values():
+        for task in status.tasks:
             running.add_metric([task.name], 1.0 if task.running else 0.0)
             restarts.add_metric([task.name], task.restarts)
         yield from (running, restarts)

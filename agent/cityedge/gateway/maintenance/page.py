@@ -1,18 +1,28 @@
 """The maintenance page: one self-contained HTML document for a phone at the cabinet.
 
-A pure function of the agent's snapshot (`cityedge.gateway.control.snapshot`), so it can
-be tested without a server. No scripts and no external assets: the gateway
-may have no route to the internet, and the page must not need one. It
-reloads itself every 15 s.
+A pure function of the status read-model (`cityedge.gateway.control.status`, built
+by `cityedge.gateway.control.snapshot`), so it can be tested without a server. No
+scripts and no external assets: the gateway may have no route to the internet,
+and the page must not need one. It reloads itself every 15 s.
 """
 
 from __future__ import annotations
 
 import html
 import time
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from cityedge.gateway.control.values import format_duration
+
+if TYPE_CHECKING:
+    from cityedge.gateway.control.status import (
+        DeviceStatus,
+        DriverStatus,
+        OverrideStatus,
+        Status,
+    )
+    from cityedge.gateway.diagnostics.record import CheckRecord
 
 REFRESH_SECONDS = 15
 
@@ -41,7 +51,7 @@ STATE_CLASS = {"up": "ok", "degraded": "warn", "down": "fail", "unknown": "mute"
 CHECK_MARK = {"ok": ("✔", "ok"), "warn": ("⚠", "warn"), "fail": ("✘", "fail")}
 
 
-def e(value: Any) -> str:
+def e(value: object) -> str:
     return html.escape("" if value is None else str(value), quote=True)
 
 
@@ -50,25 +60,25 @@ def ago(ts: float | None, now: float) -> str:
 
 
 def render(
-    status: dict[str, Any],
-    devices: list[dict[str, Any]],
-    last_check: dict[str, Any] | None,
+    status: Status,
+    devices: Sequence[DeviceStatus],
+    last_check: CheckRecord | None,
     now: float | None = None,
 ) -> str:
     now = time.time() if now is None else now
-    gateway = status["gateway"]
+    gateway = status.gateway
     parts = [
         "<!doctype html><html lang=en><head><meta charset=utf-8>",
         '<meta name=viewport content="width=device-width,initial-scale=1">',
         f'<meta http-equiv=refresh content="{REFRESH_SECONDS}">',
-        f"<title>{e(gateway['id'])} · cityedge</title><style>{STYLE}</style></head><body>",
-        f"<h1>{e(gateway['id'])}</h1>",
-        f"<div class=sub>site {e(gateway['site'])} · cityedge {e(status['version'])} · "
-        f"up {e(format_duration(status['uptime']))}</div>",
+        f"<title>{e(gateway.id)} · cityedge</title><style>{STYLE}</style></head><body>",
+        f"<h1>{e(gateway.id)}</h1>",
+        f"<div class=sub>site {e(gateway.site)} · cityedge {e(status.version)} · "
+        f"up {e(format_duration(status.uptime))}</div>",
         _cards(status, now),
-        _overrides(status.get("overrides") or [], now),
+        _overrides(status.overrides, now),
         _devices(devices, now),
-        _drivers(status.get("drivers") or []),
+        _drivers(status.drivers),
         _check(last_check, now),
         f"<footer>Read-only. Generated {e(time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(now)))}"
         f" · <a href=/metrics>metrics</a></footer></body></html>",
@@ -76,38 +86,37 @@ def render(
     return "".join(parts)
 
 
-def _cards(status: dict[str, Any], now: float) -> str:
-    up = status["uplink"]
-    link_class = {"up": "ok", "connecting": "warn"}.get(up["state"], "fail")
-    box = status["outbox"]
-    counts = status["devices"]
-    device_class = "fail" if counts["down"] else "warn" if counts["degraded"] else "ok"
-    clock = status["clock"]
-    synced = clock.get("synchronised")
+def _cards(status: Status, now: float) -> str:
+    up = status.uplink
+    link_class = {"up": "ok", "connecting": "warn"}.get(up.state, "fail")
+    box = status.outbox
+    counts = status.devices
+    device_class = "fail" if counts.down else "warn" if counts.degraded else "ok"
+    clock = status.clock
     clock_text, clock_class = {
         True: ("synchronised", "ok"),
         False: ("not synchronised", "fail"),
-    }.get(synced, ("unknown", "warn"))
-    oldest = box.get("oldest_age")
-    oldest_text = "—" if oldest is None else e(format_duration(oldest))
+        None: ("unknown", "warn"),
+    }[clock.synchronised]
+    oldest_text = "—" if box.oldest_age is None else e(format_duration(box.oldest_age))
     cards = [
         (
             "Uplink",
-            f"<span class={link_class}>{e(up['state'])}</span>",
-            f"for {e(format_duration(now - up['since']))}"
-            + (f"<br>{e(up['last_error'])}" if up.get("last_error") else ""),
+            f"<span class={link_class}>{e(up.state)}</span>",
+            f"for {e(format_duration(now - up.since))}"
+            + (f"<br>{e(up.last_error)}" if up.last_error else ""),
         ),
         (
             "Outbox",
-            f"{box['depth']} rows",
-            f"{_size(box['bytes'])} · oldest {oldest_text}",
+            f"{box.depth} rows",
+            f"{_size(box.bytes)} · oldest {oldest_text}",
         ),
         (
             "Devices",
-            f"<span class={device_class}>{counts['up']}/{counts['total']} up</span>",
-            f"{counts['down']} down · {counts['degraded']} degraded",
+            f"<span class={device_class}>{counts.up}/{counts.total} up</span>",
+            f"{counts.down} down · {counts.degraded} degraded",
         ),
-        ("Clock", f"<span class={clock_class}>{clock_text}</span>", e(clock.get("source"))),
+        ("Clock", f"<span class={clock_class}>{clock_text}</span>", e(clock.source)),
     ]
     inner = "".join(
         f"<div class=card>{title}<b>{value}</b><span class=sub>{sub}</span></div>"
@@ -116,19 +125,19 @@ def _cards(status: dict[str, Any], now: float) -> str:
     return f"<h2>Health</h2><div class=cards>{inner}</div>"
 
 
-def _devices(devices: list[dict[str, Any]], now: float) -> str:
+def _devices(devices: Sequence[DeviceStatus], now: float) -> str:
     if not devices:
         return "<h2>Devices</h2><p class=mute>No devices configured.</p>"
     rows = []
     for d in devices:
-        cls = STATE_CLASS.get(d["state"], "mute")
-        latency = "—" if d["latency_ms"] is None else f"{d['latency_ms']:.0f} ms"
-        errors = ", ".join(f"{k} {v}" for k, v in sorted(d["errors"].items())) or "0"
+        cls = STATE_CLASS.get(d.state, "mute")
+        latency = "—" if d.latency_ms is None else f"{d.latency_ms:.0f} ms"
+        errors = ", ".join(f"{k} {v}" for k, v in sorted(d.errors.items())) or "0"
         rows.append(
-            f"<tr id='device-{e(d['device'])}'><td>{e(d['device'])}</td>"
-            f"<td class={cls}>{e(d['state'])}</td><td>{e(ago(d['last_seen'], now))}</td>"
-            f"<td>{e(latency)}</td><td>{e(errors)}</td><td>{e(d.get('type'))}</td>"
-            f"<td>{e(d['driver'])}</td></tr>"
+            f"<tr id='device-{e(d.device)}'><td>{e(d.device)}</td>"
+            f"<td class={cls}>{e(d.state)}</td><td>{e(ago(d.last_seen, now))}</td>"
+            f"<td>{e(latency)}</td><td>{e(errors)}</td><td>{e(d.type)}</td>"
+            f"<td>{e(d.driver)}</td></tr>"
         )
     head = "".join(
         f"<th>{h}</th>"
@@ -140,13 +149,13 @@ def _devices(devices: list[dict[str, Any]], now: float) -> str:
     )
 
 
-def _drivers(drivers: list[dict[str, Any]]) -> str:
+def _drivers(drivers: Sequence[DriverStatus]) -> str:
     if not drivers:
         return ""
     rows = "".join(
-        f"<tr><td>{e(d['name'])}</td><td>{e(d['kind'])}</td>"
-        f"<td class={'ok' if d['running'] else 'fail'}>{'running' if d['running'] else 'stopped'}"
-        f"</td><td>{d['restarts']}</td><td class=wrap>{e(d['last_error'] or '')}</td></tr>"
+        f"<tr><td>{e(d.name)}</td><td>{e(d.kind)}</td>"
+        f"<td class={'ok' if d.running else 'fail'}>{'running' if d.running else 'stopped'}"
+        f"</td><td>{d.restarts}</td><td class=wrap>{e(d.last_error or '')}</td></tr>"
         for d in drivers
     )
     return (
@@ -156,13 +165,13 @@ def _drivers(drivers: list[dict[str, Any]]) -> str:
     )
 
 
-def _overrides(overrides: list[dict[str, Any]], now: float) -> str:
+def _overrides(overrides: Sequence[OverrideStatus], now: float) -> str:
     if not overrides:
         return ""
     rows = "".join(
-        f"<tr><td>{e(o['device'])}.{e(o['point'])}</td><td>{e(o['value'])}</td>"
-        f"<td>{e(o['previous'])}</td><td>{e(format_duration(o['until'] - now))}</td>"
-        f"<td>{e(o['user'])}</td></tr>"
+        f"<tr><td>{e(o.device)}.{e(o.point)}</td><td>{e(o.value)}</td>"
+        f"<td>{e(o.previous)}</td><td>{e(format_duration(o.until - now))}</td>"
+        f"<td>{e(o.user)}</td></tr>"
         for o in overrides
     )
     return (
@@ -172,25 +181,25 @@ def _overrides(overrides: list[dict[str, Any]], now: float) -> str:
     )
 
 
-def _check(last: dict[str, Any] | None, now: float) -> str:
+def _check(last: CheckRecord | None, now: float) -> str:
     if not last:
         return (
             "<h2>Last check</h2><p class=mute>No check recorded yet: "
             "run <code>cityedge check</code> on the gateway.</p>"
         )
-    mark, cls = CHECK_MARK.get(last["status"], ("?", "mute"))
+    mark, cls = CHECK_MARK.get(last.status.label, ("?", "mute"))
     items = []
-    for r in last["results"]:
-        m, c = CHECK_MARK.get(r["status"], ("?", "mute"))
-        remedy = f"<div class=sub>→ {e(r['remedy'])}</div>" if r.get("remedy") else ""
+    for r in last.results:
+        m, c = CHECK_MARK.get(r.status.label, ("?", "mute"))
+        remedy = f"<div class=sub>→ {e(r.remedy)}</div>" if r.remedy else ""
         items.append(
-            f"<li><span class={c}>{m}</span> <b>{e(r['name'])}</b>"
-            f"<div>{e(r['detail'])}</div>{remedy}</li>"
+            f"<li><span class={c}>{m}</span> <b>{e(r.name)}</b>"
+            f"<div>{e(r.detail)}</div>{remedy}</li>"
         )
-    by = f" by {e(last['user'])}" if last.get("user") else ""
+    by = f" by {e(last.user)}" if last.user else ""
     return (
         f"<h2>Last check <span class={cls}>{mark}</span></h2>"
-        f"<div class=sub>{e(ago(last['ts'], now))}{by}</div>"
+        f"<div class=sub>{e(ago(last.ts, now))}{by}</div>"
         f"<ul id=checks>{''.join(items)}</ul>"
     )
 
