@@ -42,7 +42,7 @@ class Recovery(OutboxState):
         loss: dict[str, Any] | None = None
         if ledger.store and not self._store_id:
             # the store the ledger knows is gone: everything it held is lost
-            loss = {"reason": damage or "store-missing",
+            loss = {"reason": damage or "store-lost",
                     "first_seq": tally.low if tally else 1,
                     "held_last_seq": tally.last if tally else None,
                     "counts": tally.counts() if tally else {}}  # fmt: skip
