@@ -5,6 +5,12 @@ arrives can still be out of order (64 messages in flight), repeated (a message
 resent after a crash, or a QoS 1 redelivery) or missing (not delivered yet).
 The tracker keeps the runs of sequence numbers seen, so its memory grows with
 the number of holes, not with traffic, and both are bounded.
+
+A gateway also says which numbers will never come: evicted messages, a store
+lost to damage (`outbox.evicted`, `outbox.corrupt`: `first_seq`..`last_seq`).
+Those ranges are *accounted for*: a hole inside them is explained, not missing;
+a number in them that does arrive after all (it was sent before the loss) is
+still accepted, as late, since being accounted for is not being seen.
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ class SequenceTracker:
         self.origin: int | None = None
         self._forced_floor = 0
         self.forgotten = 0  # sequence numbers given up as missing
+        self._accounted: list[tuple[int, int]] = []  # sorted, disjoint ranges
 
     @property
     def high(self) -> int | None:
@@ -70,7 +77,7 @@ class SequenceTracker:
         status = SeqStatus.NEW if seq > high else SeqStatus.LATE
         opened = None
         if seq > high + 1:
-            opened = (max(high + 1, seq - self.window + 1), seq - 1)
+            opened = self._unexplained(max(high + 1, seq - self.window + 1), seq - 1)
         self._insert(i, seq)
         self._trim()
         return Observation(status, opened)
@@ -102,9 +109,9 @@ class SequenceTracker:
         bottom = self.origin if self.origin is not None else 0
         for j in range(k):
             first, last = max(ends[j] + 1, bottom), min(starts[j + 1] - 1, floor - 1)
-            if last >= first:
-                self.forgotten += last - first + 1
+            self.forgotten += sum(b - a + 1 for a, b in self._subtract(first, last))
         del starts[:k], ends[:k]
+        self._accounted = [(a, b) for a, b in self._accounted if b >= floor]
         if starts[0] >= floor:
             # one run stands for "everything below the floor", so the hole above it remains
             if starts[0] == floor:
@@ -114,11 +121,42 @@ class SequenceTracker:
                 ends.insert(0, floor - 1)
 
     def missing(self) -> list[tuple[int, int]]:
-        """The current holes, lowest first, as inclusive [first, last] ranges."""
+        """The current holes not accounted for, lowest first, as inclusive ranges."""
         bottom = max(self.floor, self.origin or 0)
         holes = []
         for end, start in zip(self._ends, self._starts[1:], strict=False):
-            first, last = max(end + 1, bottom), start - 1
-            if last >= first:
-                holes.append((first, last))
+            holes += self._subtract(max(end + 1, bottom), start - 1)
         return holes
+
+    def account(self, first: int, last: int) -> None:
+        """The gateway says [first, last] will never arrive (see the module docstring)."""
+        if last < first or last < self.floor:
+            return
+        merged: list[tuple[int, int]] = []
+        for a, b in sorted([*self._accounted, (first, last)]):
+            if merged and a <= merged[-1][1] + 1:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], b))
+            else:
+                merged.append((a, b))
+        self._accounted = merged[-self.max_runs :]  # bounded like the holes
+
+    def accounted(self) -> list[tuple[int, int]]:
+        return list(self._accounted)
+
+    def _subtract(self, first: int, last: int) -> list[tuple[int, int]]:
+        """[first, last] without the accounted ranges."""
+        parts = []
+        for a, b in self._accounted:
+            if b < first or a > last:
+                continue
+            if a > first:
+                parts.append((first, a - 1))
+            first = b + 1
+        if first <= last:
+            parts.append((first, last))
+        return parts
+
+    def _unexplained(self, first: int, last: int) -> tuple[int, int] | None:
+        """The span of what is not accounted for in a hole just opened."""
+        parts = self._subtract(first, last)
+        return (parts[0][0], parts[-1][1]) if parts else None

@@ -5,7 +5,10 @@ version, trusted key, signature, strict body); the key belongs to the gateway
 that claims to speak (explicit binding, else the first gateway seen using it);
 the body agrees with the topic; the sequence number is new. Duplicates are
 reported and dropped; holes in the sequence are reported when they open and
-listed by `missing()` until they fill or age out of the window.
+listed by `missing()` until they fill or age out of the window — unless the
+gateway accounted for them: an `outbox.evicted` or `outbox.corrupt` event names
+the numbers that will never arrive (`first_seq`..`last_seq`), and those are
+listed by `accounted()` instead.
 
 A gateway that rotated its key says so in its state message: announcements of
 the new key signed by the old one (docs/protocol.md §12). A state message
@@ -41,6 +44,8 @@ from cityedge.sdk.model import Command
 log = structlog.get_logger(__name__)
 
 MAX_LOUD_SOURCES = 1000  # bound on the "already warned about" set
+# Gateway events that name sequence numbers that will never arrive (docs/protocol.md).
+GAP_EVENTS = frozenset({"outbox.evicted", "outbox.corrupt"})
 
 
 class Outcome(StrEnum):
@@ -60,6 +65,7 @@ class Verdict:
     command: Command | None = None
     gap: tuple[int, int] | None = None  # a hole in the sequence this message revealed
     late: bool = False  # it filled an earlier hole (backlog, resend)
+    accounted: tuple[tuple[int, int], ...] = ()  # numbers it says will never arrive
     rotated: tuple[tuple[str, str], ...] = ()  # (old key id, new key id) learned from it
 
     @property
@@ -257,6 +263,11 @@ class Verifier:
         if tracker is None:
             tracker = SequenceTracker(window=self._window, max_runs=self._max_runs)
             self._sequences[message.gateway] = tracker
+        # Before observing: the hole this very message opens may be the one it explains.
+        accounted = tuple(_accounted_ranges(message))
+        for first, last in accounted:
+            tracker.account(first, last)
+            log.warning("central.accounted", gateway=message.gateway, first=first, last=last)
         seen = tracker.observe(message.seq)
         if seen.status in (SeqStatus.DUPLICATE, SeqStatus.STALE):
             stats.duplicates += 1
@@ -278,7 +289,10 @@ class Verifier:
         if seen.opened is not None:
             first, last = seen.opened
             log.info("central.gap", gateway=message.gateway, first=first, last=last)
-        return Verdict(Outcome.ACCEPTED, topic, message=message, gap=seen.opened, late=late)
+        return Verdict(
+            Outcome.ACCEPTED, topic, message=message, gap=seen.opened, late=late,
+            accounted=accounted,
+        )  # fmt: skip
 
     # --- rejection bookkeeping -------------------------------------------------------------
 
@@ -313,6 +327,14 @@ class Verifier:
             for first, last in tracker.missing()
         ]
 
+    def accounted(self) -> list[Gap]:
+        """Numbers each gateway said will never arrive (evicted, lost with a store)."""
+        return [
+            Gap(gateway, first, last)
+            for gateway, tracker in sorted(self._sequences.items())
+            for first, last in tracker.accounted()
+        ]
+
     def stats(self) -> dict[str, GatewayStats]:
         return dict(self._stats)
 
@@ -321,6 +343,16 @@ class Verifier:
         self._sequences.pop(gateway, None)
         for kid in [k for k, g in self._learned.items() if g == gateway]:
             del self._learned[kid]
+
+
+def _accounted_ranges(message: Message) -> list[tuple[int, int]]:
+    ranges = []
+    for event in message.events:
+        if event.kind in GAP_EVENTS and isinstance(event.data, Mapping):
+            first, last = event.data.get("first_seq"), event.data.get("last_seq")
+            if type(first) is int and type(last) is int and 0 < first <= last:
+                ranges.append((first, last))
+    return ranges
 
 
 def as_verifier(trusted: Mapping[str, PublicKey] | Verifier, prefix: str) -> Verifier:

@@ -1,17 +1,20 @@
 """Accepting entries: buffered in memory, then sealed into signed messages and
 written in one transaction per window; the commit is the moment a reading is
-accepted. A full disk evicts telemetry and retries; a store of an earlier layout
-is sealed once, at opening."""
+accepted. A full disk releases the space held in reserve, evicts telemetry and
+retries, and never stops the caller; a store of an earlier layout is sealed once,
+at opening."""
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 
 import structlog
 
-from cityedge.gateway.outbox.database import is_full
+from cityedge.gateway.outbox.database import digest, is_full
 from cityedge.gateway.outbox.eviction import Eviction
+from cityedge.gateway.outbox.ledger import MarkUnwritable, is_full_errno
 from cityedge.gateway.outbox.messages import MAX_BUFFERED, Entry, Group, Row, chunk
 
 log = structlog.get_logger(__name__)
@@ -31,9 +34,11 @@ class Accepting(Eviction):
 
     def commit(self) -> int:
         """Seal and write everything buffered in one transaction; returns entries
-        committed."""
+        committed. A full disk is handled here, never raised: the caller goes on."""
         if not self._buffer:
-            self._flush_acks()
+            with self._unless_full():
+                self._flush_acks()
+            self._check_space()
             return 0
         rows = self._buffer
         try:
@@ -44,22 +49,38 @@ class Accepting(Eviction):
             committed = self._commit_on_full_disk(rows)
             if committed == 0:
                 return 0
-        else:
-            if self._disk_full:
-                self._disk_full = False
-                log.warning("outbox.disk_full.cleared", path=str(self.path))
-                self._buffer = [self._event("outbox.disk_full", {"active": False})]
-                self._insert(self._buffer)
         self._buffer = []
-        self._enforce_bounds()
+        with self._unless_full():
+            self._enforce_bounds()
+        self._check_space()
         return committed
+
+    def _check_space(self) -> None:
+        """The disk-full condition holds until the reserve could be taken back."""
+        if self._disk_full and self._reserve.ensure():
+            self._disk_full, self._full_cap = False, None
+            log.warning("outbox.disk_full.cleared", path=str(self.path))
+            self._buffer.append(self._event("outbox.disk_full", {"active": False}))
+
+    @contextlib.contextmanager
+    def _unless_full(self) -> Iterator[None]:
+        """Deletes (acknowledged, evicted) need room too; on a full disk they wait for
+        the next commit instead of failing it."""
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            if not is_full(exc):
+                raise
+            log.warning("outbox.disk_full.deferred", path=str(self.path), error=str(exc))
 
     def _insert(self, entries: list[Entry]) -> int:
         rows = self._sealed_rows(self._chunks(entries), historical=not self.online)
+        self._reserve_numbers(rows)
         durable = self.online  # these leave at once: their numbers must be on disk first
-        with self._transaction(fsync=durable):
+        with self._transaction(fsync=durable, tally=False):
             self._write(rows)
         size = self._remember(rows)  # the transaction stands: the in-memory view follows
+        self._tally()
         if durable:
             self._durable_seq = self._last_seq
         self.counters.commits += 1
@@ -79,12 +100,24 @@ class Accepting(Eviction):
             rows.append((seq, kind, priority, payload, count, first_ts, last_ts, historical))
         return rows
 
+    def _reserve_numbers(self, rows: Sequence[Row]) -> None:
+        """The high-water mark (ledger.py) goes ahead of every number sealed; a mark
+        that cannot be written on a full disk is a full disk."""
+        if not rows:
+            return
+        try:
+            self._ledger.reserve(rows[-1][0], self._store_id)
+        except MarkUnwritable as exc:
+            if is_full_errno(exc):
+                raise sqlite3.OperationalError(f"database or disk is full: {exc}") from exc
+            raise
+
     def _write(self, rows: Sequence[Row]) -> None:
         """Inside the caller's transaction."""
         self._db.executemany(
             "INSERT INTO messages (seq, kind, priority, payload, count, first_ts, last_ts, "
-            "historical) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            rows,
+            "historical, digest) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(*row, digest(row[3])) for row in rows],
         )
         if rows:
             self._set_meta_seq(rows[-1][0])
@@ -93,6 +126,7 @@ class Accepting(Eviction):
         """After the transaction that wrote `rows` committed; returns their bytes."""
         for row in rows:
             self._top[row[2]] = row[0]
+            self._held[row[2]] = self._held.get(row[2], 0) + row[4]
         if rows:
             self._last_seq = rows[-1][0]
         size = sum(len(row[3]) for row in rows)
@@ -100,16 +134,30 @@ class Accepting(Eviction):
         return size
 
     def _commit_on_full_disk(self, rows: list[Entry]) -> int:
-        """The filesystem (or page budget) is full: evict telemetry by policy and retry."""
+        """The filesystem (or page budget) is full: give back the reserve, so that the
+        deletes have room, evict telemetry by policy and retry; the alarm and the
+        eviction events go in the same transaction as the entries."""
         if not self._disk_full:
             self._disk_full = True
             log.error("outbox.disk_full", path=str(self.path), buffered=len(rows))
             rows.append(self._event("outbox.disk_full", {"active": True}))
-        for share in (0.1, 0.3, 0.6):
-            need = max(int(self._bytes * share), sum(len(e.body) for e in rows))
-            if not self._evict_bytes(need, reason="disk-full"):
-                break
+        # The reserve given back first: the WAL goes into the main file (which takes
+        # as much room as it holds) and is truncated, then the eviction's DELETE has
+        # room. With the reserve just spent, evict at once, so that there is room for
+        # the next time; without it, the checkpoint alone may be enough.
+        released = self._reserve.release()
+        cap = int(self._bytes * 0.9)
+        self._full_cap = cap if self._full_cap is None else min(self._full_cap, cap)
+        with contextlib.suppress(sqlite3.OperationalError):
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        for share in (0.1, 0.3, 0.6) if released else (0.0, 0.1, 0.3, 0.6):
             try:
+                # an eviction's outbox.evicted event joins `rows` (the buffer itself)
+                if share and not self._evict_bytes(
+                    max(int(self._bytes * share), sum(len(e.body) for e in rows)),
+                    reason="disk-full",
+                ):
+                    break
                 return self._insert(rows)
             except sqlite3.OperationalError as exc:
                 if not is_full(exc):
@@ -144,11 +192,13 @@ class Accepting(Eviction):
                 "SELECT kind, priority, first_ts, last_ts, count, body FROM chunks ORDER BY id"
             ).fetchall()
         rows = self._sealed_rows(groups, historical=True)
-        with self._db:
+        self._reserve_numbers(rows)
+        with self._transaction(tally=False):
             self._write(rows)
             for name in tables:
                 self._db.execute(f"DROP TABLE {name}")
         self._remember(rows)
+        self._tally()
         log.info("outbox.migrated", entries=sum(g[4] for g in groups), messages=len(groups))
 
     def _chunks(self, entries: list[Entry]) -> Iterator[Group]:

@@ -1,14 +1,22 @@
 """Draining for the uplink: the next message by priority then age, its sequence
 number on disk before it is handed out, resent with the same bytes until the
-broker acknowledges it; acknowledged messages are deleted with the next commit."""
+broker acknowledges it; acknowledged messages are deleted with the next commit.
+A message whose bytes no longer match their digest is set aside, never sent."""
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Iterable
 
+import structlog
+
+from cityedge.gateway.outbox.database import digest
 from cityedge.gateway.outbox.messages import PRIORITIES_LOW_FIRST, READ_AHEAD, Sealed
 from cityedge.gateway.outbox.state import OutboxState
+from cityedge.sdk.model import PRIORITY_NAMES
+
+log = structlog.get_logger(__name__)
 
 
 class Draining(OutboxState):
@@ -42,14 +50,15 @@ class Draining(OutboxState):
         end = min(live_after if backlog else self._last_seq, self._top.get(priority, 0))
         while after < end:  # nothing of this priority there: no query
             read = self._db.execute(
-                "SELECT seq, kind, payload, count, historical FROM messages "
+                "SELECT seq, kind, payload, count, historical, digest FROM messages "
                 "WHERE priority = ? AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
                 (priority, after, end, READ_AHEAD),
             ).fetchall()
             fetched = deque(
                 Sealed(seq, kind, priority, payload, count, bool(historical))
-                for seq, kind, payload, count, historical in read
+                for seq, kind, payload, count, historical, check in read
                 if seq not in self._acked
+                and (check is None or digest(payload) == check or self._set_aside_row(seq))
             )
             if fetched:
                 self._ahead[key] = fetched
@@ -58,6 +67,29 @@ class Draining(OutboxState):
             after = read[-1][0] if read else end
             self._cursor[key] = after
         return None
+
+    def _set_aside_row(self, seq: int) -> bool:
+        """A stored message whose bytes changed on disk: sent, it would be rejected as a
+        bad signature and its entries lost without a word. Moved to `damaged` for the
+        post-mortem and reported as lost (an `outbox.corrupt` alarm naming it).
+        Returns False: the message is not handed out."""
+        row = self._db.execute(
+            "SELECT kind, priority, count, digest, payload FROM messages WHERE seq = ?", (seq,)
+        ).fetchone()
+        kind, priority, count, check, payload = row
+        with self._transaction(tally=False):
+            self._db.execute(
+                "INSERT OR REPLACE INTO damaged VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (seq, kind, priority, count, check, payload, time.time()),
+            )
+            self._db.execute("DELETE FROM messages WHERE seq = ?", (seq,))
+        self._forget(priority, count, len(payload))
+        self._tally()
+        data = {"reason": "bad-row", "first_seq": seq, "last_seq": seq,
+                "counts": {PRIORITY_NAMES.get(priority, str(priority)): count}}  # fmt: skip
+        log.error("outbox.corrupt", path=str(self.path), **data)
+        self._buffer.append(self._event("outbox.corrupt", data))
+        return False
 
     def _sync(self) -> None:
         """fsync the WAL (one small FULL transaction covers every frame before it)."""

@@ -29,9 +29,12 @@ class Eviction(OutboxState):
             # the index) tells whether anything is too old: no table scan per commit.
             self._next_age_check = now + min(60.0, self.max_age / 10)
             self._evict_older_than(time.time() - self.max_age)
-        if self._bytes > self.max_bytes:
+        bound, reason = self.max_bytes, "max-bytes"
+        if self._full_cap is not None and self._full_cap < bound:
+            bound, reason = self._full_cap, "disk-full"
+        if self._bytes > bound:
             # Go below the bound by a margin so that eviction is not run on every commit.
-            self._evict_bytes(self._bytes - int(self.max_bytes * 0.9), reason="max-bytes")
+            self._evict_bytes(self._bytes - int(bound * 0.9), reason=reason)
 
     def _evict_older_than(self, horizon: float) -> None:
         # A message goes when its newest entry is too old. An entry stamped before
@@ -96,9 +99,10 @@ class Eviction(OutboxState):
                 break
         if not victims:
             return 0
-        with self._db:
+        with self._transaction(tally=False):
             self._db.executemany("DELETE FROM messages WHERE seq = ?", [(s,) for s in victims])
-        self._bytes -= size
+        self._forget(priority, count, size)
+        self._tally()
         self._ahead.clear()  # fetched messages may be among the victims: fetch again
         self._record_eviction(
             reason, {priority: count}, first_ts, last_ts, size, seqs=(victims[0], victims[-1])
