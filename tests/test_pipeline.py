@@ -91,5 +91,6 @@ def test_a_change_of_exactly_the_deadband_always_passes(tmp_path: Path) -> None:
     assert pipeline.stats.suppressed == 0
     assert len(stored(outbox)) == 1_071
     # and a change below the deadband is still held back
-    pipeline.accept([Reading("lamp-1", "energy", 1235.265, now + 2_000, "kWh")])
+    half_step = round(float(value) + 0.005, 3)  # type: ignore[arg-type]
+    pipeline.accept([Reading("lamp-1", "energy", half_step, now + 2_000, "kWh")])
     assert pipeline.stats.suppressed == 1
