@@ -68,3 +68,29 @@ def test_readings_are_flagged_while_the_clock_is_untrusted(tmp_path: Path) -> No
     qualities = [entry[5] if len(entry) > 5 else Quality.GOOD for entry in stored(outbox)]
     assert qualities == [Quality.GOOD, Quality.CLOCK_UNSYNCED, Quality.CLOCK_UNSYNCED]
     assert pipeline.stats.clock_flagged == 2
+
+
+def test_a_change_of_exactly_the_deadband_always_passes(tmp_path: Path) -> None:
+    """The lamppost's energy counter (uint32, 0.01 kWh steps, deadband 0.01) decoded as
+    the Modbus driver decodes it: every single step is a change of exactly the deadband,
+    and 1234.57 - 1234.56 is 0.00999999999999 in floats."""
+    from cityedge.drivers.modbus.codec import decode
+    from cityedge.drivers.modbus.profile import resolve_profile
+
+    energy = resolve_profile("lamppost").points["energy"]
+    assert energy.info().deadband == 0.01
+    outbox = open_outbox(tmp_path / "o.db", max_bytes=1 << 30, max_age=1e9)
+    points = {("lamp-1", "energy"): energy.info()}
+    pipeline = Pipeline(outbox, lambda: points, full_report_interval=300.0,
+                        commit_interval=0.1, queue_size=1000)  # fmt: skip
+    now = time.time()
+    raws = range(123_456, 123_456 + 1_071)  # 1,070 increments
+    for i, raw in enumerate(raws):
+        value = decode(energy, [raw >> 16, raw & 0xFFFF])
+        pipeline.accept([Reading("lamp-1", "energy", value, now + i, "kWh")])
+    assert pipeline.stats.suppressed == 0
+    assert len(stored(outbox)) == 1_071
+    # and a change below the deadband is still held back
+    half_step = round(float(value) + 0.005, 3)  # type: ignore[arg-type]
+    pipeline.accept([Reading("lamp-1", "energy", half_step, now + 2_000, "kWh")])
+    assert pipeline.stats.suppressed == 1

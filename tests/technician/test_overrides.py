@@ -3,9 +3,11 @@ the local user in the audit, and a `local.override` event the command post verif
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import pwd
+import time
 from typing import Any
 
 import pytest
@@ -16,6 +18,7 @@ from cityedge.gateway.control.overrides import Override, Overrides
 from cityedge.gateway.control.peer import Peer
 from cityedge.gateway.control.protocol import ControlError
 from cityedge.gateway.control.values import ValueProblem, parse_duration, parse_value
+from cityedge.gateway.supervisor import TaskHealth
 from cityedge.protocol.key_files import load_signing_key
 from cityedge.sdk.model import PointAccess, PointInfo
 from tests.support.command_post import CommandPost
@@ -178,3 +181,22 @@ def test_value_parsing_takes_anything(raw: str | int | float | bool) -> None:
             parse_value(point, raw)
         except ValueProblem as exc:
             assert str(exc).startswith(point.name)
+
+
+async def test_the_agent_stops_at_once_right_after_an_override(live: Live) -> None:
+    """A technician's write, then the stop: the overrides task ends within a second
+    (on 3.11 `asyncio.wait_for` swallowed this cancel, and the stop waited 5 s)."""
+    for _ in range(200):  # the runtime starts its tasks once it has asked the clock
+        if live.agent.tasks.get("overrides", TaskHealth("")).running:
+            break
+        await asyncio.sleep(0.05)
+    await live.agent.overrides.start("lamppost-001", "dimming", "40", 600, TECHNICIAN)
+    live.agent.stop()  # in the same turn of the loop as the override's wake-up
+    task = live.agent.tasks["overrides"]
+    deadline = time.monotonic() + 1.0
+    for _ in range(1000):
+        if not task.running or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.01)
+    assert not task.running, "the overrides task ignored the stop"
+    assert [t for t in asyncio.all_tasks() if t.get_name() == "overrides"] == []

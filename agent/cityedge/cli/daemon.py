@@ -18,6 +18,18 @@ def lean_daemon_imports() -> None:
     sys.modules.setdefault("rich", None)  # type: ignore[arg-type]
 
 
+DAEMON_UMASK = 0o027  # outbox, replay cache, counters: owner and group only, never others
+
+
+def restrict_umask() -> int:
+    """Take away at least group-write and every bit for others from files the agent
+    creates, before it creates any (a login shell's 022 would leave the outbox and
+    the replay cache world-readable). A stricter umask (systemd's 0077) is kept."""
+    previous = os.umask(DAEMON_UMASK)
+    os.umask(previous | DAEMON_UMASK)
+    return previous | DAEMON_UMASK
+
+
 def run_daemon(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="cityedge run", description="Run the agent in the foreground (systemd runs this)."
@@ -28,6 +40,7 @@ def run_daemon(argv: list[str]) -> int:
         help="agent config file (TOML); default $CITYEDGE_CONFIG or /etc/cityedge/agent.toml",
     )  # fmt: skip
     args = parser.parse_args(argv)
+    restrict_umask()
     lean_daemon_imports()
 
     from cityedge.gateway.config import ConfigError

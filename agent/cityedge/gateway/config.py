@@ -9,6 +9,7 @@ their driver package declares (see `cityedge.sdk.driver`).
 from __future__ import annotations
 
 import hashlib
+import stat
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -228,6 +229,35 @@ def load_config(path: Path | str) -> LoadedConfig:
     raw = _resolve_paths(raw, path.parent.resolve())
     config = validate_config(raw, str(path))
     return LoadedConfig(config, path, hashlib.sha256(data).hexdigest())
+
+
+def check_secret_files(config: AgentConfig, source: str) -> None:
+    """At start: refuse secrets on disk that group or others may read (ConfigError).
+
+    The TLS client key and the broker password file follow the gateway key's rule
+    (`protocol.key_files.load_signing_key`): no bit for group or others, the file
+    and its mode named, and `chmod 600` as the remedy. A missing file is left to
+    the part that reads it (the uplink says why it cannot connect).
+    """
+    up = config.uplink
+    problems = []
+    for key, path, what in (
+        ("uplink.key_file", up.key_file, "the TLS client key"),
+        ("uplink.password_file", up.password_file, "the broker password"),
+    ):
+        if path is None:
+            continue
+        try:
+            mode = stat.S_IMODE(path.stat().st_mode)
+        except OSError:
+            continue
+        if mode & 0o077:
+            problems.append(
+                f"{key}: {path} has mode {mode:04o}, which lets group or others read "
+                f"{what}; run `chmod 600 {path}` (and check who could have copied it)"
+            )
+    if problems:
+        raise ConfigError(source, problems)
 
 
 _PATH_KEYS = frozenset(

@@ -10,6 +10,7 @@ one SQLite transaction per window: that commit is the moment a reading is accept
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -156,9 +157,19 @@ class Pipeline:
         return rows
 
 
+# A few ulps of the largest operand: what decoding (raw * scale) and the subtraction
+# may have cost, far below any real deadband.
+_ULPS = 16 * sys.float_info.epsilon
+
+
 def _moved(previous: object, value: object, deadband: float) -> bool:
     if isinstance(value, bool) or isinstance(previous, bool):
         return value != previous
     if isinstance(value, int | float) and isinstance(previous, int | float):
-        return abs(value - previous) >= deadband if deadband > 0 else value != previous
+        if deadband <= 0:
+            return value != previous
+        # 1234.57 - 1234.56 is 0.00999999999999: a change of exactly the deadband must
+        # pass, so the comparison forgives rounding relative to the values' magnitude.
+        slack = _ULPS * max(abs(value), abs(previous), deadband)
+        return abs(value - previous) >= deadband - slack
     return value != previous

@@ -92,8 +92,9 @@ class Policy(Table):
             return f"{value} is not a finite number"
         if point.kind == "int" and isinstance(value, float) and not value.is_integer():
             return f"{point.name!r} takes a whole number, got {value}"
-        if point.kind == "bool" and not isinstance(value, bool | int):
-            return f"{point.name!r} takes true/false"
+        if point.kind == "bool" and not isinstance(value, bool):
+            # 7 is not "on": an integer would reach the device as whatever it makes of it
+            return f"{point.name!r} takes true/false, got {value!r}"
         # The profile's own limits hold even if a policy is wider.
         if isinstance(value, int | float) and not isinstance(value, bool):
             if point.minimum is not None and value < point.minimum:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import gc
 import signal
 import time
@@ -137,6 +138,11 @@ class Agent:
         self.key_announcements = announcements_for(cfg.gateway.state_dir, self.key)
         # Technicians' local overrides: restored on time by their own supervised task.
         self.overrides = Overrides(self, cfg.gateway.state_dir / OVERRIDES_FILE)
+        if self.lighting is not None:  # an override holds until the program's next step
+            self.lighting.on_superseded = self.overrides.superseded
+            for o in self.overrides.active():  # resumed after a restart: held since it began
+                since = dt.datetime.fromtimestamp(o.started, dt.UTC)
+                self.lighting.external_write(o.device, o.point, o.value, since=since)
         self.tasks: dict[str, TaskHealth] = {}
         self.notifier = Notifier()
         self._stop = asyncio.Event()
@@ -151,7 +157,7 @@ class Agent:
 
         sky = Sky(gateway.latitude, gateway.longitude, gateway.timezone)
         return LightingController(
-            lighting, sky, write=self.write,
+            lighting, sky, write=self._write_device,
             emit=self.pipeline.emit, state_dir=gateway.state_dir,
             known_devices=lambda: self.devices().keys(),
         )  # fmt: skip
@@ -185,12 +191,16 @@ class Agent:
         return None
 
     async def write(self, device: str, point: str, value: Value) -> None:
+        """A write by hand (a command, a technician): the lighting programs hold it."""
+        await self._write_device(device, point, value)
+        if self.lighting is not None:
+            self.lighting.external_write(device, point, value)
+
+    async def _write_device(self, device: str, point: str, value: Value) -> None:
         driver = self.driver_for(device)
         if driver is None:
             raise UnknownDevice(device)
         await driver.write(device, point, value)
-        if self.lighting is not None:
-            self.lighting.external_write(device, point, value)
 
     async def read_point(self, device: str, point: str) -> Value | None:
         driver = self.driver_for(device)
@@ -405,10 +415,11 @@ class Agent:
 
 
 def run_agent(config_path: Path) -> int:
-    from cityedge.gateway.config import load_config
+    from cityedge.gateway.config import check_secret_files, load_config
     from cityedge.sdk.logs import configure_logging
 
     loaded = load_config(config_path)
+    check_secret_files(loaded.config, str(loaded.path))
     configure_logging(loaded.config.logging.level, loaded.config.logging.format)
     agent = Agent(loaded)
     # What start-up built (modules, profiles, the config) lives as long as the agent:

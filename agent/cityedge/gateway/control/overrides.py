@@ -6,6 +6,10 @@ writes, and puts the previous value back when the time is up. Every override
 is audited with the local user and reported to the command post as a
 `local.override` event (active when it starts, cleared when it ends).
 
+On a point a lighting program drives, an override holds until its time is up or
+the program's next step, whichever comes first: the step supersedes it (reported,
+nothing restored: the program's level is the normal from then on).
+
 Overrides in force are kept in `<state_dir>/overrides.json`, so an agent that
 restarts mid-override still restores the previous value on time (or at once,
 if the time passed while it was down). A restore that fails (device down) is
@@ -234,8 +238,11 @@ class Overrides:
             waits = [max(o.until, o.next_attempt) - now for o in self._active.values()]
             delay = min([MAX_TICK, *waits]) if waits else MAX_TICK * 30
             self._changed.clear()
+            # asyncio.timeout, not wait_for: on 3.11, wait_for swallows a cancel that
+            # lands as its inner wait ends, and the agent's stop waited 5 s for this task.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), max(0.05, delay))
+                async with asyncio.timeout(max(0.05, delay)):
+                    await self._changed.wait()
 
     async def restore_due(self) -> int:
         restored = 0
@@ -251,10 +258,8 @@ class Overrides:
             if self._active.get(key) is not override:
                 return 0
             try:
-                await asyncio.wait_for(
-                    self.agent.write(override.device, override.point, override.previous),
-                    self.device_timeout,
-                )
+                async with asyncio.timeout(self.device_timeout):
+                    await self.agent.write(override.device, override.point, override.previous)
             except (TimeoutError, DeviceError) as exc:
                 reason = failure_text(exc, self.device_timeout)
                 first = override.restore_failures == 0
@@ -274,7 +279,8 @@ class Overrides:
                 )
                 self._save()
                 return 0
-            del self._active[key]
+            if self._active.pop(key, None) is None:
+                return 0  # superseded by a program step while the write was under way
             self.restored_total += 1
             self._save()
         log.warning(
@@ -297,9 +303,38 @@ class Overrides:
                 "user": override.user,
                 "uid": override.uid,
                 "failures": override.restore_failures,
+                "ended": "restored",
             },
         )
         return 1
+
+    def superseded(self, device: str, point: str, by: dict[str, Any]) -> bool:
+        """A lighting program's step took `device.point` over (`by`: its program and
+        level): the override ends without a restore. False when there was none."""
+        override = self._active.pop((device, point), None)
+        if override is None:
+            return False
+        self._save()
+        self._changed.set()
+        log.warning("control.override_superseded", device=device, point=point,
+                    value=override.value, user=override.user, by=by)  # fmt: skip
+        self._report(
+            EVENT_KIND,
+            device,
+            Severity.WARNING,
+            False,
+            {
+                "point": point,
+                "value": override.value,
+                "previous": override.previous,
+                "started": override.started,
+                "user": override.user,
+                "uid": override.uid,
+                "ended": "superseded",
+                "by": by,
+            },
+        )
+        return True
 
     # --- the agent around it -----------------------------------------------------------
 
@@ -321,7 +356,8 @@ class Overrides:
 
     async def _device_call(self, what: str, device: str, point: str, call: Any) -> Any:
         try:
-            return await asyncio.wait_for(call, self.device_timeout)
+            async with asyncio.timeout(self.device_timeout):
+                return await call
         except (TimeoutError, DeviceError) as exc:
             raise ControlError(
                 f"cannot {what} {device}.{point}: {failure_text(exc, self.device_timeout)}"
@@ -329,7 +365,8 @@ class Overrides:
 
     async def _readback(self, device: str, point: str) -> Value | None:
         try:
-            return await asyncio.wait_for(self.agent.read_point(device, point), self.device_timeout)
+            async with asyncio.timeout(self.device_timeout):
+                return await self.agent.read_point(device, point)
         except (TimeoutError, DeviceError):
             return None
 

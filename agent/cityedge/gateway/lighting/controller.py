@@ -1,10 +1,12 @@
 """The lighting controller: runs the programs at the edge, uplink or not.
 
 It evaluates each group's program against the sun at the gateway's place,
-writes levels through the agent's write path (the same one commands use), and
-re-sends a level when a controller reports something else (it rebooted). It
-watches the lampposts' own readings for faults and proves the energy saved,
-night by night. It never touches MQTT: events go out through the outbox.
+writes levels through the drivers' write path (the one commands use), and
+re-sends a level when a controller reports something else (it rebooted). A
+level set by hand (a command, a technician's override) is held until the
+program's next step; then the program takes over and says so. It watches the
+lampposts' own readings for faults and proves the energy saved, night by
+night. It never touches MQTT: events go out through the outbox.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import datetime as dt
 import json
 import time
 from collections.abc import Awaitable, Callable, Collection, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +43,17 @@ from cityedge.sdk.problems import FileProblems
 log = structlog.get_logger(__name__)
 
 Write = Callable[[str, str, Value], Awaitable[None]]
-RECHECK_S = 30.0  # clock seconds between checks even when nothing is due (retries, faults)
+# (device, point, what took over) -> whether someone (the overrides) reported it
+Superseded = Callable[[str, str, dict[str, Any]], bool]
+
+
+@dataclass(slots=True)
+class Hold:
+    """A value set by hand on a point the programs drive: kept until `until`, the
+    program's next step after it was set."""
+
+    value: Value
+    until: dt.datetime
 
 
 class SystemClock:
@@ -97,6 +110,8 @@ class LightingController:
         self._resend: set[str] = set()
         self._night_open: dict[str, dt.datetime] = {}
         self._wake = asyncio.Event()
+        self.holds: dict[tuple[str, str], Hold] = {}
+        self.on_superseded: Superseded | None = None
 
     # --- program ---------------------------------------------------------------------
 
@@ -151,6 +166,10 @@ class LightingController:
                 for name, (level, nxt, program) in self.levels.items()
             },
             "alarms": sorted(f"{kind}:{device}" for kind, device in self.alarms),
+            "holds": [
+                {"device": d, "point": p, "value": h.value, "until": h.until.isoformat()}
+                for (d, p), h in sorted(self.holds.items())
+            ],
         }
 
     # --- readings from the street ----------------------------------------------------
@@ -174,11 +193,25 @@ class LightingController:
             elif item.point == cfg.energy_point and isinstance(item.value, int | float):
                 self.energy.setdefault(item.device, []).append(float(item.value))
 
-    def external_write(self, device: str, point: str, value: Value) -> None:
-        """A command or a technician set a level by hand: it holds until the program's
-        next step (a manual override), instead of being "corrected" at once."""
-        manual = point == self.lighting.dimming_point and device in self._devices()
-        if manual and isinstance(value, int | float) and not isinstance(value, bool):
+    def external_write(
+        self, device: str, point: str, value: Value, *, since: dt.datetime | None = None
+    ) -> None:
+        """A command or a technician set a level (or the switch) by hand: it holds until
+        the program's next step after `since` (default now), instead of being
+        "corrected" at the next check. A value equal to the program's is no hold."""
+        cfg = self.lighting
+        group = next((g for g in cfg.groups if device in g.devices), None)
+        dimming = point == cfg.dimming_point
+        if group is None or not (dimming or point == cfg.switch_point):
+            return
+        if dimming and not (isinstance(value, int | float) and not isinstance(value, bool)):
+            return
+        level, nxt, _ = level_at(cfg, group, since or self.clock.now(), self.sky)
+        if since is None and value == (level if dimming else level > 0):
+            self.holds.pop((device, point), None)  # an override ended: back to the program
+        else:
+            self.holds[(device, point)] = Hold(value, nxt)
+        if dimming:
             self.commanded[device] = int(value)
             self._resend.discard(device)
             self._since.pop(("not_following", device), None)
@@ -191,7 +224,7 @@ class LightingController:
     async def run(self) -> None:
         while True:
             now = self.clock.now()
-            upcoming = now + dt.timedelta(seconds=RECHECK_S)
+            upcoming = now + dt.timedelta(seconds=self.lighting.recheck_s)
             for group in self.lighting.groups:
                 level, nxt, program = level_at(self.lighting, group, now, self.sky)
                 previous = self.levels.get(group.name)
@@ -200,32 +233,51 @@ class LightingController:
                     await self._energy_report(group, now)
                 if level > 0 and group.name not in self._night_open:
                     self._night_open[group.name] = now
+                await self._supersede(group, level, program, now)
                 await self._apply(group, level)
                 upcoming = min(upcoming, nxt)
             await self._check_faults(now)
             wait = max(0.0, (upcoming - self.clock.now()).total_seconds())
             self._wake.clear()
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow the stop's cancel
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self._wake.wait(), max(0.01, self.clock.real_seconds(wait) + 0.001)
-                )
+                async with asyncio.timeout(max(0.01, self.clock.real_seconds(wait) + 0.001)):
+                    await self._wake.wait()
+
+    async def _supersede(self, group: Group, level: int, program: str, now: dt.datetime) -> None:
+        """Holds whose program step has come end: the program's level is the normal now.
+        The overrides report their own end; any other hand-set level is reported here."""
+        events: list[Event] = []
+        for (device, point), hold in list(self.holds.items()):
+            if device not in group.devices or now < hold.until:
+                continue
+            del self.holds[(device, point)]
+            data = {"point": point, "held": hold.value, "level": level, "program": program}
+            log.info("lighting.hold_superseded", device=device, **data)
+            if self.on_superseded is None or not self.on_superseded(device, point, data):
+                events.append(Event("lighting.manual_superseded", device, time.time(),
+                                    Severity.INFO, None, data))  # fmt: skip
+        if events:
+            await self._emit(events)
 
     async def _apply(self, group: Group, level: int) -> None:
         cfg = self.lighting
         for device in group.devices:
-            if self.commanded.get(device) == level and device not in self._resend:
+            held = self.holds.get((device, cfg.dimming_point))
+            target = int(held.value) if held is not None else level
+            if self.commanded.get(device) == target and device not in self._resend:
                 continue
             try:
-                await self._write(device, cfg.dimming_point, level)
-                if cfg.switch_point:
-                    await self._write(device, cfg.switch_point, level > 0)
+                await self._write(device, cfg.dimming_point, target)
+                if cfg.switch_point and (device, cfg.switch_point) not in self.holds:
+                    await self._write(device, cfg.switch_point, target > 0)
             except DeviceError as exc:  # retried at the next check
-                log.warning("lighting.write_failed", device=device, percent=level, error=str(exc))
+                log.warning("lighting.write_failed", device=device, percent=target, error=str(exc))
                 continue
-            self.commanded[device] = level
+            self.commanded[device] = target
             self._resend.discard(device)
             self._since.pop(("not_following", device), None)
-            log.info("lighting.level", group=group.name, device=device, percent=level)
+            log.info("lighting.level", group=group.name, device=device, percent=target)
 
     async def _check_faults(self, now: dt.datetime) -> None:
         cfg = self.lighting

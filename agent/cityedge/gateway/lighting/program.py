@@ -101,6 +101,8 @@ class Lighting(Table):
     fault_point: str = "driver_fault"
     failure_watts: float = Field(default=5.0, ge=0)  # commanded on but drawing less: lamp failure
     grace_s: float = Field(default=120.0, ge=0)  # how long a mismatch may last before an alarm
+    # clock seconds between checks when no step is due (re-sends, faults, retries)
+    recheck_s: float = Field(default=30.0, ge=0.5, le=3600)
     programs: dict[str, Program]
     groups: list[Group] = Field(min_length=1)
     exceptions: list[Exception_] = Field(default_factory=list)
