@@ -165,7 +165,9 @@ class CommandHandler:
             "expired-key": f"key {err.key_id} expired at {entry.not_after}",
             "key-not-yet-valid": f"key {err.key_id} is valid from {entry.not_before}",
         }[why]
-        return EnvelopeError(why, detail, err.key_id)
+        explained = EnvelopeError(why, detail, err.key_id, body=err.body)
+        explained.command_id = err.command_id  # still answered under its id
+        return explained
 
     def security_reports(self, now: float | None = None, *, everything: bool = False) -> int:
         """Send the security summaries that are due; returns how many."""
