@@ -25,11 +25,9 @@ import msgpack
 import pytest
 
 from cityedge.gateway.outbox import stored_messages
-from hil_tests.test_faults import Row, Site, record, site, write_config
+from hil_tests.fault_site import Row, Site, record, write_config
 from tests.support.agent_process import AgentProcess
 from tests.support.outbox_probe import committed_readings as committed
-
-__all__ = ["site"]  # the fixture, shared with test_faults.py
 
 Key = tuple[str, str, float]
 

@@ -120,6 +120,7 @@ class Agent:
             self.key,
             birth=self.birth,
             on_command=self.commands.handle,
+            on_busy=self.commands.busy,
         )
         self.pipeline = Pipeline(
             self.outbox,

@@ -34,9 +34,12 @@ async def supervise(
 ) -> None:
     """Run `factory()` forever. A return or an exception is logged and followed by a
     restart after a jittered delay; the delay resets once a run lasted `healthy_after`
-    seconds. Cancellation stops it."""
+    seconds. Cancellation stops it, also when the task swallowed it (on Python 3.11
+    `asyncio.wait_for` can return normally although its caller was cancelled): a task
+    told to stop is never restarted."""
     # full jitter: no thundering herd of restarts after a city-wide outage
     backoff = Backoff(min_delay, max(min_delay, max_delay), full_jitter=True)
+    this = asyncio.current_task()
     while True:
         started = time.monotonic()
         health.running = True
@@ -50,6 +53,8 @@ async def supervise(
             reason = f"{type(exc).__name__}: {exc}"
             log.error("task.failed", task=name, error=reason, exc_info=exc)
         health.running = False
+        if this is not None and this.cancelling():
+            raise asyncio.CancelledError  # the cancel the task swallowed: still a stop
         health.restarts += 1
         health.last_error = reason
         health.last_error_at = time.time()

@@ -9,6 +9,11 @@ loop. The outbox has sealed every message already; sending order after every
 2. the backlog (everything sealed before, including messages sent earlier but
    never acknowledged, with the same bytes) behind them, oldest first, limited
    to a share of the in-flight window so that live traffic always has room.
+
+Commands come in over MQTT v5 and are acknowledged only once answered (their
+result committed to the outbox); the client takes no more than it can hold
+(`gateway.commands.intake`), and what does not fit is answered `busy`
+(`on_busy`): a command never vanishes.
 """
 
 from __future__ import annotations
@@ -26,7 +31,10 @@ from typing import Any, Final
 
 import aiomqtt
 import structlog
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
+from cityedge.gateway.commands.intake import COMMAND_WINDOW, MAX_PACKET_BYTES, CommandClient
 from cityedge.gateway.config import GatewaySection, UplinkSection
 from cityedge.gateway.outbox import Outbox, Sealed
 from cityedge.protocol.entries import ENTRY_KINDS
@@ -39,6 +47,7 @@ from cityedge.sdk.backoff import Backoff
 log = structlog.get_logger(__name__)
 
 PROBE_INTERVAL: Final = 0.5  # s between TCP probes of a broker that went away
+SESSION_EXPIRY: Final = 0xFFFFFFFF  # s; "never": the broker keeps our commands while we are away
 
 
 class LinkState(StrEnum):
@@ -59,9 +68,11 @@ class UplinkStats:
     entries_sent: int = 0
     historical_sent: int = 0
     commands_received: int = 0
+    commands_shed: int = 0  # taken beyond the window (broker ignored it): answered `busy`
 
 
 CommandHandler = Callable[[bytes], Awaitable[object]]
+BusyHandler = Callable[[bytes], object]
 StateProvider = Callable[[], dict[str, Any]]
 
 
@@ -75,6 +86,7 @@ class Uplink:
         *,
         birth: StateProvider,
         on_command: CommandHandler | None = None,
+        on_busy: BusyHandler | None = None,
     ) -> None:
         self.config = config
         self.gateway = gateway
@@ -82,10 +94,12 @@ class Uplink:
         self.key = key
         self._birth = birth
         self._on_command = on_command
+        self._on_busy = on_busy
         self.stats = UplinkStats(since=time.time())
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._client: aiomqtt.Client | None = None
+        self._receiving: CommandClient | None = None  # the session's client, for PUBACKs
         self._live_after = 0
 
     # --- called from elsewhere in the agent -------------------------------------
@@ -102,13 +116,17 @@ class Uplink:
         if self._client is not None:
             await self._publish_state(self._client, "online")
 
-    async def stop(self, timeout: float = 5.0) -> None:
+    async def stop(self, timeout: float = 1.0) -> None:
         """Publish the retained "offline" state while the link is still up, then end
-        the connection loop (a clean disconnect does not fire the last will)."""
+        the connection loop (a clean disconnect does not fire the last will). A PUBACK
+        normally takes milliseconds; a broker that does not answer within `timeout`
+        gets the last will instead, so a stop never waits on it for long."""
         client = self._client
         if client is not None:
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel.
             with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
-                await asyncio.wait_for(self._publish_state(client, "offline"), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._publish_state(client, "offline")
         self._stop.set()
 
     # --- the connection loop ------------------------------------------------------
@@ -152,17 +170,17 @@ class Uplink:
         while (left := deadline - loop.time()) > 0:
             step = min(left, PROBE_INTERVAL * random.uniform(0.5, 1.5)) if probe else left
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), step)
-                return
+                async with asyncio.timeout(step):
+                    await self._stop.wait()
+                    return
             if probe and await self._broker_listening():
                 log.info("uplink.broker_back", broker=f"{self.config.host}:{self.config.port}")
                 return
 
     async def _broker_listening(self) -> bool:
         try:
-            _, writer = await asyncio.wait_for(
-                asyncio.open_connection(self.config.host, self.config.port), PROBE_INTERVAL * 2
-            )
+            async with asyncio.timeout(PROBE_INTERVAL * 2):
+                _, writer = await asyncio.open_connection(self.config.host, self.config.port)
         except (OSError, TimeoutError):
             return False
         writer.close()
@@ -195,24 +213,50 @@ class Uplink:
             if cfg.cert_file and cfg.key_file:
                 tls_context.load_cert_chain(str(cfg.cert_file), str(cfg.key_file))
         will_payload = self._state_payload("offline")
+        connect = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        connect.SessionExpiryInterval = SESSION_EXPIRY
+        connect.ReceiveMaximum = COMMAND_WINDOW
+        connect.MaximumPacketSize = MAX_PACKET_BYTES
         return {
             "hostname": cfg.host,
             "port": cfg.port,
             "identifier": cfg.client_id or f"{self.gateway.site}-{self.gateway.id}",
             "username": cfg.username,
             "password": password,
-            "clean_session": False,  # the broker keeps commands queued while we are away
+            "protocol": aiomqtt.ProtocolVersion.V5,  # for flow control and the packet bound
+            "clean_start": False,  # resume the session: commands queued while we were away
+            "properties": connect,
             "keepalive": cfg.keepalive,
             "timeout": cfg.connect_timeout,
             "will": aiomqtt.Will(self.topic("state"), will_payload, qos=1, retain=True),
             "tls_context": tls_context,
             "max_inflight_messages": cfg.inflight,
-            "max_queued_incoming_messages": 1000,
             "socket_options": MQTT_SOCKET_OPTIONS,
         }
 
+    def _shed(self, message: aiomqtt.Message) -> None:
+        """A command beyond the window (a broker that ignores Receive Maximum): answered
+        `busy` so that the command post sends it again, and acknowledged."""
+        self.stats.commands_shed += 1
+        log.warning("uplink.command.shed", topic=str(message.topic), window=COMMAND_WINDOW)
+        if self._on_busy is not None and isinstance(message.payload, bytes | bytearray):
+            try:
+                self._on_busy(bytes(message.payload))
+            except Exception as exc:  # called from paho's read callback: never raise into it
+                log.error("uplink.command.busy_failed", error=repr(exc), exc_info=exc)
+        self._ack(message)
+
+    def _ack(self, message: aiomqtt.Message) -> None:
+        """PUBACK a received command: the broker then forgets it and may send another."""
+        if self._receiving is not None:
+            self._receiving.ack(message)
+
     async def _session(self, backoff: Backoff) -> None:
-        async with aiomqtt.Client(**self._client_options()) as client:
+        client = CommandClient(
+            shed=self._shed, headroom=self.config.inflight + 1, **self._client_options()
+        )
+        self._receiving = client
+        async with client:
             # Up to `inflight` publishes wait for their PUBACK by design: not a warning.
             client.pending_calls_threshold = max(10, self.config.inflight * 2)
             self._client = client
@@ -229,13 +273,15 @@ class Uplink:
                     broker=f"{self.config.host}:{self.config.port}",
                     backlog_up_to_seq=self._live_after,
                 )
-                await self._publish_state(client, "online")
-                await client.subscribe(
-                    self.topic("command"), qos=1, timeout=self.config.connect_timeout
-                )
                 async with asyncio.TaskGroup() as tasks:
-                    sender = tasks.create_task(self._send_loop(client))
+                    # Receiving first: queued commands fill the inbox at once, and a
+                    # full inbox stops all reading, the birth's PUBACK included.
                     receiver = tasks.create_task(self._receive_loop(client))
+                    await self._publish_state(client, "online")
+                    await client.subscribe(
+                        self.topic("command"), qos=1, timeout=self.config.connect_timeout
+                    )
+                    sender = tasks.create_task(self._send_loop(client))
                     stopper = tasks.create_task(self._stop.wait())
                     await asyncio.wait(
                         {sender, receiver, stopper}, return_when=asyncio.FIRST_COMPLETED
@@ -272,7 +318,7 @@ class Uplink:
 
     # --- sending ------------------------------------------------------------------
 
-    async def _send_loop(self, client: aiomqtt.Client) -> None:
+    async def _send_loop(self, client: CommandClient) -> None:
         cfg = self.config
         loop = asyncio.get_running_loop()
         backlog_slots = max(1, math.ceil(cfg.inflight * cfg.backlog_share))
@@ -306,9 +352,9 @@ class Uplink:
             publish has waited `connect_timeout` for its PUBACK."""
             while True:
                 await asyncio.sleep(min(1.0, cfg.connect_timeout / 4))
-                if inflight:
+                if inflight and not client.paused:  # paused: we read no PUBACK, by choice
                     _, launched = next(iter(inflight.values()))
-                    if loop.time() - launched > cfg.connect_timeout:
+                    if loop.time() - max(launched, client.resumed_at) > cfg.connect_timeout:
                         fail(aiomqtt.MqttError(f"no PUBACK within {cfg.connect_timeout:g} s"))
 
         def launch(message: Sealed, backlog: bool) -> None:
@@ -359,13 +405,17 @@ class Uplink:
             payload = message.payload
             if not isinstance(payload, bytes | bytearray):
                 log.warning("uplink.command.not_bytes", topic=str(message.topic))
+                self._ack(message)
                 continue
             self.stats.commands_received += 1
-            if self._on_command is None:
-                continue
             try:
-                await self._on_command(bytes(payload))
+                if self._on_command is not None:
+                    await self._on_command(bytes(payload))
             except Exception as exc:  # a bad command must never drop the link
                 log.error(
                     "uplink.command.failed", error=f"{type(exc).__name__}: {exc}", exc_info=exc
                 )
+            # Answered (committed to the outbox) or failed for good: the broker may let
+            # the next one in. A session lost before this line gets it again, and the
+            # replay cache answers the copy.
+            self._ack(message)

@@ -7,12 +7,14 @@ gateway's checks, not this module's.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from typing import Final
 
 from cityedge.protocol.decoding import (
     ENVELOPE_VERSION,
     MAX_COMMAND_ID,
+    EnvelopeError,
     expect_map,
     expect_version,
     malformed,
@@ -63,11 +65,36 @@ def seal_command(key: SigningKey, cmd: Command) -> bytes:
 def open_command(
     payload: bytes, trusted: Mapping[str, PublicKey], *, max_size: int = MAX_COMMAND_BYTES
 ) -> Command:
-    """Verify and decode a command; raises `EnvelopeError` (malformed, unsupported-version,
-    unknown-key, bad-signature). Expiry, target and replay are the gateway's checks."""
-    kid, body = open_envelope(payload, trusted, max_size, COMMAND_CONTEXT)
+    """Verify and decode a command; raises `EnvelopeError` (too-large, malformed,
+    unsupported-version, unknown-key, bad-signature) carrying the command's id as far
+    as it could be read. Expiry, target and replay are the gateway's checks.
+
+    Every byte is decoded at most once: the size is checked before anything, the
+    envelope and the body are each unpacked once, refused or not."""
+    try:
+        kid, body = open_envelope(payload, trusted, max_size, COMMAND_CONTEXT)
+    except EnvelopeError as err:
+        if err.body is not None:  # unknown key, bad signature: the (unverified) body's id
+            with contextlib.suppress(EnvelopeError):
+                err.command_id = _peek_id(unpack(err.body, "body"))
+        raise
     fields = unpack(body, "body")
+    try:
+        return _read_command(fields, kid)
+    except EnvelopeError as err:
+        err.command_id = _peek_id(fields)
+        raise
+
+
+def _peek_id(fields: object) -> str:
+    """The id of a body that may be invalid, or "": only to match an answer to it."""
+    cid = fields.get("id") if isinstance(fields, dict) else None
+    return cid if isinstance(cid, str) and 0 < len(cid) <= MAX_COMMAND_ID else ""
+
+
+def _read_command(fields: object, kid: str) -> Command:
     expect_map(fields, _COMMAND_KEYS, "body")
+    assert isinstance(fields, dict)
     expect_version(fields["v"], "body.v")
     if fields["kind"] != COMMAND_KIND:
         raise malformed(f"body.kind: expected 'command', got {show(fields['kind'])}")

@@ -63,10 +63,15 @@ _RESULT_CODE_BY_REASON: dict[str, ResultCode] = {
 class EnvelopeError(Exception):
     """A payload that was refused. `code` is a `Reason` value; `detail` says where and why."""
 
-    def __init__(self, code: str, detail: str, key_id: str | None = None) -> None:
+    def __init__(
+        self, code: str, detail: str, key_id: str | None = None, *, body: bytes | None = None
+    ) -> None:
         self.code = code
         self.detail = detail
         self.key_id = key_id  # the envelope's kid, once it was read
+        self.body = body  # the unverified body bytes, once the envelope was read
+        # A refused command's id as far as it could be read (unverified), for the answer.
+        self.command_id = ""
         super().__init__(f"{code}: {detail}")
 
     @property

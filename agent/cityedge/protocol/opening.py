@@ -37,7 +37,11 @@ def open_envelope(
     payload: bytes, trusted: Mapping[str, PublicKey], max_size: int, context: bytes
 ) -> tuple[str, bytes]:
     """(key id, body bytes) of an envelope whose signature under `context` verifies
-    with one of the `trusted` keys; raises `EnvelopeError`."""
+    with one of the `trusted` keys; raises `EnvelopeError` (with the body bytes
+    once they were read: a refused command is answered with its id if it has one).
+
+    The size is checked before anything is decoded: an oversized payload costs
+    nothing beyond the bytes already received."""
     if not isinstance(payload, bytes | bytearray | memoryview):
         raise malformed(f"payload: expected bytes, got {type(payload).__name__}")
     if len(payload) > max_size:
@@ -56,12 +60,13 @@ def open_envelope(
         raise malformed(f"envelope.sig: expected 64 bytes of bin, got {show(sig)}")
     public = trusted.get(kid)
     if public is None:
-        raise EnvelopeError(Reason.UNKNOWN_KEY, f"key {kid} is not trusted here", kid)
+        raise EnvelopeError(Reason.UNKNOWN_KEY, f"key {kid} is not trusted here", kid, body=body)
     if not public.verify(sig, context + body):
         raise EnvelopeError(
             Reason.BAD_SIGNATURE,
             f"signature does not verify with key {kid} ({len(body)}-byte body)",
             kid,
+            body=body,
         )
     return kid, body
 

@@ -176,6 +176,7 @@ class InvalidValue(DeviceError):
 class ResultCode(StrEnum):
     """Outcome of a command, in the order the checks run (docs/protocol.md)."""
 
+    BUSY = "busy"  # not taken: the gateway could not hold it now; send it again
     MALFORMED = "malformed"
     UNKNOWN_KEY = "unknown-key"
     BAD_SIGNATURE = "bad-signature"

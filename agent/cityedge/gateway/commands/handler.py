@@ -8,7 +8,6 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 import structlog
 
@@ -88,6 +87,8 @@ class CommandHandler:
         self.gateway = gateway
         self.trusted = trusted
         self.throttle = throttle or SecurityThrottle()
+        # Commands answered `busy`: counted like refusals, reported as `commands.busy`.
+        self.shedding = SecurityThrottle(self.throttle.window, prefix="commands")
         self.policy = policy
         self.outbox = outbox
         self.replay = replay
@@ -116,9 +117,7 @@ class CommandHandler:
                 command = open_command(payload, self._keys(time.time()))
             except EnvelopeError as err:
                 err = self._explain(err)
-                result = CommandResult(
-                    _command_id(payload), err.result_code, f"{err.code}: {err.detail}"
-                )
+                result = CommandResult(err.command_id, err.result_code, f"{err.code}: {err.detail}")
                 self._refused(None, result, err.code, err.key_id)
                 return result
             result = await self._check_and_run(command)
@@ -129,6 +128,26 @@ class CommandHandler:
             else:
                 self._answer(command, result)
             return result
+
+    def busy(self, payload: bytes) -> CommandResult:
+        """A command the uplink could not take (its window was full): answered `busy`,
+        so that the command post sends it again, never dropped unheard. It is not
+        recorded as seen (the copy sent again must not be a replay), and not run.
+        Synchronous: the uplink calls it from the MQTT client's read callback."""
+        self.stats.received += 1
+        try:
+            command = open_command(payload, self._keys(time.time()))
+        except EnvelopeError as err:  # not a command the command post sent: as usual
+            err = self._explain(err)
+            result = CommandResult(err.command_id, err.result_code, f"{err.code}: {err.detail}")
+            self._refused(None, result, err.code, err.key_id)
+            return result
+        result = CommandResult(
+            command.id, ResultCode.BUSY, "gateway busy: command not taken, send it again"
+        )
+        # Always answered (verified); one `commands.busy` event per window counts them.
+        self._refused(command, result, str(ResultCode.BUSY), command.key_id, self.shedding)
+        return result
 
     def _explain(self, err: EnvelopeError) -> EnvelopeError:
         """An unknown key the trust store knows (revoked, retired, expired): say which."""
@@ -146,11 +165,15 @@ class CommandHandler:
             "expired-key": f"key {err.key_id} expired at {entry.not_after}",
             "key-not-yet-valid": f"key {err.key_id} is valid from {entry.not_before}",
         }[why]
-        return EnvelopeError(why, detail, err.key_id)
+        explained = EnvelopeError(why, detail, err.key_id, body=err.body)
+        explained.command_id = err.command_id  # still answered under its id
+        return explained
 
     def security_reports(self, now: float | None = None, *, everything: bool = False) -> int:
         """Send the security summaries that are due; returns how many."""
-        events = self.throttle.due(time.time() if now is None else now, everything=everything)
+        now = time.time() if now is None else now
+        events = [*self.throttle.due(now, everything=everything),
+                  *self.shedding.due(now, everything=everything)]  # fmt: skip
         if events:
             self.outbox.add([Entry("event", int(e.priority), e.ts, event_entry(e)) for e in events])
             self.outbox.commit()
@@ -232,14 +255,21 @@ class CommandHandler:
         )  # fmt: skip
 
     def _refused(
-        self, cmd: Command | None, result: CommandResult, kind: str, key_id: str | None
+        self,
+        cmd: Command | None,
+        result: CommandResult,
+        kind: str,
+        key_id: str | None,
+        throttle: SecurityThrottle | None = None,
     ) -> None:
         """A refusal: a security event (throttled) and, within the budget, a result.
         Verified fresh commands (denied, refused trust updates) are always answered."""
         now = time.time()
         self.stats.by_code[result.code] = self.stats.by_code.get(result.code, 0) + 1
         always = cmd is not None and result.code not in REPEATABLE_CODES
-        answer, event = self.throttle.note(kind, now, result.detail, key_id, answer=always)
+        answer, event = (throttle or self.throttle).note(
+            kind, now, result.detail, key_id, answer=always
+        )
         entries: list[Entry] = []
         if answer:
             entries.append(Entry("result", Priority.ALARM, now, result_entry(result, now)))
@@ -290,16 +320,3 @@ class CommandHandler:
             code=str(result.code),
             detail=result.detail,
         )
-
-
-def _command_id(payload: bytes) -> str:
-    """Best-effort id of an unreadable command, so the answer can still be matched."""
-    try:
-        import msgpack
-
-        outer: Any = msgpack.unpackb(payload, raw=False)
-        body: Any = msgpack.unpackb(outer["body"], raw=False)
-        cid = body.get("id") if isinstance(body, dict) else None
-        return cid if isinstance(cid, str) and len(cid) <= 128 else ""
-    except Exception:
-        return ""

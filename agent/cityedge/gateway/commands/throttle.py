@@ -27,8 +27,9 @@ class SecurityThrottle:
     not a result, an event and an fsync each. Kinds are a closed set (reasons and
     result codes), so the table is bounded too."""
 
-    def __init__(self, window: float = 60.0, answers: int = 10) -> None:
+    def __init__(self, window: float = 60.0, answers: int = 10, prefix: str = "security") -> None:
         self.window = window
+        self.prefix = prefix  # events are `<prefix>.<kind>`
         self.answers = answers
         self._tally: dict[str, _Tally] = {}
         self.counts: dict[str, int] = {}  # every occurrence, by kind, since start
@@ -69,4 +70,4 @@ class SecurityThrottle:
             "window_s": self.window, "last_detail": tally.detail[:200], "key_id": tally.key_id,
         }  # fmt: skip
         tally.last_event, tally.unreported, tally.unanswered = now, 0, 0
-        return Event(f"security.{kind}", "commands", now, Severity.WARNING, None, data)
+        return Event(f"{self.prefix}.{kind}", "commands", now, Severity.WARNING, None, data)
