@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from cityedge.protocol.keys import create_key
+from cityedge.protocol.key_files import create_key
 from cityedge.street.broker import Broker
 from cityedge.street.modbus import ModbusStreet
 from cityedge.street.ptypair import PtyPair

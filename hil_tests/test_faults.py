@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from cityedge.protocol.keys import create_key
+from cityedge.protocol.key_files import create_key
 from cityedge.street.broker import Broker, free_port
 from cityedge.street.modbus import ModbusStreet
 from hil_tests.fault_site import SCALE, Row, Site, record, write_config
