@@ -14,7 +14,9 @@ import asyncio
 import random
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from bleak.backends.device import BLEDevice
 from bleak.backends.scanner import AdvertisementData
@@ -27,14 +29,16 @@ from cityedge.sdk.driver import DriverEnv
 KEY = bytes.fromhex("231d39c1d7cc1ab1aee224cd096db932")
 
 
-def adv(address: str, service_data: dict[str, bytes], manufacturer: dict[int, bytes]) -> tuple:
+def adv(
+    address: str, service_data: dict[str, bytes], manufacturer: dict[int, bytes]
+) -> tuple[Any, ...]:
     return (
         BLEDevice(address, None, None),
         AdvertisementData(None, manufacturer, service_data, list(service_data), None, -60, ()),
     )
 
 
-def rate(label: str, callback, items: list[tuple]) -> float:
+def rate(label: str, callback: Callable[..., Any], items: list[tuple[Any, ...]]) -> float:
     start = time.perf_counter()
     for device, data in items:
         callback(device, data)

@@ -106,7 +106,7 @@ class CountingOutbox(Outbox):
         super().ack(messages)
 
     @contextlib.contextmanager
-    def _transaction(self, *, fsync: bool = False) -> Iterator[None]:
+    def _transaction(self, *, fsync: bool = False) -> Iterator[None]:  # type: ignore[override]
         self.commits += 1
         self.fsyncs += fsync
         with super()._transaction(fsync=fsync):

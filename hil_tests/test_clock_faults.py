@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from cityedge.gateway.pipeline import CLOCK_FLOOR
+from cityedge.gateway.outbox.messages import CLOCK_FLOOR
 from cityedge.sdk.model import Quality
 from hil_tests.fault_site import SCALE, Row, Site, record, write_config
 from tests.support.agent_process import ROOT as AGENT_ROOT

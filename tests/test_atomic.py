@@ -98,4 +98,4 @@ def test_directory_fsync_is_best_effort(tmp_path: Path, monkeypatch: pytest.Monk
     monkeypatch.setattr(os, "open", no_directories)
     write_atomic(tmp_path / "f", "data")
     assert (tmp_path / "f").read_text() == "data"
-    assert atomic.fsync_directory(tmp_path) is None
+    atomic.fsync_directory(tmp_path)  # returns, whatever the directory's file system

@@ -91,6 +91,6 @@ def test_a_change_of_exactly_the_deadband_always_passes(tmp_path: Path) -> None:
     assert pipeline.stats.suppressed == 0
     assert len(stored(outbox)) == 1_071
     # and a change below the deadband is still held back
-    half_step = round(float(value) + 0.005, 3)  # type: ignore[arg-type]
+    half_step = round(float(value) + 0.005, 3)
     pipeline.accept([Reading("lamp-1", "energy", half_step, now + 2_000, "kWh")])
     assert pipeline.stats.suppressed == 1

@@ -131,7 +131,7 @@ def test_tables_are_frozen_values() -> None:
     a = Gauge(name="a")
     assert a == Gauge.parse({"name": "a"}) and hash(a) == hash(Gauge(name="a"))
     with pytest.raises(AttributeError, match="frozen"):
-        a.port = 1  # type: ignore[misc]
+        a.port = 1
     b = a.replace(port=9)
     assert (a.port, b.port, b.name) == (502, 9, "a")
     assert Gauge(name="a", kind="bin").kind == "bin"  # in code, by attribute name

@@ -34,7 +34,7 @@ async def test_twenty_lampposts_arrive_verified_with_one_request_per_poll(
             await post.wait_for(lambda: any(s.get("status") == "offline" for s in post.states), 5)
         assert post.rejected == []
         assert post.states[0]["status"] == "online"
-        assert {d["name"] for d in post.states[0]["devices"]} == names  # type: ignore[index]
+        assert {d["name"] for d in post.states[0]["devices"]} == names  # type: ignore[attr-defined]
         # Requests counted at each simulated device vs polls seen at the command post:
         # one read request per device per poll (the planner's minimum for this profile).
         for name in names:

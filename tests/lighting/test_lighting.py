@@ -137,7 +137,7 @@ class Recorder:
 
 def controller(tmp_path: Path, clock: ScaledClock, rec: Recorder) -> LightingController:
     return LightingController(LIT, SKY, write=rec.write, emit=rec.emit, state_dir=tmp_path,
-                              clock=clock)  # type: ignore[arg-type]  # fmt: skip
+                              clock=clock)  # fmt: skip
 
 
 async def run_for(ctl: LightingController, seconds: float) -> None:

@@ -33,7 +33,7 @@ def free_udp_port() -> int:
 
 
 def key_file(path: Path, sessions: Sequence[Session], otaa: Sequence[OtaaDevice] = ()) -> Path:
-    text = "\n".join(key_file_entry(d) for d in [*sessions, *otaa])
+    text = "\n".join(key_file_entry(d) for d in [*sessions, *otaa])  # type: ignore[arg-type]
     path.write_text(text)
     path.chmod(0o600)
     return path

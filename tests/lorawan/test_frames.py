@@ -52,7 +52,7 @@ def test_published_vectors(vector: dict[str, object]) -> None:
     assert verify_mic(nwk, up, up.fcnt16)
     assert crypt_frm_payload(app, up.dev_addr, up.fcnt16, up.frm_payload) == vector["plain"]
     # and our encoder produces the very same bytes
-    again = build_uplink(up.dev_addr, up.fcnt16, up.fport, vector["plain"], nwk, app,  # type: ignore[arg-type]
+    again = build_uplink(up.dev_addr, up.fcnt16, up.fport, vector["plain"], nwk, app,
                          confirmed=up.confirmed, adr=up.adr)  # fmt: skip
     assert again == frame
 

@@ -142,7 +142,7 @@ def test_the_decoder_moves_a_device_to_its_new_address(tmp_path: Path) -> None:
     types = load_device_types([SHIPPED_DEVICE_TYPES])
     sent: list[bytes] = []
     decoder = UplinkDecoder("lora", Keyring([], [DEVICE]), counters, types, joins=server(tmp_path))
-    decoder.downlink = lambda _radio, accept, _delay: sent.append(accept) is None
+    decoder.downlink = lambda _radio, accept, _delay: sent.append(accept) is None  # type: ignore[func-returns-value]
     assert "bin-0099" in decoder.catalogue()
     assert [h.detail for h in decoder.health()] == ["waiting for its first join"]
     radio = Radio(-90.0, 5.0, 9, 868.1, ("AA",), via="AA", tmst=1000)

@@ -208,7 +208,7 @@ async def test_the_listener_acknowledges_and_counts_frames_without_a_good_crc() 
     loop = asyncio.get_running_loop()
     delivered: list[RxPacket] = []
     transport, listener = await loop.create_datagram_endpoint(
-        lambda: ForwarderListener(lambda _eui, p: delivered.append(p) is None),
+        lambda: ForwarderListener(lambda _eui, p: delivered.append(p) is None),  # type: ignore[func-returns-value]
         local_addr=("127.0.0.1", 0),
     )
     port = transport.get_extra_info("sockname")[1]

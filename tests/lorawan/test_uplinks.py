@@ -66,7 +66,7 @@ def test_a_bin_report_becomes_readings_with_radio_health(decoder: UplinkDecoder)
     assert got["fill"] == pytest.approx(40.0)  # (1100 - 660) / 1100
     assert got["rssi"] == -97.0 and got["snr"] == 7.5 and got["spreading_factor"] == 9
     assert got["frequency"] == 868.1 and got["frames_lost"] == 0
-    assert {r.device for r in out} == {"bin-0042"}
+    assert {r.device for r in out} == {"bin-0042"}  # type: ignore[union-attr]
     assert events(out) == []
     (health,) = decoder.health()
     assert health.state is DeviceState.UP and health.last_seen is not None
@@ -147,7 +147,7 @@ def test_a_silent_sensor_raises_then_clears(decoder: UplinkDecoder, clock: Clock
     assert decoder.check_silence() == []
     clock.now += 2
     (silent,) = decoder.check_silence()
-    assert silent.kind == "lorawan.silent" and silent.active is True
+    assert silent.kind == "lorawan.silent" and silent.active is True  # type: ignore[union-attr]
     assert decoder.check_silence() == []  # once
     assert decoder.health()[0].state is DeviceState.DOWN
     back = events(decoder.decode(frame(2, bin_payload(500, 20.0)), RADIO))
@@ -170,7 +170,7 @@ def test_confirmed_uplinks_are_acked_in_rx1_and_retransmissions_not_counted_twic
     decoder: UplinkDecoder,
 ) -> None:
     sent: list[tuple[bytes, int]] = []
-    decoder.downlink = lambda _radio, f, delay: sent.append((f, delay)) is None
+    decoder.downlink = lambda _radio, f, delay: sent.append((f, delay)) is None  # type: ignore[func-returns-value]
     assert values(decoder.decode(frame(1, bin_payload(500, 20.0)), RADIO))
     assert sent == []  # unconfirmed: nothing to answer
     confirmed = frame(2, bin_payload(500, 20.0), confirmed=True)

@@ -239,8 +239,8 @@ def test_config_with_profiles_by_name_and_by_path(tmp_path: Path) -> None:
     path.write_text(text)
     section = load_config(path).config.drivers["modbus"][0]
     assert isinstance(section, Section)
-    assert [d.profile.type for d in section.devices] == ["lamppost", "test-device"]
-    assert section.devices[1].profile.source == tmp_path / "mine.toml"  # relative to the config
+    assert [d.profile.type for d in section.devices] == ["lamppost", "test-device"]  # type: ignore[attr-defined]
+    assert section.devices[1].profile.source == tmp_path / "mine.toml"  # type: ignore[attr-defined]
 
 
 def test_site_profile_dirs_come_first_when_the_loader_passes_them(tmp_path: Path) -> None:

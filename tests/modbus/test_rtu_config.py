@@ -60,7 +60,7 @@ def test_line_settings_in_a_technicians_words() -> None:
     )
     assert isinstance(section, RtuSection)
     assert str(section.line) == "9600 8N2" and section.frame_gap == 0.005
-    assert Section.parse(junction(parity="Even")).parity == "E"  # type: ignore[attr-defined]
+    assert Section.parse(junction(parity="Even")).parity == "E"
 
 
 def test_every_line_mistake_at_once_with_its_key_path() -> None:

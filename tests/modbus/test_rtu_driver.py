@@ -67,7 +67,7 @@ class Recorder:
             self.polls.append(Poll(name, at, sum(isinstance(i, Reading) for i in items)))
             return items
 
-        driver.poll = counted  # type: ignore[method-assign]
+        driver.poll = counted  # type: ignore[method-assign,assignment]
 
     async def __call__(self, items: Sequence[Reading | Event]) -> None:
         for item in items:

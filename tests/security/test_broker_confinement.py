@@ -70,7 +70,7 @@ def client(broker: Broker, pki: Pki, name: str) -> aiomqtt.Client:
 async def collect(c: aiomqtt.Client, into: list[tuple[str, bytes]], ready: asyncio.Event) -> None:
     ready.set()
     async for message in c.messages:
-        into.append((str(message.topic), bytes(message.payload)))  # type: ignore[arg-type]
+        into.append((str(message.topic), bytes(message.payload)))
 
 
 async def test_gateways_are_confined_to_their_own_topics(tls_broker: Broker, pki: Pki) -> None:

@@ -69,7 +69,7 @@ class Listener:
         ready.set()
         try:
             async for message in client.messages:
-                self.received.append(bytes(message.payload))  # type: ignore[arg-type]
+                self.received.append(bytes(message.payload))
         except aiomqtt.MqttError as exc:
             self.lost.append(str(exc))
 
@@ -100,7 +100,7 @@ async def takeover_attempts(broker: Broker, pki: Pki, rounds: int, **kw: object)
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(0.1):
                         async for message in attacker.messages:
-                            stolen.append(bytes(message.payload))  # type: ignore[arg-type]
+                            stolen.append(bytes(message.payload))
     return stolen
 
 

@@ -99,7 +99,13 @@ def full_status() -> Status:
 
 def empty_status() -> Status:
     """Nothing known yet: no drivers, no overrides, every nullable field null."""
-    nothing = {"rows": {}, "evicted": {}, "oldest_ts": None, "oldest_age": None, "set_aside": None}
+    nothing: dict[str, Any] = {
+        "rows": {},
+        "evicted": {},
+        "oldest_ts": None,
+        "oldest_age": None,
+        "set_aside": None,
+    }
     outbox = OutboxStatus(**{**_fields(OUTBOX), **nothing})
     empty = {"outbox": outbox, "drivers": (), "overrides": (), "tasks": ()}
     return Status(**{**_fields(full_status()), **empty, "clock": ClockState(None, "none", "")})
@@ -119,7 +125,7 @@ def test_a_status_round_trips_through_json_unchanged(status: Status) -> None:
 
 def test_a_device_row_is_its_health_then_its_type() -> None:
     health = HealthStatus("lp-1", "street", "degraded", 1.0, 2.0, 12.5, 9, {"crc": 2}, 2, "noisy")
-    row = DeviceStatus(*_fields(health).values(), type="lamppost")
+    row = DeviceStatus(*_fields(health).values(), type="lamppost")  # type: ignore[misc]
     assert list(row.to_json()) == [*health.to_json(), "type"]
     assert DeviceStatus.from_json(json.loads(encode(row.to_json()))) == row
     assert HealthStatus.from_json(row.to_json()) == health  # a newer key is left aside
