@@ -109,8 +109,9 @@ async def test_refused_login_backs_off_then_delivers(tmp_path: Path) -> None:
     )
     passwd.chmod(0o644)
     key = create_key(tmp_path / "state" / "keys" / "gateway.key")
-    (tmp_path / "wrong").write_text("wrong\n")
-    (tmp_path / "right").write_text("right\n")
+    for name in ("wrong", "right"):  # the agent refuses a password file others can read
+        (tmp_path / name).write_text(f"{name}\n")
+        (tmp_path / name).chmod(0o600)
     # The gateway's listener wants a password; the command post has its own, open one.
     post_port = free_port()
     broker = Broker(default_listener=False, workdir=tmp_path / "broker")
