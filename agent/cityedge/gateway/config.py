@@ -73,6 +73,9 @@ class KeysSection(Table):
     # kind per window, and at most `refusal_answers` results per kind per window.
     refusal_window: Seconds = 60.0
     refusal_answers: Annotated[int, Field(ge=0, le=10_000)] = 10
+    # How far a command's `issued` may lie ahead of our clock and its `expires` behind
+    # it before it is not-yet-valid / expired (docs/protocol.md §8.2).
+    clock_allowance: Annotated[float, Field(ge=0, le=600)] = 30.0
 
 
 class OutboxSection(Table):
