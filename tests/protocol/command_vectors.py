@@ -88,8 +88,8 @@ async def _rebirth(cmd: Command) -> CommandResult:
 
 
 async def _diagnostics(cmd: Command) -> CommandResult:
-    check = {"group": "clock", "name": "clock.synchronised", "status": "ok",
-             "message": "clock synchronised (NTP)", "remedy": "", "data": {}}  # fmt: skip
+    check = {"name": "clock.synchronised", "status": "ok",
+             "detail": "clock synchronised (NTP)", "remedy": ""}  # fmt: skip
     device = {"device": "lamppost-03", "state": "up", "detail": "", "errors": {}}
     return CommandResult(cmd.id, ResultCode.DONE, "1 checks, worst ok",
                          data={"status": "ok", "checks": [check], "devices": [device]})  # fmt: skip

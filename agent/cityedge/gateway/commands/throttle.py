@@ -30,7 +30,7 @@ class _Budget:
 
 class SecurityThrottle:
     """One `<prefix>.<code>` event per (code, reason) per `window` seconds, and at most
-    `answers` results per code per window: a flood of bad commands costs a
+    `answers` results per (code, reason) per window: a flood of bad commands costs a
     verification each, not a result, an event and an fsync each. Codes and reasons
     are closed sets, so the tables are bounded too."""
 
@@ -39,7 +39,7 @@ class SecurityThrottle:
         self.prefix = prefix  # events are `<prefix>.<code>`
         self.answers = answers
         self._tally: dict[tuple[str, str], _Tally] = {}
-        self._budget: dict[str, _Budget] = {}
+        self._budget: dict[tuple[str, str], _Budget] = {}
         self.counts: dict[str, int] = {}  # every occurrence, by code, since start
         self.suppressed_results = 0
 
@@ -57,12 +57,13 @@ class SecurityThrottle:
         `answer`: True for refusals that are always answered (verified and fresh),
         False for those never answered (a copy of bytes already answered), None to
         answer within the budget."""
-        tally = self._tally.setdefault((code, reason or code), _Tally())
+        key = (code, reason or code)
+        tally = self._tally.setdefault(key, _Tally())
         self.counts[code] = self.counts.get(code, 0) + 1
         tally.unreported += 1
         tally.detail, tally.key_id = detail, key_id
         if answer is None:
-            budget = self._budget.setdefault(code, _Budget())
+            budget = self._budget.setdefault(key, _Budget())
             if now - budget.start >= self.window:
                 budget.start, budget.answers = now, 0
             answer = budget.answers < self.answers
