@@ -107,6 +107,7 @@ def _answers_like_the_vector(result: CommandResult, name: str) -> None:
     code, detail = entry[2], entry[4]
     data = entry[7] if len(entry) > 7 else {}
     assert result.code == code, result
+
     def shape(text: str) -> str:
         return re.sub(r"\b(ok|warn|fail)\b", "S", re.sub(r"\d+", "N", text))
 
