@@ -54,6 +54,8 @@ class UplinkSection(Table):
     batch_interval: Seconds = 0.2
     inflight: Annotated[int, Field(ge=1, le=1000)] = 64
     backlog_share: Annotated[float, Field(gt=0, le=1)] = 0.5
+    # After a (re)connect the backlog waits for the first live message, this long at most.
+    live_first_wait: Annotated[float, Field(ge=0, le=60)] = 2.0
     reconnect_min: Seconds = 0.5
     reconnect_max: Seconds = 60.0
 
