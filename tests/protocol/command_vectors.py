@@ -242,6 +242,9 @@ def refusals(cp: SigningKey, first_ping: bytes) -> list[tuple[str, str, bytes]]:
          _signed(cp, _body(write), v=ENVELOPE_VERSION + 1)),
         ("unknown-key", "signed by a key the gateway does not trust",
          seal_command(stranger, dataclasses.replace(write, key_id=stranger.key_id))),
+        ("order-key-before-body", "op format-disk signed by an untrusted key: the key is "
+         "checked (5) before the body (7)",
+         seal_command(stranger, command("format-disk", n=9, key_id=stranger.key_id))),
         ("revoked-key", "signed by a key the trust store holds as revoked",
          seal_command(revoked_key(), dataclasses.replace(write, key_id=revoked_key().key_id))),
         ("bad-signature", "the write above with its signature's last byte changed", bytes(forged)),
@@ -261,6 +264,10 @@ def refusals(cp: SigningKey, first_ping: bytes) -> list[tuple[str, str, bytes]]:
          seal_command(cp, command("ping", n=17, expires=TS + 8 * 86400))),
         ("wrong-target", "a command for gw-99",
          seal_command(cp, command("ping", n=18, target="gw-99"))),
+        ("order-target-before-expiry", "for gw-99 and expired: the target is checked (8) "
+         "before the clock (10)",
+         seal_command(cp, command("ping", n=28, target="gw-99", issued=NOW - 120,
+                                  expires=NOW - 60))),
         ("not-yet-valid", "issued 120 s ahead of the gateway's clock",
          seal_command(cp, command("ping", n=19, issued=NOW + 120, expires=NOW + 180))),
         ("expired", "expired 60 s ago (allowance 30 s)",
