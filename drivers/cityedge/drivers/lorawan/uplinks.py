@@ -32,6 +32,7 @@ from cityedge.drivers.lorawan.frames import (
 )
 from cityedge.drivers.lorawan.joins import RX1_DELAY, JoinRefused, JoinServer
 from cityedge.drivers.lorawan.keyring import Keyring, OtaaDevice, Session
+from cityedge.sdk.logs import Throttled
 from cityedge.sdk.model import (
     DeviceHealth,
     DeviceInfo,
@@ -117,6 +118,8 @@ class UplinkDecoder:
         self.downlink: Callable[[Radio, bytes, int], bool] | None = None
         self.acks_sent = 0
         self.refused: Counter[str] = Counter()  # by reason: bad-mic, replay, unknown-device…
+        # anyone in radio range can send frames: each reason logged once, then counted
+        self._refused_log = Throttled(log, "lorawan.frame.refused", level="info")
         self.decoded = 0
         self.joined = 0
         self._started = clock()
@@ -173,8 +176,12 @@ class UplinkDecoder:
         self.refused[reason] += 1
         if device is not None:
             device.health.count_error(reason)
-        log.info("lorawan.frame.refused", driver=self.driver, reason=reason, detail=detail)
+        self._refused_log(reason, driver=self.driver, detail=detail)
         return []
+
+    def flush_logs(self) -> None:
+        """Log the count of refusals not logged one by one (called periodically)."""
+        self._refused_log.flush()
 
     def decode(self, payload: bytes, radio: Radio) -> list[Reading | Event]:
         now = self.clock()
