@@ -277,6 +277,8 @@ class LoRaWANDriver:
             out.update(self.decoder.refused)
             out["joined"] = self.decoder.joined
             out["acks-sent"] = self.decoder.acks_sent
+            out["mac-answers"] = self.decoder.mac_answers
+            out.update({f"mac.{k}": v for k, v in self.decoder.mac_commands.items()})
         if self.listener is not None:
             out.update({f"datagram.{k}": v for k, v in self.listener.stats.dropped.items()})
         if self.antennas is not None:
