@@ -127,3 +127,26 @@ def test_check_warns_about_a_table_without_a_list(tmp_path: Path) -> None:
     [warning] = allowlists([listed, open_to_all])
     assert warning.status is Status.WARN and warning.name == "lorawan.b.forwarders"
     assert "first 8 gateway EUIs" in warning.detail and "gateway_ID" in warning.remedy
+
+
+async def test_a_flood_of_forged_frames_is_counted_and_logged_once(tmp_path: Path) -> None:
+    driver = make_driver(tmp_path, dedup_window=0.05, forwarders=[EUI_A])
+    forged = []
+    for fcnt in range(1, 301):
+        frame = bytearray(bin_frame(fcnt))
+        frame[-1] ^= 0xFF  # the MIC no longer verifies
+        forged.append(bytes(frame))
+    with capture_logs() as logs:
+        async with running(driver) as got:
+            assert driver.port is not None
+            async with PacketForwarder(EUI_A, driver.port) as fwd:
+                for at in range(0, len(forged), 100):  # 100 frames per datagram
+                    assert await fwd.uplink(*forged[at : at + 100])
+                assert await fwd.uplink(bin_frame(301))
+                assert await got.wait("fill", 1)
+            async with asyncio.timeout(20):
+                while driver.counters().get("bad-mic", 0) < 300:  # noqa: ASYNC110
+                    await asyncio.sleep(0.01)
+    refused = [e for e in logs if e["event"] == "lorawan.frame.refused"]
+    assert len(refused) == 1 and refused[0]["reason"] == "bad-mic"
+    assert driver.counters()["bad-mic"] == 300
