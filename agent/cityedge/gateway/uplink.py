@@ -45,6 +45,7 @@ from cityedge.protocol.mqtt import MQTT_SOCKET_OPTIONS
 from cityedge.protocol.sealing import seal_object
 from cityedge.protocol.topics import topic_for
 from cityedge.sdk.backoff import Backoff
+from cityedge.sdk.logs import Throttled
 
 log = structlog.get_logger(__name__)
 
@@ -103,6 +104,8 @@ class Uplink:
         self._client: aiomqtt.Client | None = None
         self._receiving: CommandClient | None = None  # the session's client, for PUBACKs
         self._live_after = 0
+        # shed commands come in bursts (a backlog): first loudly, then a count a minute
+        self._shed_log = Throttled(log, "uplink.command.shed", key_field="topic")
 
     # --- called from elsewhere in the agent -------------------------------------
 
@@ -240,7 +243,7 @@ class Uplink:
         """A command beyond the window (a broker that ignores Receive Maximum): answered
         `busy` so that the command post sends it again, and acknowledged."""
         self.stats.commands_shed += 1
-        log.warning("uplink.command.shed", topic=str(message.topic), window=COMMAND_WINDOW)
+        self._shed_log(str(message.topic), window=COMMAND_WINDOW, total=self.stats.commands_shed)
         if self._on_busy is not None and isinstance(message.payload, bytes | bytearray):
             try:
                 self._on_busy(bytes(message.payload))
