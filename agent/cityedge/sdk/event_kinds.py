@@ -53,6 +53,8 @@ EVENT_KINDS: Final[tuple[EventKind, ...]] = (
     # drivers
     EventKind("device.unreachable", "<device>", "warning", True,
               ("driver", "reason?", "detail?")),
+    EventKind("device.bad_answer", "<device>", "warning", True,
+              ("driver", "reason?", "detail?", "reasons?")),
     EventKind("<profile alarm>", "<device>", "alarm", True, ("point",)),
     EventKind("<codec alarm>", "<device>", "<codec>", True, ("point", "value")),
     EventKind("gps.fix_lost", "<device>", "warning", True, ("driver", "fix", "satellites?")),
