@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from cityedge.protocol.topics import DEFAULT_PREFIX, watch_filter
+from cityedge.sdk.exits import ExitCode
 
 if TYPE_CHECKING:
     from cityedge.central.link import BrokerUrl
@@ -27,11 +28,12 @@ if TYPE_CHECKING:
     from cityedge.protocol.keys import SigningKey
     from cityedge.sdk.model import Command
 
-EXIT_OK = 0
-EXIT_REJECTED = 1  # watch: something was rejected; send: the result was not "done"
-EXIT_USAGE = 2
-EXIT_INCOMPLETE = 3  # watch: --count not reached in --timeout; send: no result in time
-EXIT_BROKER = 4
+# The table every command shares (docs/cli.md).
+EXIT_OK = ExitCode.OK
+EXIT_REJECTED = ExitCode.PROBLEM  # watch: something was rejected; send: the result was not "done"
+EXIT_USAGE = ExitCode.BAD_INPUT
+EXIT_INCOMPLETE = ExitCode.NO_ANSWER  # watch: --count not reached in --timeout; send: no result
+EXIT_BROKER = ExitCode.NO_BROKER
 
 
 def default_central_key() -> Path:

@@ -11,12 +11,12 @@ an SSH tunnel, or the cabinet's service port). Routes:
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import time
 from typing import TYPE_CHECKING
 
 import structlog
 
+from cityedge.gateway import validation
 from cityedge.gateway.config import ConfigError
 from cityedge.gateway.control import snapshot
 from cityedge.gateway.control.protocol import encode
@@ -39,23 +39,10 @@ KEY = "control.maintenance_address"
 
 def parse_address(text: str) -> tuple[str, int]:
     """`host:port` or `[v6]:port`; ConfigError names the key and the value."""
-    host, sep, port_text = text.rpartition(":")
-    bracketed = host.startswith("[") and host.endswith("]")
-    if bracketed:
-        host = host[1:-1]
-    problem = None
-    if not sep or not host or not port_text.isdigit() or int(port_text) > 65535:
-        problem = f"expected HOST:PORT such as 127.0.0.1:8080, got {text!r}"
-    elif bracketed or ":" in host:
-        try:
-            ipaddress.IPv6Address(host)
-        except ValueError:
-            problem = f"{host!r} is not an IPv6 address"
-        if not bracketed:
-            problem = f"an IPv6 address goes in brackets: [{host}]:{port_text}"
-    if problem:
-        raise ConfigError("<config>", [f"{KEY}: {problem}"])
-    return host, int(port_text)
+    try:
+        return validation.parse_address(text)
+    except validation.AddressProblem as exc:
+        raise ConfigError("<config>", [f"{KEY}: {exc}"]) from None
 
 
 class MaintenancePage:
