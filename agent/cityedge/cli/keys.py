@@ -41,9 +41,10 @@ def _key_path(path: Path | None, central: bool, config: Path | None) -> Path:
     if config is None:
         return DEFAULT_GATEWAY_KEY
     from cityedge.gateway.config import ConfigError, load_config
+    from cityedge.gateway.credentials import gateway_key_path
 
     try:
-        return load_config(config).config.signing_key_path
+        return gateway_key_path(load_config(config).config.signing_key_path)
     except ConfigError as err:
         typer.echo(err.render(), err=True)
         raise typer.Exit(2) from None
@@ -120,16 +121,24 @@ def show(
 def rotate(
     config: Annotated[
         Path,
-        typer.Option("--config", "-c", help="The agent config (gateway id, key path, state dir)."),
-    ],
+        typer.Option(
+            "--config",
+            "-c",
+            envvar="CITYEDGE_CONFIG",
+            help="The agent config (gateway id, key path, state dir).",
+        ),
+    ] = Path("/etc/cityedge/agent.toml"),
 ) -> None:
     """Replace this gateway's key with a new one, announced by the old one.
 
     The agent carries the announcement in its retained state message from its
     next start on (restart it: `systemctl restart cityedge`); the command post
     then trusts the new key for this gateway without an enrolment of its own.
+    The key rotated is the one the agent loads: the configured file, or where the
+    shipped unit keeps it (/etc/cityedge/credentials/gateway.key).
     """
     from cityedge.gateway.config import ConfigError, load_config
+    from cityedge.gateway.credentials import gateway_key_path
     from cityedge.protocol.keys import KeyFileError
     from cityedge.protocol.trust_store import rotate_gateway_key
 
@@ -145,12 +154,11 @@ def rotate(
         typer.echo(err.render(), err=True)
         raise typer.Exit(2) from None
     try:
-        old_id, new = rotate_gateway_key(
-            cfg.signing_key_path, cfg.gateway.state_dir, cfg.gateway.id
-        )
+        key_path = gateway_key_path(cfg.signing_key_path)
+        old_id, new = rotate_gateway_key(key_path, cfg.gateway.state_dir, cfg.gateway.id)
     except (KeyFileError, OSError) as err:
         raise _fail(str(err)) from None
-    typer.echo(f"rotated gateway key {cfg.signing_key_path} (mode 0600)")
+    typer.echo(f"rotated gateway key {key_path} (mode 0600)")
     typer.echo(f"old key id: {old_id}")
     typer.echo(f"new key id: {new.key_id}")
     typer.echo(f"public key: {new.public_text()}")

@@ -47,8 +47,8 @@ def check(
 ) -> None:
     """On-device diagnostics, agent running or not: ✔ / ⚠ / ✘ with a remedy each.
 
-    Groups: config keys clock disk outbox broker certificates serial modbus lorawan ble.
-    Exit status: 0 all ok, 1 a warning, 2 a failure."""
+    Groups: agent config keys clock disk outbox broker certificates serial modbus lorawan ble.
+    Exit status: 0 all ok, 1 a warning or a failure (`--json` says which), 2 bad options."""
     from cityedge.gateway.diagnostics.context import CheckContext
     from cityedge.gateway.diagnostics.runner import UnknownGroup, run_checks, selected
     from cityedge.sdk.checks import worst
@@ -72,7 +72,7 @@ def check(
     status = worst(results)
     if as_json:
         print_json({"status": status.label, "results": [r.to_json() for r in results]})
-        raise typer.Exit(int(status))
+        raise typer.Exit(_exit_code(status))
     out = console()
     colours = {"ok": "green", "warn": "yellow", "fail": "red"}
     for r in results:
@@ -82,7 +82,14 @@ def check(
             out.print(f"    → {r.remedy}", style="dim", overflow="fold")
     counts = {s: sum(1 for r in results if r.status.label == s) for s in ("ok", "warn", "fail")}
     out.print(f"{counts['ok']} ok, {counts['warn']} warning(s), {counts['fail']} failure(s)")
-    raise typer.Exit(int(status))
+    raise typer.Exit(_exit_code(status))
+
+
+def _exit_code(status: Any) -> int:
+    from cityedge.sdk.checks import Status
+    from cityedge.sdk.exits import ExitCode
+
+    return ExitCode.OK if status is Status.OK else ExitCode.PROBLEM
 
 
 def _record(ctx: Any, results: list[Any]) -> None:
