@@ -133,7 +133,7 @@ _mount_optional()
 def main() -> None:
     """Run the CLI; usage mistakes are one line on stderr, never a box (docs/cli.md)."""
     try:
-        code = app(standalone_mode=False)
+        code = app(prog_name="cityedge", standalone_mode=False)
     except typer.TyperException as err:  # click's errors, as typer vendors them
         code = _usage_error(err)
     except (typer.Abort, KeyboardInterrupt):

@@ -18,6 +18,7 @@ from cityedge.gateway.cli.common import (
     config_path,
     console,
     fail,
+    on_terminal,
     print_json,
     quiet_logs,
     size,
@@ -73,13 +74,19 @@ def check(
     if as_json:
         print_json({"status": status.label, "results": [r.to_json() for r in results]})
         raise typer.Exit(_exit_code(status))
+    from rich.markup import escape
+
     out = console()
     colours = {"ok": "green", "warn": "yellow", "fail": "red"}
+    # A terminal folds long lines (a remedy's path stays whole, on two lines); a pipe
+    # gets each result on one line, however long.
+    fold: Any = "fold" if on_terminal() else None
     for r in results:
         colour = colours[r.status.label]
-        out.print(f"[{colour}]{r.status.mark}[/] [bold]{r.name}[/]  {r.detail}", overflow="fold")
+        line = f"[{colour}]{r.status.mark}[/] [bold]{r.name}[/]  {escape(r.detail)}"
+        out.print(line, overflow=fold)
         if r.remedy and r.status.label != "ok":
-            out.print(f"    → {r.remedy}", style="dim", overflow="fold")
+            out.print(f"    → {escape(r.remedy)}", style="dim", overflow=fold)
     counts = {s: sum(1 for r in results if r.status.label == s) for s in ("ok", "warn", "fail")}
     out.print(f"{counts['ok']} ok, {counts['warn']} warning(s), {counts['fail']} failure(s)")
     raise typer.Exit(_exit_code(status))

@@ -17,6 +17,7 @@ from cityedge.gateway.cli.common import (
     client,
     clock_time,
     console,
+    on_terminal,
     outbox_summary,
     print_json,
     print_table,
@@ -65,19 +66,23 @@ def status(
     waiting = outbox_summary(box.depth, box.rows)
     if box.depth:
         waiting += f" · {size(box.bytes)}{oldest}"
-    grid = Table.grid(padding=(0, 2))
-    grid.add_column(no_wrap=True)
-    grid.add_column(overflow="fold")
-    grid.add_row("Uplink", f"{line}  → {up.broker}")
-    grid.add_row("Outbox", f"{waiting} · {box.sealed_unacked} sent, awaiting ack")
-    grid.add_row(
-        "Devices",
-        f"[green]{counts.up} up[/], [red]{counts.down} down[/], "
-        f"[yellow]{counts.degraded} degraded[/], {counts.unknown} unknown "
-        f"({counts.total})",
-    )
-    grid.add_row("Clock", f"{synced} ({st.clock.source})")
-    out.print(grid)
+    rows = {
+        "Uplink": f"{line}  → {up.broker}",
+        "Outbox": f"{waiting} · {box.sealed_unacked} sent, awaiting ack",
+        "Devices": f"[green]{counts.up} up[/], [red]{counts.down} down[/], "
+        f"[yellow]{counts.degraded} degraded[/], {counts.unknown} unknown ({counts.total})",
+        "Clock": f"{synced} ({st.clock.source})",
+    }
+    if on_terminal():
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(no_wrap=True)
+        grid.add_column(overflow="fold")
+        for name, text in rows.items():
+            grid.add_row(name, text)
+        out.print(grid)
+    else:  # one line each, never folded at 80 columns
+        for name, text in rows.items():
+            out.print(f"{name:<8} {text}")
     if st.drivers:
         print_table(
             ("Driver", "Kind", "Task", "Devices", "Restarts", "Last error"),
