@@ -6,6 +6,7 @@ very same words (one validation, `cityedge.gateway.validation`)."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -149,6 +150,10 @@ def test_the_open_page_on_every_network_is_a_warning_not_an_error(tmp_path: Path
     assert f"{path}: warning: control.maintenance_address: 0.0.0.0:8080" in done.stderr
     assert "without a password" in done.stderr
     assert "ok" in done.stdout
+    as_json = json.loads(cli("config", "check", "--json", str(path)).stdout)
+    assert as_json["ok"] is True and as_json["warnings"][0].startswith(
+        "control.maintenance_address: 0.0.0.0:8080"
+    )
 
 
 def test_config_check_honours_dash_c_and_the_environment(tmp_path: Path) -> None:

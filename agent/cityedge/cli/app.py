@@ -74,6 +74,7 @@ def config_check(
         typer.Option("--config", "-c", help="Agent config file (TOML).", envvar="CITYEDGE_CONFIG",
                      show_default=False),
     ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:  # fmt: skip
     """Validate a config exactly as `cityedge run` does; print every problem with its key path.
 
@@ -87,8 +88,15 @@ def config_check(
     try:
         checked = validate_file(path)
     except ConfigError as err:
-        typer.echo(err.render(), err=True)
+        if as_json:
+            _print_json({"path": str(path), "ok": False, "errors": err.problems})
+        else:
+            typer.echo(err.render(), err=True)
         raise typer.Exit(ExitCode.BAD_INPUT) from None
+    if as_json:
+        _print_json({"path": str(path), "ok": True, "errors": [],
+                     "warnings": checked.warnings, "sha256": checked.loaded.digest})  # fmt: skip
+        return
     if checked.warnings:
         typer.echo(checked.render_warnings(), err=True)
     loaded = checked.loaded
@@ -140,6 +148,12 @@ def main() -> None:
         typer.echo("", err=True)
         code = ExitCode.INTERRUPTED
     sys.exit(code if isinstance(code, int) else ExitCode.OK)
+
+
+def _print_json(data: object) -> None:
+    import json
+
+    typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
 
 
 def _usage_error(err: typer.TyperException) -> int:

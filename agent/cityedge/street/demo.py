@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
 import secrets
 import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import TextIO
 
 from cityedge.drivers.lorawan.config import Section as LoRaSection
 from cityedge.drivers.lorawan.keyring import OtaaDevice, Session, key_file_entry, load_keyring
@@ -41,6 +43,10 @@ def run_demo(*, config: Path = DEMO_CONFIG, duration: float = 0.0) -> int:
     cfg = loaded.config
     state = cfg.gateway.state_dir
     state.mkdir(parents=True, exist_ok=True)
+    lock = _hold_lock(state / "demo.lock")
+    if isinstance(lock, str):  # before anything of the running demo's is touched
+        print(f"cityedge: {lock}", file=sys.stderr)  # noqa: T201
+        return 1
     key_path = cfg.signing_key_path
     key = load_signing_key(key_path) if key_path.exists() else create_key(key_path)
     say(f"gateway {cfg.gateway.id} key {key.key_id} ({key_path})")
@@ -68,6 +74,29 @@ def run_demo(*, config: Path = DEMO_CONFIG, duration: float = 0.0) -> int:
     finally:
         broker.stop()
         say("demo stopped")
+
+
+def _hold_lock(path: Path) -> TextIO | str:
+    """The demo's lock on its state dir, held while it runs (the open file); or why not.
+
+    A second demo on the same state would delete the LoRaWAN counters of the running
+    one, then fail to bind its ports."""
+    handle = path.open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        holder = handle.read().strip() or "?"
+        handle.close()
+        return (
+            f"a demo is already running (pid {holder}, state {path.parent}); "
+            "stop it first (Ctrl-C in its terminal), or give this one its own -c config"
+        )
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
 
 
 async def _street(loaded: LoadedConfig, trust: str, central_key: Path, duration: float) -> int:

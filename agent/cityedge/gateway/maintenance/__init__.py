@@ -26,6 +26,7 @@ from cityedge.gateway.diagnostics.clock import ClockSource, system_clock
 from cityedge.gateway.maintenance.http import Request, Responder, Response
 from cityedge.gateway.maintenance.metrics import AgentCollector, exposition, registry_for
 from cityedge.gateway.maintenance.page import render
+from cityedge.sdk.backoff import Backoff
 
 if TYPE_CHECKING:
     from cityedge.gateway.control.server import ControlServer
@@ -75,12 +76,30 @@ class MaintenancePage:
         )
         self.bound_port: int | None = None
         self.listening = asyncio.Event()
+        self.failures = 0  # binds that failed (the port in use): for tests and metrics
 
-    async def run(self) -> None:
-        try:
-            await self.responder.serve(self.host, self.port, self._started)
-        finally:
-            self.listening.clear()
+    async def run(self, retry_first: float = 1.0, retry_ceiling: float = 60.0) -> None:
+        """Serve until cancelled. An address that cannot be bound (the port in use,
+        not this machine's) is one error line; the agent runs on without its page and
+        tries again with backoff, saying so only when the reason changes."""
+        backoff = Backoff(retry_first, retry_ceiling)
+        said: str | None = None
+        while True:
+            try:
+                await self.responder.serve(self.host, self.port, self._started)
+                return
+            except OSError as exc:
+                reason = exc.strerror or str(exc)
+                delay = backoff.next()
+                if reason != said:
+                    log.error("maintenance.unavailable", address=f"{self.host}:{self.port}",
+                              error=reason, retry_s=round(delay, 1),
+                              remedy=f"free the port or change {KEY}")  # fmt: skip
+                    said = reason
+                self.failures += 1
+            finally:
+                self.listening.clear()
+            await asyncio.sleep(delay)
 
     def _started(self, port: int) -> None:
         self.bound_port = port
