@@ -14,6 +14,7 @@ from pathlib import Path
 from cityedge.protocol.key_files import create_key
 from cityedge.street.broker import free_port
 from tests.cli.conftest import piped
+from tests.integration.test_runtime import demo_config
 from tests.support.agent_process import ROOT, agent_env, to_toml
 from tests.technician.site import TechnicianAgent, remove, short_dir, wait_until
 
@@ -53,6 +54,7 @@ def test_maintenance_port_in_use_is_one_line_and_the_agent_runs_on(tmp_path: Pat
     }))  # fmt: skip
     try:
         with TechnicianAgent(config, sockets / "control.sock") as agent:
+
             def said() -> bool:
                 return any(e.get("event") == "maintenance.unavailable" for e in logged(agent))
 
@@ -81,16 +83,8 @@ def test_maintenance_port_in_use_is_one_line_and_the_agent_runs_on(tmp_path: Pat
 
 
 def test_a_second_demo_refuses_cleanly_and_leaves_the_first_alone(tmp_path: Path) -> None:
-    demo = tmp_path / "config" / "demo.toml"
-    demo.parent.mkdir()
-    text = (ROOT / "config" / "demo.toml").read_text()
-    uplink, lora = free_port(), free_port()
-    text = text.replace("port = 18830", f"port = {uplink}").replace("port = 17000", f"port = {lora}")
-    base = free_port()  # the simulated lampposts' ports follow the config's
-    for i in range(9):
-        text = text.replace(f"port = {15021 + i}\n", f"port = {base + 100 + i}\n")
-    demo.write_text(text)
-    state = tmp_path / ".demo-state"
+    demo = demo_config(tmp_path)  # free ports, its state in tmp_path/state
+    state = tmp_path / "state"
     first = subprocess.Popen(
         [sys.executable, "-m", "cityedge.cli", "demo", "-c", str(demo), "--duration", "120",
          "--log"],

@@ -8,6 +8,7 @@ and answers on fd 4, each a JSON message ended by a NUL byte."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import select
@@ -98,10 +99,8 @@ class Browser:
 
     def close(self) -> None:
         self.session = None
-        try:
+        with contextlib.suppress(RuntimeError, TimeoutError, OSError):
             self.send("Browser.close")
-        except (RuntimeError, TimeoutError, OSError):
-            pass
         try:
             self.proc.wait(10)
         except subprocess.TimeoutExpired:
