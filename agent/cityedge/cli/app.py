@@ -117,11 +117,15 @@ def demo(
     duration: Annotated[
         float, typer.Option(help="Stop after this many seconds (0 = until Ctrl-C).", min=0)
     ] = 0.0,
+    log: Annotated[
+        bool,
+        typer.Option("--log", "--verbose", help="Every verified message as a line, not the view."),
+    ] = False,
 ) -> None:
     """Run a simulated street: devices, a private broker, the agent and the command-post console."""
     from cityedge.street.demo import DEMO_CONFIG, run_demo
 
-    raise typer.Exit(run_demo(config=config or DEMO_CONFIG, duration=duration))
+    raise typer.Exit(run_demo(config=config or DEMO_CONFIG, duration=duration, log=log))
 
 
 def _mount_optional() -> None:
