@@ -85,11 +85,11 @@ def test_maintenance_port_in_use_is_one_line_and_the_agent_runs_on(tmp_path: Pat
 def test_a_second_demo_refuses_cleanly_and_leaves_the_first_alone(tmp_path: Path) -> None:
     demo = demo_config(tmp_path)  # free ports, its state in tmp_path/state
     state = tmp_path / "state"
-    first = subprocess.Popen(
-        [sys.executable, "-m", "cityedge.cli", "demo", "-c", str(demo), "--duration", "120",
-         "--log"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT, env=agent_env(),
-    )  # fmt: skip
+    with (tmp_path / "first-demo.log").open("wb") as log:
+        first = subprocess.Popen(
+            [sys.executable, "-m", "cityedge.cli", "demo", "-c", str(demo), "--duration", "120"],
+            stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=agent_env(),
+        )  # fmt: skip
     try:
         assert wait_until(lambda: any(state.glob("lorawan-*.db")), 60)
         counters = {p: p.stat().st_ino for p in state.glob("lorawan-*.db")}
