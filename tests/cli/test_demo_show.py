@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -45,3 +46,46 @@ def test_a_hole_filled_by_a_late_message_is_no_gap() -> None:
     assert view.real_gaps([real], now=300.0) == []
     assert view.real_gaps([real], now=309.9) == []
     assert view.real_gaps([real], now=310.0) == [real]  # open for the whole grace: shown
+
+
+def test_devices_status_and_read_agree_on_the_demo_street(tmp_path: Path) -> None:
+    """With LoRaWAN, the packet forwarders have health but are no devices: `devices`
+    lists them apart, `status` does not count them, `read` knows every device listed."""
+    from tests.cli.conftest import piped
+    from tests.technician.site import wait_until
+
+    config = demo_config(tmp_path)
+    with (tmp_path / "demo.log").open("wb") as log:
+        demo = subprocess.Popen(
+            [sys.executable, "-m", "cityedge.cli", "demo", "-c", str(config), "--duration", "90"],
+            cwd=ROOT, env=agent_env(), stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+
+        def listed() -> list[dict[str, object]]:
+            done = piped("devices", "--json", "-c", str(config))
+            return json.loads(done.stdout) if done.returncode == 0 else []
+
+        def heard() -> bool:
+            rows = listed()
+            return any(not r["type"] for r in rows) and any(r["device"] == "bin-0042"
+                                                           for r in rows)  # fmt: skip
+
+        assert wait_until(heard, 60), (tmp_path / "demo.log").read_text()[-3000:]
+        rows = listed()
+        devices = sorted(str(r["device"]) for r in rows if r["type"])
+        links = sorted(str(r["device"]) for r in rows if not r["type"])
+        assert all(name.startswith("forwarder-") for name in links), links
+        table = piped("devices", "-c", str(config)).stdout
+        assert table.startswith(f"# {len(devices)} devices\n"), table
+        assert "# Links" in table
+        status = json.loads(piped("status", "--json", "-c", str(config)).stdout)
+        assert status["devices"]["total"] == len(devices)
+        for name in ("lamppost-001", "cabinet-meter", "bin-0042"):
+            assert name in devices
+            assert piped("read", name, "--json", "-c", str(config)).returncode == 0, name
+        refused = piped("read", links[0], "-c", str(config))
+        assert refused.returncode == 1 and "unknown device" in refused.stderr
+    finally:
+        demo.terminate()
+        demo.wait(60)

@@ -157,3 +157,19 @@ def test_check_and_rotate_find_the_key_where_the_unit_keeps_it(tmp_path: Path) -
                     env={"CITYEDGE_CREDENTIAL": str(tmp_path / "none.key")})  # fmt: skip
     assert nowhere.returncode == 1
     assert "restore the enrolled key from its backup" in nowhere.stdout
+
+
+def test_check_remedies_stay_whole_on_an_80_column_terminal(tmp_path: Path) -> None:
+    deep = tmp_path / "a-rather-long-directory-name" / "for-the-gateway-state" / "keys"
+    config = tmp_path / "agent.toml"
+    config.write_text(to_toml({
+        "gateway": {"id": "gw", "site": "s", "state_dir": str(tmp_path / "state")},
+        "keys": {"signing_key": str(deep / "gateway.key")},
+        "control": {"socket": str(tmp_path / "none.sock")},
+    }))  # fmt: skip
+    code, shown = on_terminal("check", "--only", "keys", "-c", str(config), columns=80)
+    text = screen(shown)
+    assert code == 1, text
+    remedy = next(line for line in text.splitlines() if "→" in line)
+    assert str(deep / "gateway.key") in remedy  # one logical line: the path copies whole
+    assert "…" not in text

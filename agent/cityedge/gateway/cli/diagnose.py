@@ -18,7 +18,6 @@ from cityedge.gateway.cli.common import (
     config_path,
     console,
     fail,
-    on_terminal,
     print_json,
     quiet_logs,
     size,
@@ -78,15 +77,14 @@ def check(
 
     out = console()
     colours = {"ok": "green", "warn": "yellow", "fail": "red"}
-    # A terminal folds long lines (a remedy's path stays whole, on two lines); a pipe
-    # gets each result on one line, however long.
-    fold: Any = "fold" if on_terminal() else None
+    # Each result and remedy is one line, never broken by us: the terminal wraps it
+    # for the eye, and a path or a command copied from it stays whole.
     for r in results:
         colour = colours[r.status.label]
         line = f"[{colour}]{r.status.mark}[/] [bold]{r.name}[/]  {escape(r.detail)}"
-        out.print(line, overflow=fold)
+        out.print(line, soft_wrap=True)
         if r.remedy and r.status.label != "ok":
-            out.print(f"    → {escape(r.remedy)}", style="dim", overflow=fold)
+            out.print(f"    → {escape(r.remedy)}", style="dim", soft_wrap=True)
     counts = {s: sum(1 for r in results if r.status.label == s) for s in ("ok", "warn", "fail")}
     out.print(f"{counts['ok']} ok, {counts['warn']} warning(s), {counts['fail']} failure(s)")
     raise typer.Exit(_exit_code(status))
