@@ -43,6 +43,7 @@ def test_usage_mistakes_are_one_line_and_exit_2() -> None:
         (["demo", "--duration", "-5"], "cityedge demo: Invalid value for '--duration'"),
         (["frobnicate"], "cityedge: No such command 'frobnicate'"),
         (["check", "--only", "wifi"], "unknown check group(s) wifi"),
+        (["run", "--bogus"], "cityedge run: unrecognized arguments: --bogus"),  # the lean path
     ):
         done = piped(*args)
         assert done.returncode == 2, (args, done.stdout, done.stderr)
