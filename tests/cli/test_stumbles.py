@@ -174,3 +174,12 @@ def test_check_remedies_stay_whole_on_an_80_column_terminal(tmp_path: Path) -> N
     remedy = next(line for line in text.splitlines() if "→" in line)
     assert str(deep / "gateway.key") in remedy  # one logical line: the path copies whole
     assert "…" not in text
+
+
+def test_keys_show_speaks_json_too(tmp_path: Path) -> None:
+    key = create_key(tmp_path / "gateway.key")
+    done = piped("keys", "show", str(tmp_path / "gateway.key"), "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {
+        "file": str(tmp_path / "gateway.key"), "key_id": key.key_id, "public": key.public_text(),
+    }  # fmt: skip

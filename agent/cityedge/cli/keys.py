@@ -96,6 +96,7 @@ def show(
     ] = None,
     central: CentralFlag = False,
     config: ConfigOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
     """Print a key's id and public key (never the private key)."""
     from cityedge.protocol.key_files import load_public_key, load_signing_key
@@ -105,6 +106,9 @@ def show(
     try:
         if _holds_private_key(target):
             key = load_signing_key(target)
+            if as_json:
+                _json({"file": str(target), "key_id": key.key_id, "public": key.public_text()})
+                return
             typer.echo(f"private key file: {target}")
             typer.echo(f"key id:     {key.key_id}")
             typer.echo(f"public key: {key.public_text()}")
@@ -112,7 +116,10 @@ def show(
         public = load_public_key(str(target))
     except KeyFileError as err:
         raise _fail(str(err)) from None
-    typer.echo(f"public key of: {str(target)[:60]}")
+    if as_json:
+        _json({"file": None, "key_id": public.key_id, "public": public_text(public)})
+        return
+    typer.echo(f"public key of: {target!s}")
     typer.echo(f"key id:     {public.key_id}")
     typer.echo(f"public key: {public_text(public)}")
 
@@ -163,6 +170,12 @@ def rotate(
     typer.echo(f"new key id: {new.key_id}")
     typer.echo(f"public key: {new.public_text()}")
     typer.echo("restart the agent: it announces the new key, signed by the old one")
+
+
+def _json(data: object) -> None:
+    import json
+
+    typer.echo(json.dumps(data, indent=2))
 
 
 def _holds_private_key(path: Path) -> bool:
