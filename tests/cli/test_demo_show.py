@@ -89,3 +89,28 @@ def test_devices_status_and_read_agree_on_the_demo_street(tmp_path: Path) -> Non
     finally:
         demo.terminate()
         demo.wait(60)
+
+
+async def test_watch_reports_a_gap_only_once_it_outlives_the_grace(tmp_path: Path) -> None:
+    """`central watch --gap-grace` (what `demo --log` runs): a message overtaken in flight
+    is no gap; a hole that stays open is reported, once."""
+    from cityedge.protocol.keys import SigningKey
+    from cityedge.sdk.model import Reading
+    from cityedge.street.broker import Broker
+    from tests.protocol.street import GATEWAY, publish, topic
+    from tests.protocol.test_console import finish, start_watch, telemetry
+
+    key = SigningKey.from_seed(bytes([7]) * 32)
+    with Broker(workdir=tmp_path / "broker") as broker:
+        proc = await start_watch("--broker", broker.url, "--trust",
+                                 f"{GATEWAY}={key.public_text()}", "--timeout", "6",
+                                 "--gap-grace", "2")  # fmt: skip
+        readings = [Reading("lamppost-01", "dimming", 40, 1700000000.0)]
+        sent = [(topic("telemetry"), telemetry(key, seq, readings), False) for seq in (1, 3, 2, 5)]
+        await publish(broker.port, *sent)  # #2 arrives after #3: late, not lost; #4 is lost
+        code, out, err = await finish(proc)
+    assert code == 0, err
+    assert "(late)" in out
+    assert "#2..#2" not in out  # filled within the grace: never reported
+    gaps = [line for line in out.splitlines() if line.startswith("GAP ")]
+    assert gaps == [f"GAP {GATEWAY}: missing #4..#4 (1) for over 2 s"], out

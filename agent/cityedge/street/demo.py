@@ -137,7 +137,7 @@ async def _street(
             console = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "cityedge.cli", "central", "watch",
                 "--broker", f"mqtt://127.0.0.1:{cfg.uplink.port}", "--trust", trust,
-                "--command-key", str(central_key.with_suffix(".pub")),
+                "--command-key", str(central_key.with_suffix(".pub")), "--gap-grace", "10",
             )  # fmt: skip
         else:
             say("command post: verifying every message; the street below (Ctrl-C stops, "
