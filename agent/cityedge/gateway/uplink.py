@@ -6,6 +6,8 @@ loop. The outbox has sealed every message already; sending order after every
 (re)connect:
 
 1. live messages (sealed after this connection came up) first, alarms first;
+   the backlog waits for the first of them (`live_first_wait` at most), so the
+   command post hears what is happening now before what it missed;
 2. the backlog (everything sealed before, including messages sent earlier but
    never acknowledged, with the same bytes) behind them, oldest first, limited
    to a share of the in-flight window so that live traffic always has room.
@@ -327,6 +329,9 @@ class Uplink:
         inflight: dict[asyncio.Task[None], tuple[bool, float]] = {}
         backlog_busy = 0
         topics = {kind: self.topic(kind) for kind in ENTRY_KINDS}
+        # Live data first: no backlog before the first live message, or this deadline.
+        backlog_from = loop.time() + cfg.live_first_wait
+        live_sent = False
 
         def fail(exc: Exception) -> None:
             if not failure.done():
@@ -370,11 +375,17 @@ class Uplink:
             backlog_busy -= backlog
             self._wake.set()  # a slot is free
 
+        def held() -> bool:
+            """Whether the backlog still waits for the first live message."""
+            return not live_sent and loop.time() < backlog_from
+
         def pick() -> tuple[Sealed, bool] | None:
+            nonlocal live_sent
             message = self.outbox.next_message(live_after=self._live_after, backlog=False)
             if message is not None:
+                live_sent = True
                 return message, False
-            if backlog_busy >= backlog_slots:
+            if backlog_busy >= backlog_slots or held():
                 return None
             message = self.outbox.next_message(live_after=self._live_after, backlog=True)
             return (message, True) if message is not None else None
@@ -390,8 +401,12 @@ class Uplink:
                     await self._wake.wait()
                     continue
                 # idle: wait for a commit; the timeout is a safety net, not the pace
+                # (or the end of the backlog's wait for live data)
+                idle = cfg.batch_interval * 5
+                if held():
+                    idle = min(idle, max(0.0, backlog_from - loop.time()))
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(cfg.batch_interval * 5):
+                    async with asyncio.timeout(idle):
                         await self._wake.wait()
             failure.result()
         finally:
