@@ -72,7 +72,9 @@ def _entry_text(entry: Entry) -> str:
     if isinstance(entry, Reading):
         unit = f" {entry.unit}" if entry.unit else ""
         quality = "" if entry.quality is Quality.GOOD else f" [{entry.quality}]"
-        value = json.dumps(entry.value) if isinstance(entry.value, str) else entry.value
+        value: object = json.dumps(entry.value) if isinstance(entry.value, str) else entry.value
+        if isinstance(entry.value, bool):  # as every `cityedge` command shows a flag
+            value = "on" if entry.value else "off"
         return f"{entry.device}.{entry.point} = {value}{unit}{quality}"
     if isinstance(entry, Event):
         state = {True: " raised", False: " cleared", None: ""}[entry.active]

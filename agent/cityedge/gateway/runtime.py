@@ -417,12 +417,15 @@ class Agent:
 
 
 def run_agent(config_path: Path) -> int:
-    from cityedge.gateway.config import check_secret_files, load_config
+    from cityedge.gateway.validation import validate_file
     from cityedge.sdk.logs import configure_logging
 
-    loaded = load_config(config_path)
-    check_secret_files(loaded.config, str(loaded.path))
+    # The same validation as `cityedge config check`: what one accepts, the other runs.
+    checked = validate_file(config_path)
+    loaded = checked.loaded
     configure_logging(loaded.config.logging.level, loaded.config.logging.format)
+    for warning in checked.warnings:
+        log.warning("config.warning", config=str(loaded.path), problem=warning)
     agent = Agent(loaded)
     # What start-up built (modules, profiles, the config) lives as long as the agent:
     # out of the collector's sight, the periodic full collections stay short.
