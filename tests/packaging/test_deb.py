@@ -1,0 +1,203 @@
+"""The Debian package, built by scripts/build-deb.sh and installed with `dpkg -i`
+into a Debian 12 root made here with debootstrap: the agent runs there
+(`config check`, `check`, `keys init`), the maintainer scripts make the user,
+the directories and the venv with systemd's tools and without them, and a
+purge leaves no venv behind.
+
+The root is made once and cached under `.cache/debootstrap/<key>` (git-ignored),
+keyed by `RECIPE` and build-deb.sh's recipe number; each test works on a copy.
+The first run downloads about 60 MB of Debian packages (a minute or two);
+`CITYEDGE_DEBIAN_MIRROR` names another mirror. debootstrap and chroot need root.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import shutil
+import stat
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.packaging.conftest import ROOT
+
+pytestmark = [
+    pytest.mark.timeout(1500),
+    pytest.mark.skipif(os.geteuid() != 0, reason="debootstrap and chroot need root"),
+]
+
+SUITE = "bookworm"  # Debian 12: Python 3.11, as the package's wheels
+MIRROR = os.environ.get("CITYEDGE_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+# A gateway's base: the package's dependencies and systemd (sysusers, tmpfiles).
+RECIPE = f"debootstrap --variant=minbase --include=python3,python3-venv,systemd {SUITE}"
+CACHE = ROOT / ".cache" / "debootstrap"
+CHROOT_ENV = {
+    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "HOME": "/root",
+    "LANG": "C.UTF-8",
+    "COLUMNS": "200",
+}
+SYSTEMD_TOOLS = ("usr/bin/systemd-sysusers", "usr/bin/systemd-tmpfiles", "usr/bin/systemctl")
+
+
+def run(cmd: list[str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+def recipe_key() -> str:
+    done = run([str(ROOT / "scripts" / "build-deb.sh"), "--recipe"])
+    assert done.returncode == 0, done.stderr
+    return hashlib.sha256(f"{RECIPE} {MIRROR} {done.stdout.strip()}".encode()).hexdigest()[:16]
+
+
+def cached_root() -> Path:
+    """The debootstrapped root for this recipe, made on first use (one maker at a time)."""
+    key = recipe_key()
+    final = CACHE / key
+    if (final / ".complete").exists():
+        return final
+    debootstrap = shutil.which("debootstrap") or "/usr/sbin/debootstrap"
+    assert Path(debootstrap).exists(), (
+        "debootstrap is not installed: `apt-get install debootstrap` "
+        "(scripts/test.sh installs it through CITYEDGE_EXTRA_APT)"
+    )
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with (CACHE / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (final / ".complete").exists():
+            return final
+        partial = CACHE / f"{key}.partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        args = RECIPE.split()[1:-1]
+        made = run([debootstrap, *args, SUITE, str(partial), MIRROR], timeout=1200)
+        assert made.returncode == 0, f"debootstrap failed:\n{made.stdout[-3000:]}{made.stderr}"
+        (partial / ".complete").touch()
+        partial.rename(final)
+        for stale in CACHE.iterdir():  # roots of older recipes
+            if stale.is_dir() and stale != final and not stale.name.endswith(".partial"):
+                shutil.rmtree(stale, ignore_errors=True)
+    return final
+
+
+@pytest.fixture(scope="session")
+def deb(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("deb")
+    built = run([str(ROOT / "scripts" / "build-deb.sh"), "--out", str(out)], timeout=900)
+    assert built.returncode == 0, f"build-deb.sh failed:\n{built.stdout}\n{built.stderr}"
+    path = Path(built.stdout.strip().splitlines()[-1])
+    assert path.is_file() and path.parent == out, built.stdout
+    return path
+
+
+@pytest.fixture(scope="session")
+def base_root() -> Path:
+    return cached_root()
+
+
+@pytest.fixture
+def debian(base_root: Path, tmp_path: Path) -> Iterator[Path]:
+    """A throwaway copy of the cached root (cp -a keeps owners, modes and devices)."""
+    root = tmp_path / "root"
+    copied = run(["cp", "-a", str(base_root), str(root)], timeout=600)
+    assert copied.returncode == 0, copied.stderr
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def chroot(root: Path, *cmd: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["chroot", str(root), *cmd],
+        capture_output=True, text=True, timeout=timeout, env=CHROOT_ENV,
+    )  # fmt: skip
+
+
+def install(root: Path, deb: Path) -> subprocess.CompletedProcess[str]:
+    shutil.copy2(deb, root / "tmp" / deb.name)
+    return chroot(root, "dpkg", "-i", f"/tmp/{deb.name}", timeout=600)
+
+
+def test_the_root_is_the_debian_the_package_targets(base_root: Path) -> None:
+    python = chroot(base_root, "python3", "--version")
+    assert python.returncode == 0 and python.stdout.startswith("Python 3.11."), python
+
+
+def test_dpkg_installs_it_and_the_agent_runs_in_the_debian_root(debian: Path, deb: Path) -> None:
+    installed = install(debian, deb)
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+
+    helped = chroot(debian, "cityedge", "--help")
+    assert helped.returncode == 0, helped.stderr
+    assert "run" in helped.stdout
+
+    checked = chroot(debian, "cityedge", "config", "check", "/etc/cityedge/agent.toml")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "ok" in checked.stdout
+
+    # On-device diagnostics of the example config in a root with no key, no devices
+    # and no broker: a report naming what is missing, the worst result as exit code.
+    diagnosed = chroot(debian, "cityedge", "check", "-c", "/etc/cityedge/agent.toml")
+    report = diagnosed.stdout + diagnosed.stderr
+    assert diagnosed.returncode == 2, report
+    assert "Traceback" not in report, report
+    assert "✔ config" in report and "keys.signing" in report, report
+
+    # The key where the unit's LoadCredential= takes it from.
+    keyed = chroot(
+        debian, "cityedge", "keys", "init", "--out", "/etc/cityedge/credentials/gateway.key"
+    )
+    assert keyed.returncode == 0, keyed.stdout + keyed.stderr
+    key = debian / "etc" / "cityedge" / "credentials" / "gateway.key"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+
+    # What postinst and the package put in place.
+    user = chroot(debian, "getent", "passwd", "cityedge")
+    assert user.returncode == 0 and "/var/lib/cityedge" in user.stdout, user
+    groups = chroot(debian, "id", "-nG", "cityedge")
+    assert "dialout" in groups.stdout.split(), groups
+    credentials = debian / "etc" / "cityedge" / "credentials"
+    assert stat.S_IMODE(credentials.stat().st_mode) == 0o700
+    config = debian / "etc" / "cityedge" / "agent.toml"
+    assert stat.S_IMODE(config.stat().st_mode) == 0o640
+    assert config.stat().st_gid == int(chroot(debian, "id", "-g", "cityedge").stdout)
+    conffiles = chroot(debian, "dpkg-query", "-W", "-f=${Conffiles}", "cityedge")
+    assert "/etc/cityedge/agent.toml" in conffiles.stdout, conffiles
+    unit = (debian / "usr/lib/systemd/system/cityedge.service").read_text()
+    assert "ExecStart=/usr/bin/cityedge run" in unit
+    assert (debian / "usr/bin/cityedge").readlink() == Path("/opt/cityedge/venv/bin/cityedge")
+    venv = debian / "opt" / "cityedge" / "venv"
+    assert venv.readlink() == Path("venv-0.1.0")
+    # The venv is the root's own python3, not this machine's.
+    assert (venv / "pyvenv.cfg").read_text().count("home = /usr/bin") == 1
+
+    # Installing it again (an upgrade's path through postinst) keeps a working agent.
+    again = install(debian, deb)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert chroot(debian, "cityedge", "config", "check", "/etc/cityedge/agent.toml").returncode == 0
+
+    purged = chroot(debian, "dpkg", "--purge", "cityedge")
+    assert purged.returncode == 0, purged.stdout + purged.stderr
+    assert not (debian / "opt" / "cityedge").exists()
+    assert not (debian / "usr" / "bin" / "cityedge").is_symlink()
+    assert not config.exists()
+    assert key.exists(), "purge must not delete the gateway key (docs/operations.md)"
+
+
+def test_the_maintainer_scripts_work_without_systemd(debian: Path, deb: Path) -> None:
+    """A root without systemd's tools (a container, another init): plain useradd and install."""
+    for tool in SYSTEMD_TOOLS:
+        (debian / tool).rename(debian / f"{tool}.hidden")
+    installed = install(debian, deb)
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    user = chroot(debian, "getent", "passwd", "cityedge")
+    assert user.returncode == 0 and "/usr/sbin/nologin" in user.stdout, user
+    credentials = debian / "etc" / "cityedge" / "credentials"
+    assert stat.S_IMODE(credentials.stat().st_mode) == 0o700
+    checked = chroot(debian, "cityedge", "config", "check", "/etc/cityedge/agent.toml")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    removed = chroot(debian, "dpkg", "--remove", "cityedge")
+    assert removed.returncode == 0, removed.stdout + removed.stderr
+    assert not (debian / "opt" / "cityedge").exists()
