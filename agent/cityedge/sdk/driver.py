@@ -37,7 +37,14 @@ def shipped_config_dir() -> Path:
     which setup.py maps onto that name, so a wheel carries it and an editable
     install points at the checkout. A zipped install has no folder to search.
     """
-    root = resources.files("cityedge.shipped")
+    try:
+        root = resources.files("cityedge.shipped")
+    except ModuleNotFoundError:
+        # An editable install made before config/ became package data maps no such name.
+        raise RuntimeError(
+            "cityedge.shipped (the shipped profiles and example configs) is not installed: "
+            "reinstall cityedge (in a checkout: pip install -e .)"
+        ) from None
     if not isinstance(root, Path):
         raise RuntimeError(
             f"cityedge.shipped is not a folder on disk ({root!r}): install cityedge "
