@@ -20,7 +20,8 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-# Bump when what this script produces changes: tests key their cached Debian root on it.
+# Bump when the package's Depends change: tests key their cached Debian root (which
+# holds those dependencies) on it, with their own debootstrap recipe.
 BUILD_DEB_RECIPE=1
 
 out=dist
@@ -115,8 +116,10 @@ if ! { command -v systemd-sysusers >/dev/null 2>&1 \
     useradd --system --user-group --home-dir /var/lib/cityedge --no-create-home \
       --shell /usr/sbin/nologin --comment "cityedge field-gateway agent" cityedge
   fi
+  # As sysusers' "m" lines: the unit's SupplementaryGroups= must exist, or it cannot start.
   for group in dialout bluetooth; do
-    if getent group "$group" >/dev/null; then usermod -a -G "$group" cityedge; fi
+    getent group "$group" >/dev/null || groupadd --system "$group"
+    usermod -a -G "$group" cityedge
   done
 fi
 if ! { command -v systemd-tmpfiles >/dev/null 2>&1 \

@@ -159,7 +159,7 @@ def test_dpkg_installs_it_and_the_agent_runs_in_the_debian_root(debian: Path, de
     user = chroot(debian, "getent", "passwd", "cityedge")
     assert user.returncode == 0 and "/var/lib/cityedge" in user.stdout, user
     groups = chroot(debian, "id", "-nG", "cityedge")
-    assert "dialout" in groups.stdout.split(), groups
+    assert {"dialout", "bluetooth"} <= set(groups.stdout.split()), groups  # the unit's groups
     credentials = debian / "etc" / "cityedge" / "credentials"
     assert stat.S_IMODE(credentials.stat().st_mode) == 0o700
     config = debian / "etc" / "cityedge" / "agent.toml"
@@ -196,6 +196,8 @@ def test_the_maintainer_scripts_work_without_systemd(debian: Path, deb: Path) ->
     assert installed.returncode == 0, installed.stdout + installed.stderr
     user = chroot(debian, "getent", "passwd", "cityedge")
     assert user.returncode == 0 and "/usr/sbin/nologin" in user.stdout, user
+    groups = chroot(debian, "id", "-nG", "cityedge")
+    assert {"dialout", "bluetooth"} <= set(groups.stdout.split()), groups
     credentials = debian / "etc" / "cityedge" / "credentials"
     assert stat.S_IMODE(credentials.stat().st_mode) == 0o700
     checked = chroot(debian, "cityedge", "config", "check", "/etc/cityedge/agent.toml")
