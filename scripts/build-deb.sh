@@ -180,5 +180,6 @@ exit 0
 EOF
 chmod 0755 "$root/DEBIAN/postinst" "$root/DEBIAN/prerm" "$root/DEBIAN/postrm"
 
-dpkg-deb --root-owner-group -Zxz --build "$root" "$deb" >/dev/null
+# gzip: the payload is wheels, already compressed; xz would take 35 times as long for 0.1 %.
+dpkg-deb --root-owner-group -Zgzip --build "$root" "$deb" >/dev/null
 echo "$deb"

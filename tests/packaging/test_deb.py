@@ -18,12 +18,13 @@ import os
 import shutil
 import stat
 import subprocess
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.packaging.conftest import ROOT
+from tests.packaging.conftest import ROOT, SOURCES
 
 pytestmark = [
     pytest.mark.timeout(1500),
@@ -41,6 +42,8 @@ CHROOT_ENV = {
     "LANG": "C.UTF-8",
     "COLUMNS": "200",
 }
+VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+NEXT = f"{VERSION}.post1"
 SYSTEMD_TOOLS = ("usr/bin/systemd-sysusers", "usr/bin/systemd-tmpfiles", "usr/bin/systemctl")
 
 
@@ -94,6 +97,26 @@ def deb(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def next_deb(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same package as the next version (0.1.0 -> 0.1.0.post1), from a copy of the tree."""
+    tree = tmp_path_factory.mktemp("next") / "tree"
+    for name in (*SOURCES, "systemd", "docs", "scripts"):
+        origin = ROOT / name
+        if origin.is_dir():
+            shutil.copytree(origin, tree / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            tree.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(origin, tree / name)
+    pyproject = tree / "pyproject.toml"
+    text = pyproject.read_text()
+    assert text.count(f'version = "{VERSION}"') == 1
+    pyproject.write_text(text.replace(f'version = "{VERSION}"', f'version = "{NEXT}"'))
+    built = run([str(tree / "scripts" / "build-deb.sh"), "--out", str(tree / "dist")], timeout=900)
+    assert built.returncode == 0, f"build-deb.sh failed:\n{built.stdout}\n{built.stderr}"
+    return Path(built.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="session")
 def base_root() -> Path:
     return cached_root()
 
@@ -118,6 +141,13 @@ def chroot(root: Path, *cmd: str, timeout: float = 300) -> subprocess.CompletedP
 def install(root: Path, deb: Path) -> subprocess.CompletedProcess[str]:
     shutil.copy2(deb, root / "tmp" / deb.name)
     return chroot(root, "dpkg", "-i", f"/tmp/{deb.name}", timeout=600)
+
+
+def installed_version(root: Path) -> str:
+    done = chroot(root, "/opt/cityedge/venv/bin/python", "-c",
+                  "import importlib.metadata as m; print(m.version('cityedge'))")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
 
 
 def test_the_root_is_the_debian_the_package_targets(base_root: Path) -> None:
@@ -171,7 +201,7 @@ def test_dpkg_installs_it_and_the_agent_runs_in_the_debian_root(debian: Path, de
     assert "ExecStart=/usr/bin/cityedge run" in unit
     assert (debian / "usr/bin/cityedge").readlink() == Path("/opt/cityedge/venv/bin/cityedge")
     venv = debian / "opt" / "cityedge" / "venv"
-    assert venv.readlink() == Path("venv-0.1.0")
+    assert venv.readlink() == Path(f"venv-{VERSION}")
     # The venv is the root's own python3, not this machine's.
     assert (venv / "pyvenv.cfg").read_text().count("home = /usr/bin") == 1
 
@@ -205,3 +235,27 @@ def test_the_maintainer_scripts_work_without_systemd(debian: Path, deb: Path) ->
     removed = chroot(debian, "dpkg", "--remove", "cityedge")
     assert removed.returncode == 0, removed.stdout + removed.stderr
     assert not (debian / "opt" / "cityedge").exists()
+
+
+def test_an_upgrade_swaps_the_venv_keeps_the_config_and_a_rollback_goes_back(
+    debian: Path, deb: Path, next_deb: Path
+) -> None:
+    assert install(debian, deb).returncode == 0
+    config = debian / "etc" / "cityedge" / "agent.toml"
+    edited = config.read_text().replace('id = "gw-town03-0042"', 'id = "gw-town03-0099"')
+    config.write_text(edited)
+
+    upgraded = install(debian, next_deb)
+    assert upgraded.returncode == 0, upgraded.stdout + upgraded.stderr
+    assert installed_version(debian) == NEXT
+    opt = debian / "opt" / "cityedge"
+    assert sorted(p.name for p in opt.glob("venv-*")) == [f"venv-{NEXT}"]  # the old one went
+    assert config.read_text() == edited  # a conffile: the site's edit stays
+    checked = chroot(debian, "cityedge", "config", "check", "/etc/cityedge/agent.toml")
+    assert checked.returncode == 0 and "gw-town03-0099" in checked.stdout, checked
+
+    rolled_back = install(debian, deb)
+    assert rolled_back.returncode == 0, rolled_back.stdout + rolled_back.stderr
+    assert installed_version(debian) == VERSION
+    assert sorted(p.name for p in opt.glob("venv-*")) == [f"venv-{VERSION}"]
+    assert config.read_text() == edited
