@@ -199,6 +199,11 @@ def test_dpkg_installs_it_and_the_agent_runs_in_the_debian_root(debian: Path, de
     assert "/etc/cityedge/agent.toml" in conffiles.stdout, conffiles
     unit = (debian / "usr/lib/systemd/system/cityedge.service").read_text()
     assert "ExecStart=/usr/bin/cityedge run" in unit
+    # systemd's own check, in the root: it fails when ExecStart's command is missing.
+    verified = chroot(
+        debian, "systemd-analyze", "verify", "/usr/lib/systemd/system/cityedge.service"
+    )
+    assert verified.returncode == 0 and "cityedge.service" not in verified.stderr, verified
     assert (debian / "usr/bin/cityedge").readlink() == Path("/opt/cityedge/venv/bin/cityedge")
     venv = debian / "opt" / "cityedge" / "venv"
     assert venv.readlink() == Path(f"venv-{VERSION}")
