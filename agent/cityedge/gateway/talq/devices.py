@@ -1,0 +1,194 @@
+"""Devices, their functions and attributes, device classes and services: the
+configuration and on-demand read services of the gateway API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from cityedge.gateway.talq import mapping
+from cityedge.gateway.talq.core import TalqCore
+from cityedge.gateway.talq.errors import bad_request, not_found, unprocessable
+from cityedge.gateway.talq.http import Call, body_object, endpoint
+
+SERVICE_NAMES = (
+    "ConfigurationService",
+    "ControlService",
+    "DataCollectService",
+    "GroupManagementService",
+)
+
+
+def services(core: TalqCore) -> list[dict[str, Any]]:
+    """The services this gateway offers, with their options (also POSTed at bootstrap)."""
+    return [
+        {
+            "name": "ConfigurationService",
+            "commissioningSupported": False,
+            "devicesPaginationSupported": True,
+            "supportedProfiles": list(mapping.SUPPORTED_PROFILES),
+        },
+        {
+            "name": "ControlService",
+            "supportedTypes": [
+                "AstroClockActivePeriod",
+                "AbsoluteActivePeriod",
+                "AstroClockTimeControl",
+                "ccDay",
+            ],
+            "maximumCalendars": 64,
+            "maximumPrograms": 64,
+            "maxSwitchPointsPerProgram": 24,
+            "maxActivePeriodsPerProgram": 1,
+            "ccDaySupport": "noOccurrences",
+            "programSecondsSupported": False,
+        },
+        {
+            "name": "DataCollectService",
+            "supportedModes": ["PeriodicRecordingMode", "ImmediateReportingMode"],
+            "maximumDataLogs": 64,
+            "samplingPeriodSupported": True,
+        },
+        {"name": "GroupManagementService", "maximumNumberOfGroups": 256, "maximumGroupSize": 1024},
+    ]
+
+
+def routes(core: TalqCore) -> list[web.RouteDef]:
+    async def list_devices(call: Call) -> tuple[int, Any]:
+        wanted = [c for c in call.query.get("deviceClasses", "").split(",") if c]
+        offset, limit = _page(call)
+        docs = [await core.device_document(a, read=False) for a in core.catalogue()]
+        docs = [d for d in docs if not wanted or d["class"] in wanted]
+        return 200, docs[offset : offset + limit] if limit else docs[offset:]
+
+    async def count_devices(call: Call) -> tuple[int, Any]:
+        return 200, len(core.catalogue())
+
+    async def get_device(call: Call) -> tuple[int, Any]:
+        return 200, await core.device_document(call.match["deviceAddress"], read=True)
+
+    async def get_function(call: Call) -> tuple[int, Any]:
+        address = call.match["deviceAddress"]
+        name, fn = core.function(address, call.match["functionId"])
+        scope = call.query.get("attributeScope")
+        attrs = [a for a in fn.attributes if scope is None or a.scope == scope]
+        values = await core.values(name, address, fn, attrs, read=True)
+        return 200, {"id": fn.function_id, "type": fn.type, **values}
+
+    async def get_attribute(call: Call) -> tuple[int, Any]:
+        address = call.match["deviceAddress"]
+        name, fn = core.function(address, call.match["functionId"])
+        attr = _attribute(fn, call.match["attributeName"])
+        values = await core.values(name, address, fn, [attr], read=True)
+        return 200, values[attr.name]
+
+    async def patch_attribute(call: Call) -> tuple[int, Any]:
+        address = call.match["deviceAddress"]
+        name, fn = core.function(address, call.match["functionId"])
+        attr = _attribute(fn, call.match["attributeName"])
+        await _write(core, name, address, fn, attr, body_object(call, "Attribute"))
+        return 200, None
+
+    async def patch_function(call: Call) -> tuple[int, Any]:
+        address = call.match["deviceAddress"]
+        name, fn = core.function(address, call.match["functionId"])
+        body = body_object(call, "Function")
+        for key, value in body.items():
+            if key in ("id", "type") or not isinstance(value, dict):
+                continue
+            await _write(core, name, address, fn, _attribute(fn, key), value)
+        return 200, None
+
+    async def list_classes(call: Call) -> tuple[int, Any]:
+        return 200, [mapping.class_document(n, f) for n, f in sorted(core.classes().items())]
+
+    async def count_classes(call: Call) -> tuple[int, Any]:
+        return 200, len(core.classes())
+
+    async def get_class(call: Call) -> tuple[int, Any]:
+        functions = core.classes().get(call.match["className"])
+        if functions is None:
+            raise not_found(f"device class {call.match['className']}")
+        return 200, mapping.class_document(call.match["className"], functions)
+
+    async def list_services(call: Call) -> tuple[int, Any]:
+        return 200, services(core)
+
+    async def get_service(call: Call) -> tuple[int, Any]:
+        for service in services(core):
+            if service["name"] == call.match["serviceName"]:
+                return 200, service
+        raise not_found(f"service {call.match['serviceName']}")
+
+    dev = ("deviceAddress",)
+    return [
+        web.get("/devices", endpoint(list_devices)),
+        web.get("/devices/count", endpoint(count_devices)),
+        web.get("/devices/{deviceAddress}", endpoint(get_device, uuid_params=dev)),
+        web.get("/devices/{deviceAddress}/{functionId}", endpoint(get_function, uuid_params=dev)),
+        web.patch(
+            "/devices/{deviceAddress}/{functionId}", endpoint(patch_function, uuid_params=dev)
+        ),
+        web.get(
+            "/devices/{deviceAddress}/{functionId}/{attributeName}",
+            endpoint(get_attribute, uuid_params=dev),
+        ),
+        web.patch(
+            "/devices/{deviceAddress}/{functionId}/{attributeName}",
+            endpoint(patch_attribute, uuid_params=dev),
+        ),
+        web.get("/device-classes", endpoint(list_classes)),
+        web.get("/device-classes/count", endpoint(count_classes)),
+        web.get("/device-classes/{className}", endpoint(get_class)),
+        web.get("/services", endpoint(list_services)),
+        web.get("/services/{serviceName}", endpoint(get_service)),
+    ]
+
+
+def _page(call: Call) -> tuple[int, int]:
+    try:
+        offset = int(call.query.get("offset", "0"))
+        limit = int(call.query.get("limit", "0"))
+    except ValueError:
+        raise bad_request("parameterValueNotValid", "offset and limit are numbers") from None
+    if offset < 0 or limit < 0:
+        raise bad_request("parameterValueNotValid", "offset and limit are 0 or more")
+    return offset, limit
+
+
+def _attribute(fn: mapping.FunctionMap, name: str) -> mapping.AttributeMap:
+    for attr in fn.attributes:
+        if attr.name == name:
+            return attr
+    raise not_found(f"attribute {name} of function {fn.function_id}")
+
+
+async def _write(
+    core: TalqCore,
+    device: str,
+    address: str,
+    fn: mapping.FunctionMap,
+    attr: mapping.AttributeMap,
+    body: dict[str, Any],
+) -> None:
+    """A CMS sets an attribute: a calendar for a lamp, a command, or a stored value."""
+    if not attr.writable:
+        raise unprocessable("payloadError", f"attribute {attr.name} is read-only")
+    if "value" not in body:
+        raise bad_request("payloadError", f"attribute {attr.name}: value missing")
+    value = body["value"]
+    if attr.name == "calendarID":
+        from cityedge.gateway.talq.control import assign_calendar
+
+        await assign_calendar(core, {device}, value if isinstance(value, str) else "")
+        return
+    if attr.name == "targetLightCommand":
+        from cityedge.gateway.talq.control import command_devices
+
+        await command_devices(core, {device}, value)
+        return
+    if value is not None and not isinstance(value, str | int | float | bool):
+        raise unprocessable("payloadError", f"attribute {attr.name}: unsupported value")
+    core.store.attributes[f"{address}/{fn.function_id}/{attr.name}"] = value
+    core.store.save()
