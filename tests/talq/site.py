@@ -51,7 +51,7 @@ def sample_config(
     raw["gateway"] = {**raw["gateway"], "state_dir": str(state_dir)}
     raw["talq"] = {**raw["talq"], "listen": f"127.0.0.1:{port}",
                    "gateway_uri": f"http://127.0.0.1:{port}", "cms_uri": cms_uri,
-                   "retry_s": 0.5, "request_timeout": 2.0}  # fmt: skip
+                   "retry_s": 0.5, "request_timeout": 10.0}  # fmt: skip
     raw["lighting"] = {**raw["lighting"], "recheck_s": 5.0, **lighting}
     raw["drivers"] = {"modbus": [street.driver_tables(name="street", timeout=1.0,
                                                       poll_interval=1.0)]}  # fmt: skip

@@ -92,7 +92,7 @@ def test_every_operation_answers_as_the_openapi_file_says(gateway: Gateway) -> N
     schema = schemathesis.openapi.from_path(str(GATEWAY_SPEC))
     operations = [result.ok() for result in schema.get_all_operations()]
     ids = {op.definition.raw["operationId"] for op in operations}
-    assert IMPLEMENTED <= ids, f"not in the file: {sorted(IMPLEMENTED - ids)}"
+    assert ids >= IMPLEMENTED, f"not in the file: {sorted(IMPLEMENTED - ids)}"
     session = requests.Session()
     failures: list[str] = []
     calls = 0

@@ -51,8 +51,8 @@ class CmsClient:
         self.section = core.section
         self.queue = RequestQueue(queue_path, core.section.queue_max_bytes)
         self.reporter = Reporter(core)
-        self.sent = 0
-        self.refused = 0
+        self.sent = 0  # requests the CMS took
+        self.refused = 0  # requests it refused for good (logged, not resent)
         self._wake = asyncio.Event()
 
     # --- from the pipeline ----------------------------------------------------------
