@@ -96,8 +96,10 @@ class SimulatedCms:
                 device["address"] = self.gateway_address
                 for fn in device.get("functions", []):
                     if fn["type"] == "GatewayFunction":
-                        fn["gatewayAddress"] = {"type": "AttributeString",
-                                                "value": self.gateway_address}
+                        fn["gatewayAddress"] = {
+                            "type": "AttributeString",
+                            "value": self.gateway_address,
+                        }
                         fn["cmsAddress"] = {"type": "AttributeString", "value": self.address}
                 return self._json(201, [device])
             self.devices += body

@@ -18,7 +18,7 @@ from tests.talq.site import Site, free_port, needs_spec, sample_config, wait_for
 
 pytestmark = needs_spec
 
-LOGGER = {
+LOGGER: dict[str, Any] = {
     "address": "lamp-logger",
     "ownerCMS": "cms",
     "recordingMode": {"type": "PeriodicRecordingMode",
