@@ -52,7 +52,10 @@ def sample_config(
     raw["talq"] = {**raw["talq"], "listen": f"127.0.0.1:{port}",
                    "gateway_uri": f"http://127.0.0.1:{port}", "cms_uri": cms_uri,
                    "retry_s": 0.5, "request_timeout": 10.0}  # fmt: skip
-    raw["lighting"] = {**raw["lighting"], "recheck_s": 5.0, **lighting}
+    names = {d.name for d in street.devices}
+    groups = [{**g, "devices": [d for d in g["devices"] if d in names]}
+              for g in raw["lighting"]["groups"]]  # fmt: skip
+    raw["lighting"] = {**raw["lighting"], "recheck_s": 5.0, "groups": groups, **lighting}
     raw["drivers"] = {"modbus": [street.driver_tables(name="street", timeout=1.0,
                                                       poll_interval=1.0)]}  # fmt: skip
     return validate_config(raw, str(SAMPLE))

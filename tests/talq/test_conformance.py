@@ -7,6 +7,7 @@ docs/talq.md. Real parts: the aiohttp server, simulated lampposts over Modbus TC
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from cityedge.gateway.talq.app import application
+from cityedge.gateway.talq.app import serve
 from cityedge.street.modbus import ModbusStreet
 from tests.talq.site import GATEWAY_SPEC, LoopThread, Site, free_port, needs_spec, sample_config
 
@@ -36,7 +37,8 @@ EXAMPLES = 12  # per operation: ~60 operations in well under two minutes
 CMS = "5d2b6a4e-0000-4000-8000-00000000c0de"
 IMPLEMENTED = {
     "getDevices", "getDevicesCount", "getDevice", "getDeviceFunction", "getDeviceAttribute",
-    "partialUpdateFunction", "partialUpdateAttribute",
+    "partialUpdateFunction", "partialUpdateAttribute", "partialUpdateDevices",
+    "partialUpdateDevice", "updateDevices", "addDevices", "deleteDevice",
     "getDeviceClasses", "getDeviceClassesCount", "getDeviceClass",
     "getServices", "getService",
     "getGroups", "addGroups", "updateGroups", "getGroupsCount", "getGroup", "updateGroup",
@@ -65,19 +67,17 @@ def gateway(tmp_path: Path) -> Iterator[Gateway]:
     state: dict[str, Any] = {}
 
     async def start() -> Site:
-        from aiohttp import web
-
         await street.__aenter__()
         config = sample_config(tmp_path, street, port=port, cms_uri="http://127.0.0.1:9/talq")
         site = Site(config)
-        runner = web.AppRunner(application(site.core), access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        state["runner"] = runner
+        ready = asyncio.Event()
+        state["server"] = asyncio.create_task(serve(site.core, ready))
+        await asyncio.wait_for(ready.wait(), 10)
         return site
 
     async def stop() -> None:
-        await state["runner"].cleanup()
+        state["server"].cancel()
+        await asyncio.gather(state["server"], return_exceptions=True)
         await street.close()
 
     site = loop.run(start())

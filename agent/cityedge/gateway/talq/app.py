@@ -37,7 +37,8 @@ async def serve(core: TalqCore, ready: asyncio.Event | None = None) -> None:
     """Serve until cancelled (a supervised task of the runtime)."""
     section = core.section
     context = None if section.mode == "test" else tls_context(section)
-    runner = web.AppRunner(application(core), access_log=None, handle_signals=False)
+    runner = web.AppRunner(application(core), access_log=None, handle_signals=False,
+                           auto_decompress=False)  # fmt: skip
     await runner.setup()
     try:
         site = web.TCPSite(runner, section.host, section.port, ssl_context=context)

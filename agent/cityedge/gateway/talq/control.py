@@ -246,7 +246,7 @@ def routes(core: TalqCore) -> list[web.RouteDef]:
             raise not_found(f"member {ref['resource']}/{ref['address']}")
         members.remove(ref)
         core.store.save()
-        return 200, None
+        return 200, ref
 
     group_path = "/groups/{groupAddress}/members"
     return [

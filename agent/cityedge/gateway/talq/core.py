@@ -179,6 +179,8 @@ class TalqCore:
         doc = translate.lighting_document(
             base, self.store.calendars, self.store.programs, self.store.assigned
         )
+        if {**doc, "version": 0} == {**base, "version": 0}:
+            return  # nothing the lamps run has changed
         doc["version"] = controller.lighting.version + 1
         cmd = Command(
             str(uuid.uuid4()),

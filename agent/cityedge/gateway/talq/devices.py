@@ -9,8 +9,8 @@ from aiohttp import web
 
 from cityedge.gateway.talq import mapping
 from cityedge.gateway.talq.core import TalqCore
-from cityedge.gateway.talq.errors import bad_request, not_found, unprocessable
-from cityedge.gateway.talq.http import Call, body_object, endpoint
+from cityedge.gateway.talq.errors import bad_request, conflict, not_found, unprocessable
+from cityedge.gateway.talq.http import Call, body_list, body_object, endpoint, require
 
 SERVICE_NAMES = (
     "ConfigurationService",
@@ -100,6 +100,37 @@ def routes(core: TalqCore) -> list[web.RouteDef]:
             await _write(core, name, address, fn, _attribute(fn, key), value)
         return 200, None
 
+    async def patch_devices(call: Call) -> tuple[int, Any]:
+        docs = body_list(call, "Device")
+        for doc in docs:
+            await _write_device(core, doc, whole=call.method == "PUT")
+        if call.method == "PATCH":
+            return 200, None
+        return 200, [await core.device_document(d["address"], read=False) for d in docs]
+
+    async def patch_device(call: Call) -> tuple[int, Any]:
+        doc = body_object(call, "Device")
+        await _write_device(core, {**doc, "address": call.match["deviceAddress"]}, whole=False)
+        return 200, None
+
+    async def add_devices(call: Call) -> tuple[int, Any]:
+        for doc in body_list(call, "Device"):
+            require(doc, "Device", "address", "name", "class")
+            if doc["address"] in core.catalogue():
+                raise conflict(f"device {doc['address']} exists")
+        # a device is commissioned where its protocol and registers are known: the config
+        raise unprocessable(
+            "resourceConflict",
+            "devices are commissioned in the gateway's configuration (drivers and profiles), "
+            "not over TALQ",
+        )
+
+    async def delete_device(call: Call) -> tuple[int, Any]:
+        name, _, _ = core.lookup(call.match["deviceAddress"])
+        raise unprocessable(
+            "resourceConflict", f"{name} is configured on the gateway: remove it there"
+        )
+
     async def list_classes(call: Call) -> tuple[int, Any]:
         return 200, [mapping.class_document(n, f) for n, f in sorted(core.classes().items())]
 
@@ -125,7 +156,12 @@ def routes(core: TalqCore) -> list[web.RouteDef]:
     return [
         web.get("/devices", endpoint(list_devices)),
         web.get("/devices/count", endpoint(count_devices)),
+        web.patch("/devices", endpoint(patch_devices)),
+        web.put("/devices", endpoint(patch_devices)),
+        web.post("/devices", endpoint(add_devices)),
         web.get("/devices/{deviceAddress}", endpoint(get_device, uuid_params=dev)),
+        web.patch("/devices/{deviceAddress}", endpoint(patch_device, uuid_params=dev)),
+        web.delete("/devices/{deviceAddress}", endpoint(delete_device, uuid_params=dev)),
         web.get("/devices/{deviceAddress}/{functionId}", endpoint(get_function, uuid_params=dev)),
         web.patch(
             "/devices/{deviceAddress}/{functionId}", endpoint(patch_function, uuid_params=dev)
@@ -162,6 +198,24 @@ def _attribute(fn: mapping.FunctionMap, name: str) -> mapping.AttributeMap:
         if attr.name == name:
             return attr
     raise not_found(f"attribute {name} of function {fn.function_id}")
+
+
+async def _write_device(core: TalqCore, doc: dict[str, Any], *, whole: bool) -> None:
+    """The attributes of a Device body, function by function. A whole device (PUT)
+    carries read-only attributes too: those are left as the device says they are."""
+    require(doc, "Device", "address")
+    name, _, _ = core.lookup(doc["address"])
+    for function in doc.get("functions") or []:
+        if not isinstance(function, dict) or not isinstance(function.get("id"), str):
+            raise bad_request("payloadError", "Device.functions: each needs an id")
+        _, fn = core.function(doc["address"], function["id"])
+        for key, value in function.items():
+            if key in ("id", "type") or not isinstance(value, dict):
+                continue
+            attr = _attribute(fn, key)
+            if whole and not attr.writable:
+                continue
+            await _write(core, name, doc["address"], fn, attr, value)
 
 
 async def _write(

@@ -41,6 +41,7 @@ MAX_BODY = 4 * 1024 * 1024
 class Call:
     """One TALQ request, checked: who asks, its ids, its path parts and its body."""
 
+    method: str
     client: str
     request_id: str | None
     origin_id: str | None
@@ -126,20 +127,43 @@ async def _checked(request: web.Request, encoding: str, uuid_params: tuple[str, 
             )
     body: Any = None
     if request.can_read_body:
-        try:
-            raw = await request.content.read(MAX_BODY + 1)
-        except Exception as exc:  # a body that does not inflate: aiohttp's own errors
-            raise bad_request("payloadError", f"unreadable body: {exc}") from None
-        if len(raw) > MAX_BODY:
-            raise TalqError(413, "payloadError", f"body over {MAX_BODY} bytes")
+        raw = _inflate(await request.content.read(MAX_BODY + 1), encoding)
         if raw:
             try:
                 body = json.loads(raw.decode("utf-8"))
             except (UnicodeDecodeError, ValueError) as exc:
                 raise bad_request("payloadError", f"body is not JSON in UTF-8: {exc}") from None
     return Call(
-        client, request_id, query.get("talqOriginRequestId"), dict(request.match_info), query, body
+        request.method,
+        client,
+        request_id,
+        query.get("talqOriginRequestId"),
+        dict(request.match_info),
+        query,
+        body,
     )
+
+
+def _inflate(raw: bytes, encoding: str) -> bytes:
+    """The body as sent, inflated here (the server's own inflating is off: it would
+    refuse unknown encodings before the TALQ answer, and bound nothing)."""
+    if len(raw) > MAX_BODY:
+        raise TalqError(413, "payloadError", f"body over {MAX_BODY} bytes")
+    if encoding not in ("gzip", "deflate") or not raw:
+        return raw
+    # gzip; deflate as zlib data or, as some clients send it, raw
+    attempts = (16 + zlib.MAX_WBITS,) if encoding == "gzip" else (zlib.MAX_WBITS, -zlib.MAX_WBITS)
+    for wbits in attempts:
+        inflater = zlib.decompressobj(wbits)
+        try:
+            plain = inflater.decompress(raw, MAX_BODY + 1)
+        except zlib.error:
+            continue
+        if len(plain) > MAX_BODY or inflater.unconsumed_tail:
+            raise TalqError(413, "payloadError", f"body inflates to over {MAX_BODY} bytes")
+        if inflater.eof:
+            return plain
+    raise bad_request("payloadError", f"the body is not valid {encoding} data")
 
 
 @web.middleware

@@ -6,8 +6,8 @@ document. A `ControlProgramOne` becomes a program of steps:
 
 - `astroClockTimeControls` (sunset/sunrise ± minutes) → `sunset+N` / `sunrise-N`
 - `fixedTimeControls` (`HH:MM[:SS]`) → `HH:MM`
-- an `AstroClockActivePeriod` or `AbsoluteActivePeriod` → the step where the night
-  starts (if no control starts it) and its `off`.
+- an `AstroClockActivePeriod` or `AbsoluteActivePeriod` → the night's start and its
+  `off`; from the start to the first switch point the lamps are at 100 %.
 
 A calendar becomes a lighting group per calendar with the lamps assigned to it
 (by their `calendarID`): its `defaultProgram` is the group's program; rules with a
@@ -100,10 +100,11 @@ def program(doc: dict[str, Any]) -> dict[str, Any]:
     # a step at the end of the night that switches off is the night's end
     while steps and steps[-1]["level"] == 0 and steps[-1]["at"].startswith("sunrise"):
         off = steps.pop()["at"]
+    if start is not None and not any(s["at"] == start for s in steps):
+        # the active period starts before its first switch point: full light until it
+        steps.insert(0, {"at": start, "level": 100})
     if not steps:
-        if start is None:
-            raise unprocessable("payloadError", f"control program {doc.get('id')!r} sets no level")
-        steps = [{"at": start, "level": 100}]
+        raise unprocessable("payloadError", f"control program {doc.get('id')!r} sets no level")
     return {"steps": steps, "off": off}
 
 
