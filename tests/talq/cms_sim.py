@@ -8,9 +8,11 @@ anything but the bootstrap's own steps with 403, as the specification says.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 from aiohttp import web
@@ -21,6 +23,15 @@ from tests.talq.site import CMS_SPEC
 
 BOOTSTRAP = {("POST", "/devices"), ("POST", "/device-classes"), ("PATCH", "/devices/{a}"),
              ("POST", "/services")}  # fmt: skip
+
+
+@cache
+def cms_api() -> OpenAPI:
+    """The CMS OpenAPI file, once per test session (its references resolve slowly)."""
+    spec = json.loads(CMS_SPEC.read_text())
+    # openapi-core sees the request by host name, without the port
+    spec["servers"] = [{"url": "http://127.0.0.1/talq"}]
+    return OpenAPI.from_dict(spec, base_uri=CMS_SPEC.resolve().as_uri())
 
 
 @dataclass
@@ -36,10 +47,7 @@ class SimulatedCms:
     def __init__(self, port: int) -> None:
         self.port = port
         self.base = f"http://127.0.0.1:{port}/talq"
-        spec = json.loads(CMS_SPEC.read_text())
-        # openapi-core sees the request by host name, without the port
-        spec["servers"] = [{"url": "http://127.0.0.1/talq"}]
-        self.api = OpenAPI.from_dict(spec, base_uri=CMS_SPEC.resolve().as_uri())
+        self.api = cms_api()
         self.address = str(uuid.uuid4())  # the CMS's own TALQ address
         self.gateway_address = str(uuid.uuid4())  # the one it gives the gateway
         self.seen: list[Seen] = []
@@ -76,7 +84,10 @@ class SimulatedCms:
         path = "/" + request.match_info["tail"]
         seen = Seen(request.method, path, dict(request.query), body)
         try:
-            self.api.validate_request(AIOHTTPOpenAPIWebRequest(request, body=raw))
+            # in a thread: resolving the data model's references the first time takes
+            # seconds, and the gateway under test shares this event loop
+            wrapped = AIOHTTPOpenAPIWebRequest(request, body=raw)
+            await asyncio.to_thread(self.api.validate_request, wrapped)
         except Exception as exc:  # every way the request differs from the file
             seen.errors.append(f"{type(exc).__name__}: {exc}; {getattr(exc, '__cause__', '')}")
         if request.headers.get("Content-Length") is None:
