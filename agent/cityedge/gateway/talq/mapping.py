@@ -33,6 +33,7 @@ class AttributeMap:
     point: str | None = None  # the profile point, for source "point"
     writable: bool = False
     unit: str | None = None  # TALQ unit name (TalqUnitEnum)
+    scale: float = 1.0  # point value x scale = TALQ value (a meter's W, TALQ's kW)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,8 +53,9 @@ def _a(
     *,
     writable: bool = False,
     unit: str | None = None,
+    scale: float = 1.0,
 ) -> AttributeMap:
-    return AttributeMap(name, type_, scope, source, point, writable, unit)
+    return AttributeMap(name, type_, scope, source, point, writable, unit, scale)
 
 
 BASIC = FunctionMap(
@@ -124,7 +126,15 @@ CABINET_METER = FunctionMap(
     "ElectricalMeterFunction",
     ("active_power",),
     (
-        _a("totalPower", "AttributeFloat", "measurement", "point", "active_power", unit="KiloWatt"),
+        _a(
+            "totalPower",
+            "AttributeFloat",
+            "measurement",
+            "point",
+            "active_power",
+            unit="KiloWatt",
+            scale=0.001,
+        ),
         _a(
             "totalActiveEnergy",
             "AttributeFloat",
@@ -211,7 +221,7 @@ def functions_for(info: DeviceInfo) -> list[FunctionMap]:
             attrs = tuple(
                 a
                 if a.source != "point" or a.point in info.points
-                else AttributeMap(a.name, a.type, a.scope, "stored", None, a.writable, a.unit)
+                else AttributeMap(a.name, a.type, a.scope, "stored", None, a.writable, a.unit, 1.0)
                 for a in fn.attributes
                 if a.source != "point" or a.point in info.points or a.name in STORED_DEFAULTS
             )
@@ -260,6 +270,8 @@ def attribute(attr: AttributeMap, value: Any, at: dt.datetime | None = None) -> 
         out["timestamp"] = at.astimezone(dt.UTC).isoformat()
     if value is None:
         return out
+    if attr.scale != 1.0 and isinstance(value, int | float) and not isinstance(value, bool):
+        value = value * attr.scale
     out["value"] = convert(attr.type, value)
     return out
 
