@@ -158,7 +158,7 @@ async def test_a_night_driven_over_talq(tmp_path: Path) -> None:
                 site.core.now = clock.now
                 tasks += [asyncio.create_task(site.lighting.run()),
                           asyncio.create_task(site.overrides.run())]  # fmt: skip
-                local = gw.timezone and sky.tz
+                local = sky.tz
                 override_at = dt.datetime(2026, 6, 22, 0, 30, tzinfo=local)
                 outage = (dt.datetime(2026, 6, 22, 1, 0, tzinfo=local),
                           dt.datetime(2026, 6, 22, 3, 0, tzinfo=local))  # fmt: skip

@@ -54,12 +54,21 @@ class CmsClient:
         self.sent = 0  # requests the CMS took
         self.refused = 0  # requests it refused for good (logged, not resent)
         self._wake = asyncio.Event()
+        self._observe_failed = False
 
     # --- from the pipeline ----------------------------------------------------------
 
     def observe(self, items: Sequence[Reading | Event]) -> None:
-        """Readings and events the loggers want: gathered, queued at the next flush."""
-        if self.reporter.take(items):
+        """Readings and events the loggers want: gathered, queued at the next flush. A
+        logger configuration this cannot read is said once, never the pipeline's end."""
+        try:
+            taken = self.reporter.take(items)
+        except Exception:
+            if not self._observe_failed:
+                log.exception("talq.report_failed")
+            self._observe_failed = True
+            return
+        if taken:
             self._wake.set()
 
     # --- running --------------------------------------------------------------------

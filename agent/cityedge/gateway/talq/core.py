@@ -203,6 +203,8 @@ class TalqCore:
         """Device names behind references to devices, their functions and groups."""
         out: set[str] = set()
         for ref in references:
+            if not isinstance(ref, dict):
+                continue
             resource, address = ref.get("resource"), str(ref.get("address", ""))
             if resource == "devices":
                 device = self.store.device_at(address.split("/")[0])
@@ -210,6 +212,7 @@ class TalqCore:
                     out.add(device)
             elif resource == "groups" and depth < 8:
                 group = self.store.groups.get(address)
-                if group is not None:
-                    out |= self.members(group.get("members") or [], depth + 1)
+                members = group.get("members") if isinstance(group, dict) else None
+                if isinstance(members, list):
+                    out |= self.members(members, depth + 1)
         return out

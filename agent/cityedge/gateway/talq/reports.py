@@ -60,8 +60,11 @@ class Reporter:
         return out
 
     def _from(self, logger: dict[str, Any], device: str) -> bool:
-        sources = logger.get("sourceAddresses") or {}
+        sources = logger.get("sourceAddresses")
+        sources = sources if isinstance(sources, dict) else {}
         white, black = sources.get("whiteList"), sources.get("blackList")
+        white = white if isinstance(white, list) else None
+        black = black if isinstance(black, list) else None
         if white and device not in self.core.members(white):
             return False
         return not (black and device in self.core.members(black))
@@ -69,7 +72,8 @@ class Reporter:
     def _entries(
         self, logger: dict[str, Any], info: Any, address: str, item: Reading | Event
     ) -> list[dict[str, Any]]:
-        mode = logger.get("recordingMode") or {}
+        mode = logger.get("recordingMode")
+        mode = mode if isinstance(mode, dict) else {}
         stamp = dt.datetime.fromtimestamp(item.ts, dt.UTC).isoformat()
         ref = logger.get("cmsRefId")
         extra = {"cmsRefId": ref} if isinstance(ref, str) else {}
@@ -77,7 +81,8 @@ class Reporter:
             if mode.get("type") != "EventRecordingMode" or item.kind not in EVENT_TYPES:
                 return []
             function_id, event_type = EVENT_TYPES[item.kind]
-            wanted = (mode.get("sourceEvents") or {}).get("whiteList")
+            events = mode.get("sourceEvents")
+            wanted = events.get("whiteList") if isinstance(events, dict) else None
             if wanted and event_type not in wanted:
                 return []
             return [
@@ -118,16 +123,23 @@ class Reporter:
 
 
 def _wanted(mode: dict[str, Any], fn: mapping.FunctionMap, attr: mapping.AttributeMap) -> bool:
-    for content in mode.get("content") or []:
+    contents = mode.get("content")
+    for content in contents if isinstance(contents, list) else []:
+        if not isinstance(content, dict):
+            continue
         scope = content.get("attributeScope")
         if scope is not None and scope != attr.scope:
             continue
-        function = content.get("function") or {}
+        function = content.get("function")
+        if not isinstance(function, dict):
+            continue
         if function.get("functionId") not in (None, fn.function_id):
             continue
         if function.get("functionType") not in (None, fn.type):
             continue
-        names = [a.get("name") for a in function.get("attributes") or []]
+        listed = function.get("attributes")
+        listed = listed if isinstance(listed, list) else []
+        names = [a.get("name") for a in listed if isinstance(a, dict)]
         if not names or attr.name in names:
             return True
     return False

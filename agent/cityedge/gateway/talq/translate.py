@@ -68,8 +68,27 @@ def _order(at: str) -> tuple[int, int]:
     return (1, hour * 60 + minute) if hour >= 12 else (2, hour * 60 + minute)
 
 
+Broken = (KeyError, TypeError, ValueError, AttributeError, IndexError)
+
+
 def program(doc: dict[str, Any]) -> dict[str, Any]:
-    """One `ControlProgramOne` as a lighting program table."""
+    """One `ControlProgramOne` as a lighting program table; TalqError (422) names what
+    this gateway cannot run, whatever the document holds."""
+    try:
+        return _program(doc)
+    except Broken as exc:
+        raise unprocessable("payloadError", f"control program {_id(doc)}: {_say(exc)}") from None
+
+
+def _id(doc: Any) -> str:
+    return repr(doc.get("id")) if isinstance(doc, dict) else "?"
+
+
+def _say(exc: Exception) -> str:
+    return f"unexpected content ({type(exc).__name__}: {exc})"
+
+
+def _program(doc: dict[str, Any]) -> dict[str, Any]:
     if doc.get("type") != "ControlProgramOne":
         raise unprocessable(
             "payloadError",
@@ -78,6 +97,8 @@ def program(doc: dict[str, Any]) -> dict[str, Any]:
     steps: list[dict[str, Any]] = []
     for control in doc.get("astroClockTimeControls") or []:
         event = control.get("solarEventType")
+        if event not in ("sunset", "sunrise"):
+            raise ValueError(f"solarEventType {event!r}")
         steps.append(
             {
                 "at": _astro(event, int(control.get("offset", 0)) // 60),
@@ -117,6 +138,18 @@ def lighting_document(
     """`base` (the running document, dumped) with the lamps of `assigned` (device ->
     calendar id) moved into one group per calendar. Raises TalqError naming what
     cannot be run."""
+    try:
+        return _lighting_document(base, calendars, programs, assigned)
+    except Broken as exc:
+        raise unprocessable("payloadError", f"calendars: {_say(exc)}") from None
+
+
+def _lighting_document(
+    base: dict[str, Any],
+    calendars: dict[str, dict[str, Any]],
+    programs: dict[str, dict[str, Any]],
+    assigned: dict[str, str],
+) -> dict[str, Any]:
     claimed = {d for d, c in assigned.items() if c in calendars}
     doc = dict(base)
     groups = []
@@ -170,6 +203,8 @@ def _rule_exceptions(cal_id: str, calendar: dict[str, Any], group: str) -> list[
             for span in condition.get("days") or []:
                 first = int(span["start"])
                 last = int(span.get("end", first))
+                if not 1 <= first <= 7 or not 1 <= last <= 7:
+                    raise ValueError(f"day {first}-{last}: days are 1 (Monday) to 7")
                 days |= {WEEKDAYS[d - 1] for d in range(first, max(first, last) + 1)}
             out.append(
                 {"weekdays": sorted(days, key=WEEKDAYS.index), "program": name, "groups": [group]}
