@@ -87,6 +87,7 @@ class Site:
         self.overrides = Overrides(self, state / "overrides.json",
                                    now=lambda: self.clock.now().timestamp())  # fmt: skip
         self.lighting.on_superseded = self.overrides.superseded
+        self.observers.append(self.lighting.observe)  # as the runtime's pipeline does
         assert config.talq is not None
         self.core = TalqCore(config.talq, self, TalqStore(state / "talq" / "state.json"),
                              now=self.clock.now)  # fmt: skip

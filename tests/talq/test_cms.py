@@ -32,8 +32,10 @@ LOGGER: dict[str, Any] = {
 
 
 class Running:
-    def __init__(self, site: Site, client: CmsClient, cms: SimulatedCms) -> None:
-        self.site, self.client, self.cms = site, client, cms
+    def __init__(
+        self, site: Site, client: CmsClient, cms: SimulatedCms, street: ModbusStreet
+    ) -> None:
+        self.site, self.client, self.cms, self.street = site, client, cms, street
         self.made: list[dict[str, Any]] = []  # every report, in the order it was queued
         put = client.queue.put
 
@@ -46,17 +48,20 @@ class Running:
 
 
 @contextlib.asynccontextmanager
-async def running(tmp_path: Path) -> AsyncIterator[Running]:
+async def running(tmp_path: Path, *, lighting: bool = False) -> AsyncIterator[Running]:
     cms = SimulatedCms(free_port())
     await cms.start()
     async with ModbusStreet(lampposts=3, meters=1) as street:
-        config = sample_config(tmp_path, street, port=free_port(), cms_uri=cms.base)
+        config = sample_config(tmp_path, street, port=free_port(), cms_uri=cms.base,
+                               recheck_s=1.0)  # fmt: skip
         site = Site(config)
         client = CmsClient(site.core, tmp_path / "talq" / "queue.db")
         site.observers.append(client.observe)
-        run = Running(site, client, cms)
+        run = Running(site, client, cms, street)
         tasks = [asyncio.create_task(site.driver.run(site.emit)),
                  asyncio.create_task(client.run())]  # fmt: skip
+        if lighting and site.lighting is not None:
+            tasks.append(asyncio.create_task(site.lighting.run()))
         try:
             yield run
         finally:
@@ -133,3 +138,33 @@ async def test_a_cms_that_answers_500_gets_the_report_again(tmp_path: Path) -> N
         assert len({s.query["talqRequestId"] for s in refused}) == 1
         assert entries(cms.reports) == entries(run.made[: len(cms.reports)])
         assert run.client.refused == 0
+
+
+async def test_lighting_alarms_reach_the_cms_as_events(tmp_path: Path) -> None:
+    logger: dict[str, Any] = {"address": "alarms", "ownerCMS": "cms",
+              "recordingMode": {"type": "EventRecordingMode",
+                                "sourceEvents": {"whiteList": ["controlGearFailure"]}},
+              "reportingMode": {"type": "ImmediateReportingMode", "delay": 0}}  # fmt: skip
+    async with running(tmp_path, lighting=True) as run:
+        cms, site = run.cms, run.site
+        street = run.street
+        assert await wait_for(lambda: cms.bootstrapped, 30)
+        site.core.store.loggers[logger["address"]] = logger
+        lamp = street.lamppost("lamppost-002")
+        lamp.driver_fault = True
+        lamp.update()
+
+        def events() -> list[dict[str, Any]]:
+            return [e["data"] for r in cms.reports for e in r["entries"]
+                    if e["data"]["type"] == "EventLogData"]  # fmt: skip
+
+        assert await wait_for(lambda: len(events()) >= 1, 30)
+        lamp.driver_fault = False
+        lamp.update()
+        assert await wait_for(lambda: len(events()) >= 2, 30)
+        address = site.core.store.address_of("lamppost-002")
+        assert [(e["eventType"], e["startEndFlag"], e["srcAddress"]) for e in events()[:2]] == [
+            ("controlGearFailure", True, f"{address}/lampMonitor"),
+            ("controlGearFailure", False, f"{address}/lampMonitor"),
+        ]
+        assert cms.invalid == [], [(s.method, s.path, s.errors) for s in cms.invalid][:3]
