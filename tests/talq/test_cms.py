@@ -68,7 +68,6 @@ async def running(tmp_path: Path, *, lighting: bool = False) -> AsyncIterator[Ru
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            client.queue.close()
             await cms.stop()
 
 
@@ -168,3 +167,31 @@ async def test_lighting_alarms_reach_the_cms_as_events(tmp_path: Path) -> None:
             ("controlGearFailure", False, f"{address}/lampMonitor"),
         ]
         assert cms.invalid == [], [(s.method, s.path, s.errors) for s in cms.invalid][:3]
+
+
+async def test_reports_queued_while_the_cms_is_away_survive_a_restart(tmp_path: Path) -> None:
+    async with running(tmp_path) as run:
+        cms, site, client = run.cms, run.site, run.client
+        assert await wait_for(lambda: cms.bootstrapped, 30)
+        await cms.stop()
+        site.core.store.loggers[LOGGER["address"]] = LOGGER
+        assert await wait_for(lambda: len(run.made) >= 3, 30)
+        site.observers.remove(client.observe)
+        runner = next(t for t in asyncio.all_tasks() if t.get_coro().__qualname__  # type: ignore[union-attr]
+                      == "CmsClient.run")  # fmt: skip
+        runner.cancel()  # the agent stops with reports queued
+        await asyncio.gather(runner, return_exceptions=True)
+        queued = entries(run.made)
+        assert queued
+        # the agent starts again: a new client on the same queue file
+        again = CmsClient(site.core, tmp_path / "talq" / "queue.db")
+        assert again.queue.waiting() >= len(run.made)  # (and the announcement, if it waited)
+        await cms.start()
+        task = asyncio.create_task(again.run())
+        try:
+            assert await wait_for(lambda: len(cms.reports) >= len(run.made), 60)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        assert entries(cms.reports)[: len(queued)] == queued
+        assert cms.invalid == []

@@ -127,6 +127,16 @@ async def test_writes_need_a_request_id_and_a_client_address(gateway: tuple[str,
             assert {d["name"] for d in devices} >= {"gateway", "lamppost-001", "lamppost-002"}
 
 
+async def test_the_higher_minor_version_adapts(gateway: tuple[str, Site]) -> None:
+    base, _ = gateway
+    async with aiohttp.ClientSession() as http:
+        for asked, answered in (("2.5.0", "2.5.0"), ("2.7.1", "2.7.1"), ("2.9", "2.7.1")):
+            async with http.get(url(base, "/services", write=False),
+                                headers={"talq-api-version": asked}) as response:  # fmt: skip
+                assert response.status == 200
+                assert response.headers["talq-api-version"] == answered
+
+
 def test_production_mode_needs_its_certificates() -> None:
     import tomllib
 

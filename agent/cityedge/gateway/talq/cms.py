@@ -78,29 +78,37 @@ class CmsClient:
         timeout = aiohttp.ClientTimeout(total=self.section.request_timeout)
         backoff = Backoff(min(1.0, self.section.retry_s), self.section.retry_s)
         async with aiohttp.ClientSession(timeout=timeout) as session:
-            while True:
-                try:
-                    if not self.core.store.bootstrapped:
-                        await self.bootstrap(session, context)
-                    self._announce()
-                    await self._drain(session, context)
-                    backoff.reset()
-                except CmsUnavailable as exc:
-                    self.queue.retry_later()
-                    delay = backoff.next()
-                    (log.warning if backoff.attempts == 1 else log.debug)(
-                        "talq.cms_unavailable",
-                        error=str(exc),
-                        retry_s=round(delay, 2),
-                        waiting=self.queue.waiting(),
-                    )
-                    await asyncio.sleep(delay)
-                    continue
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(FLUSH_S):
-                        await self._wake.wait()
+            try:
+                await self._loop(session, context, backoff)
+            except asyncio.CancelledError:  # the agent stops: what was gathered is kept
                 self._flush_reports()
+                self.queue.close()
+                raise
+
+    async def _loop(self, session: aiohttp.ClientSession, context: Any, backoff: Backoff) -> None:
+        while True:
+            try:
+                if not self.core.store.bootstrapped:
+                    await self.bootstrap(session, context)
+                self._announce()
+                await self._drain(session, context)
+                backoff.reset()
+            except CmsUnavailable as exc:
+                self.queue.retry_later()
+                delay = backoff.next()
+                (log.warning if backoff.attempts == 1 else log.debug)(
+                    "talq.cms_unavailable",
+                    error=str(exc),
+                    retry_s=round(delay, 2),
+                    waiting=self.queue.waiting(),
+                )
+                await asyncio.sleep(delay)
+                continue
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(FLUSH_S):
+                    await self._wake.wait()
+            self._flush_reports()
 
     def _flush_reports(self) -> None:
         for body in self.reporter.reports():

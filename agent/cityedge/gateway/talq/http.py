@@ -61,9 +61,19 @@ def is_uuid(text: str) -> bool:
     return True
 
 
-def _encode(payload: Any, encoding: str) -> tuple[bytes, dict[str, str]]:
+def spoken(theirs: str | None) -> str:
+    """The version to answer in: ours, or the caller's when it is the lower 2.x (the
+    side with the higher minor version adapts)."""
+    if theirs is None or not VERSION.match(theirs.strip()):
+        return API_VERSION
+    mine = tuple(int(p) for p in API_VERSION.split("."))
+    asked = tuple(int(p) for p in theirs.strip().split("."))
+    return theirs.strip() if asked < mine else API_VERSION
+
+
+def _encode(payload: Any, encoding: str, version: str) -> tuple[bytes, dict[str, str]]:
     raw = b"" if payload is None else json.dumps(payload, separators=(",", ":")).encode()
-    headers = {"Cache-Control": "no-transform", "talq-api-version": API_VERSION}
+    headers = {"Cache-Control": "no-transform", "talq-api-version": version}
     if payload is not None:
         headers["Content-Type"] = "application/json; charset=utf-8"
     if encoding == "gzip" and raw:
@@ -73,14 +83,16 @@ def _encode(payload: Any, encoding: str) -> tuple[bytes, dict[str, str]]:
     return raw, headers
 
 
-def answer(status: int, payload: Any, encoding: str = "") -> web.Response:
-    raw, headers = _encode(payload, encoding)
+def answer(
+    status: int, payload: Any, encoding: str = "", version: str = API_VERSION
+) -> web.Response:
+    raw, headers = _encode(payload, encoding, version)
     # a body of bytes: aiohttp sends Content-Length, never chunks
     return web.Response(status=status, body=raw, headers=headers)
 
 
-def refusal(error: TalqError, encoding: str = "") -> web.Response:
-    return answer(error.status, error.body(), encoding)
+def refusal(error: TalqError, encoding: str = "", version: str = API_VERSION) -> web.Response:
+    return answer(error.status, error.body(), encoding, version)
 
 
 def endpoint(handler: Handler, *, uuid_params: tuple[str, ...] = ()) -> Any:
@@ -88,12 +100,13 @@ def endpoint(handler: Handler, *, uuid_params: tuple[str, ...] = ()) -> Any:
 
     async def handle(request: web.Request) -> web.StreamResponse:
         encoding = request.headers.get("Content-Encoding", "").strip().lower()
+        version = spoken(request.headers.get("talq-api-version"))
         try:
             call = await _checked(request, encoding, uuid_params)
             status, payload = await handler(call)
         except TalqError as err:
-            return refusal(err, encoding if encoding in ENCODINGS else "")
-        return answer(status, payload, encoding)
+            return refusal(err, encoding if encoding in ENCODINGS else "", version)
+        return answer(status, payload, encoding, version)
 
     return handle
 
