@@ -96,6 +96,9 @@ class Site:
     def devices(self) -> dict[str, DeviceInfo]:
         return self.driver.catalogue()
 
+    def driver_for(self, device: str) -> Driver | None:
+        return self.driver if device in self.driver.catalogue() else None
+
     async def read_point(self, device: str, point: str) -> Value | None:
         readings = await self.driver.read(device, [point])
         return readings[0].value if readings else None

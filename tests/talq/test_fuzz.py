@@ -69,7 +69,7 @@ class Agent:
         points = {p: PointInfo(p, "int") for p in ("dimming", "lamp_failure", "power")}
         return {"lamp": DeviceInfo("lamp", "lamppost", "street", points)}
 
-    async def read_point(self, device: str, point: str) -> int | None:
+    def driver_for(self, device: str) -> None:
         return None
 
 

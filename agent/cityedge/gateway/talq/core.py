@@ -22,7 +22,8 @@ from cityedge.gateway.talq.errors import TalqError, not_found, unprocessable
 from cityedge.gateway.talq.mapping import AttributeMap, FunctionMap
 from cityedge.gateway.talq.section import TalqSection
 from cityedge.gateway.talq.store import TalqStore
-from cityedge.sdk.model import Command, DeviceError, DeviceInfo, ResultCode, Value
+from cityedge.sdk.driver import Driver
+from cityedge.sdk.model import Command, DeviceError, DeviceInfo, Reading, ResultCode
 
 if TYPE_CHECKING:
     from cityedge.gateway.control.overrides import Overrides
@@ -42,7 +43,7 @@ class AgentSide(Protocol):
     def lighting(self) -> LightingController | None: ...
 
     def devices(self) -> dict[str, DeviceInfo]: ...
-    async def read_point(self, device: str, point: str) -> Value | None: ...
+    def driver_for(self, device: str) -> Driver | None: ...
 
 
 class TalqCore:
@@ -104,31 +105,41 @@ class TalqCore:
         *,
         read: bool,
     ) -> dict[str, Any]:
-        """Attribute bodies of `fn`; with `read`, points are read from the device now."""
+        """Attribute bodies of `fn`; with `read`, its points are read from the device now,
+        in one read through the device's driver, stamped with the reading's time."""
+        points = sorted({a.point for a in attrs if a.source == "point" and a.point})
+        readings = await self._read(device, points) if read and points else {}
         out: dict[str, Any] = {}
         now = self.now()
         for attr in attrs:
-            value = await self.value(device, address, fn, attr, read=read)
-            out[attr.name] = mapping.attribute(attr, value, now if value is not None else None)
+            if attr.source == "point":
+                reading = readings.get(attr.point or "")
+                value = reading.value if reading is not None else None
+                at = dt.datetime.fromtimestamp(reading.ts, dt.UTC) if reading else None
+            else:
+                value, at = self.value(device, address, fn, attr), now
+            out[attr.name] = mapping.attribute(attr, value, at if value is not None else None)
         return out
 
-    async def value(
-        self, device: str, address: str, fn: FunctionMap, attr: AttributeMap, *, read: bool
-    ) -> Any:
-        if attr.source == "point" and attr.point is not None:
-            if not read:
-                return None
-            try:
-                async with asyncio.timeout(READ_TIMEOUT):
-                    return await self.agent.read_point(device, attr.point)
-            except (TimeoutError, DeviceError) as exc:
-                log.warning("talq.read_failed", device=device, point=attr.point, error=str(exc))
-                return None
+    async def _read(self, device: str, points: list[str]) -> dict[str, Reading]:
+        driver = self.agent.driver_for(device)
+        if driver is None:
+            return {}
+        try:
+            async with asyncio.timeout(READ_TIMEOUT):
+                readings = await driver.read(device, points)
+        except (TimeoutError, DeviceError) as exc:
+            log.warning("talq.read_failed", device=device, points=points, error=str(exc))
+            return {}
+        return {r.point: r for r in readings}
+
+    def value(self, device: str, address: str, fn: FunctionMap, attr: AttributeMap) -> Any:
+        """What the gateway says or keeps for an attribute that is not a point."""
         if attr.source == "gateway":
             return self._gateway_value(device, attr)
-        key = f"{address}/{fn.function_id}/{attr.name}"
         if attr.name == "calendarID":
             return self.store.assigned.get(device)
+        key = f"{address}/{fn.function_id}/{attr.name}"
         return self.store.attributes.get(key, mapping.STORED_DEFAULTS.get(attr.name))
 
     def _gateway_value(self, device: str, attr: AttributeMap) -> Any:
