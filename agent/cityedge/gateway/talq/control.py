@@ -117,6 +117,8 @@ def crud(
         async with core.lock:
             before = dict(items)
             del items[call.match[param]]
+            if store == "groups":  # its calendar goes with it
+                core.store.group_calendars.pop(call.match[param], None)
             await changed(before)
         return 200, doc
 
@@ -133,7 +135,8 @@ def crud(
 
 
 def _refuse_if_used(core: TalqCore, store: str, key: str) -> None:
-    if store == "calendars" and key in core.store.assigned.values():
+    in_use = {*core.store.assigned.values(), *core.store.group_calendars.values()}
+    if store == "calendars" and key in in_use:
         raise unprocessable("deletingResourceIsReferred", f"calendar {key!r} is assigned to lamps")
     if store == "programs":
         for cal_id, cal in core.store.calendars.items():
@@ -145,22 +148,38 @@ def _refuse_if_used(core: TalqCore, store: str, key: str) -> None:
                 )
 
 
-async def assign_calendar(core: TalqCore, devices: set[str], calendar: str) -> None:
-    """Lamps follow `calendar` ('' : none, back to the configured programs)."""
+async def assign_calendar(
+    core: TalqCore, devices: set[str], calendar: str, groups: frozenset[str] = frozenset()
+) -> None:
+    """Lamps, and the members of groups (as the groups change), follow `calendar`
+    ('': none, back to the configured programs). Refused whole, or applied."""
     if calendar and calendar not in core.store.calendars:
         raise unprocessable("relatedResourceNotFound", f"no calendar {calendar!r}")
     async with core.lock:
-        before = dict(core.store.assigned)
-        for device in devices:
-            if calendar:
-                core.store.assigned[device] = calendar
-            else:
-                core.store.assigned.pop(device, None)
+        before = dict(core.store.assigned), dict(core.store.group_calendars)
+        for target, keys in ((core.store.assigned, devices), (core.store.group_calendars, groups)):
+            for key in keys:
+                if calendar:
+                    target[key] = calendar
+                else:
+                    target.pop(key, None)
         core.store.save()
         try:
             await core.apply_lighting()
         except TalqError:
-            core.store.assigned = before
+            core.store.assigned, core.store.group_calendars = before
+            core.store.save()
+            raise
+
+
+async def _members_changed(core: TalqCore, group: dict[str, Any], before: list[Any]) -> None:
+    """A group's members changed: the calendar of the group follows its members."""
+    async with core.lock:
+        core.store.save()
+        try:
+            await core.apply_lighting()
+        except TalqError:
+            group["members"] = before
             core.store.save()
             raise
 
@@ -219,10 +238,16 @@ def routes(core: TalqCore) -> list[web.RouteDef]:
             raise bad_request("payloadError", "an assign command needs addresses")
         if not isinstance(entity, dict) or entity.get("resource") != "calendars":
             raise unprocessable("assignmentEntityNotValid", "this gateway assigns calendars only")
-        devices = core.members(refs)
-        if not devices:
-            raise unprocessable("assignmentAddressNotValid", "no lamp behind these addresses")
-        await assign_calendar(core, devices, str(entity.get("address") or ""))
+        groups = frozenset(
+            str(r.get("address")) for r in refs
+            if isinstance(r, dict) and r.get("resource") == "groups"
+            and str(r.get("address")) in core.store.groups
+        )  # fmt: skip
+        devices = core.members([r for r in refs if isinstance(r, dict)
+                                and r.get("resource") == "devices"])  # fmt: skip
+        if not devices and not groups:
+            raise unprocessable("assignmentAddressNotValid", "no lamp or group behind these")
+        await assign_calendar(core, devices, str(entity.get("address") or ""), groups)
         return 201, None
 
     async def add_members(call: Call) -> tuple[int, Any]:
@@ -230,10 +255,10 @@ def routes(core: TalqCore) -> list[web.RouteDef]:
         refs = body_list(call, "ResourceReference")
         for ref in refs:
             require(ref, "ResourceReference", "resource", "address")
-        members = group.setdefault("members", [])
-        members += [r for r in refs if r not in members]
-        core.store.save()
-        return 200, members
+        before = list(group.get("members") or [])
+        group["members"] = before + [r for r in refs if r not in before]
+        await _members_changed(core, group, before)
+        return 200, group["members"]
 
     async def count_members(call: Call) -> tuple[int, Any]:
         return 200, len(_group(core, call).get("members") or [])
@@ -244,13 +269,13 @@ def routes(core: TalqCore) -> list[web.RouteDef]:
         members = group.get("members") or []
         if ref not in members:
             raise not_found(f"member {ref['resource']}/{ref['address']}")
-        members.remove(ref)
-        core.store.save()
+        group["members"] = [m for m in members if m != ref]
+        await _members_changed(core, group, members)
         return 200, ref
 
     group_path = "/groups/{groupAddress}/members"
     return [
-        *crud(core, "/groups", "groups", "address", "groupAddress", "Group", lighting=False),
+        *crud(core, "/groups", "groups", "address", "groupAddress", "Group", lighting=True),
         *crud(core, "/calendars", "calendars", "id", "calendarAddress", "Calendar", lighting=True),
         *crud(
             core,

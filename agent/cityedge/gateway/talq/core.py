@@ -138,7 +138,7 @@ class TalqCore:
         if attr.source == "gateway":
             return self._gateway_value(device, attr)
         if attr.name == "calendarID":
-            return self.store.assigned.get(device)
+            return self.calendars_in_force().get(device)
         key = f"{address}/{fn.function_id}/{attr.name}"
         return self.store.attributes.get(key, mapping.STORED_DEFAULTS.get(attr.name))
 
@@ -180,17 +180,23 @@ class TalqCore:
         durably and applied atomically by the controller, or refused whole."""
         controller = self.agent.lighting
         if controller is None:
-            if self.store.assigned:
+            if self.calendars_in_force():
                 raise unprocessable(
                     "assignmentEntityNotValid",
                     "this gateway runs no lighting (no [lighting] table)",
                 )
             return
-        base = controller.lighting.dump()
+        running = controller.lighting.dump()
+        if self.store.base_lighting is None or not any(
+            g["name"].startswith(translate.PREFIX) for g in running["groups"]
+        ):  # no calendar in it: the config's or the command post's document is the base
+            self.store.base_lighting = running
+            self.store.save()
         doc = translate.lighting_document(
-            base, self.store.calendars, self.store.programs, self.store.assigned
-        )
-        if {**doc, "version": 0} == {**base, "version": 0}:
+            self.store.base_lighting, self.store.calendars, self.store.programs,
+            self.calendars_in_force(),
+        )  # fmt: skip
+        if {**doc, "version": 0} == {**running, "version": 0}:
             return  # nothing the lamps run has changed
         doc["version"] = controller.lighting.version + 1
         cmd = Command(
@@ -209,6 +215,16 @@ class TalqCore:
                 422, "payloadError", f"the lighting controller refused it: {result.detail}"
             )
         log.info("talq.lighting_applied", version=doc["version"])
+
+    def calendars_in_force(self) -> dict[str, str]:
+        """Device -> the calendar it follows: its group's (members as they are now),
+        unless one was set on the device itself."""
+        out: dict[str, str] = {}
+        for group, calendar in sorted(self.store.group_calendars.items()):
+            for device in self.members([{"resource": "groups", "address": group}]):
+                out[device] = calendar
+        out.update(self.store.assigned)
+        return out
 
     def members(self, references: list[dict[str, Any]], depth: int = 0) -> set[str]:
         """Device names behind references to devices, their functions and groups."""

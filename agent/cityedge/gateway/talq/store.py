@@ -36,7 +36,11 @@ class TalqStore:
         self.programs: dict[str, dict[str, Any]] = {}
         self.loggers: dict[str, dict[str, Any]] = {}
         self.assigned: dict[str, str] = {}  # device name -> calendar id
+        self.group_calendars: dict[str, str] = {}  # group address -> calendar id
         self.attributes: dict[str, Any] = {}  # "<address>/<function>/<attribute>" -> value
+        # the lighting document as it was before TALQ calendars took lamps over (the
+        # config's, or the command post's): lamps leaving every calendar go back to it
+        self.base_lighting: dict[str, Any] | None = None
         self._load()
 
     def address_of(self, device: str) -> str:
@@ -68,10 +72,12 @@ class TalqStore:
         cms = raw.get("cms_address")
         self.cms_address = cms if isinstance(cms, str) else None
         self.bootstrapped = bool(raw.get("bootstrapped", False))
-        for name in ("devices", "assigned", "attributes", *COLLECTIONS):
+        for name in ("devices", "assigned", "group_calendars", "attributes", *COLLECTIONS):
             value = raw.get(name)
             if isinstance(value, dict):
                 setattr(self, name, value)
+        base = raw.get("base_lighting")
+        self.base_lighting = base if isinstance(base, dict) else None
         announced = raw.get("announced")
         if isinstance(announced, list):
             self.announced = {a for a in announced if isinstance(a, str)}
@@ -84,7 +90,9 @@ class TalqStore:
             "devices": self.devices,
             "announced": sorted(self.announced),
             "assigned": self.assigned,
+            "group_calendars": self.group_calendars,
             "attributes": self.attributes,
+            "base_lighting": self.base_lighting,
             **{name: getattr(self, name) for name in COLLECTIONS},
         }
         self.path.parent.mkdir(parents=True, exist_ok=True)
