@@ -6,6 +6,7 @@ leaves the running one in place."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -22,8 +23,10 @@ CMS = str(uuid.uuid4())
 
 
 class Api:
-    def __init__(self, http: aiohttp.ClientSession, base: str, site: Site) -> None:
-        self.http, self.base, self.site = http, base, site
+    def __init__(
+        self, http: aiohttp.ClientSession, base: str, site: Site, street: ModbusStreet
+    ) -> None:
+        self.http, self.base, self.site, self.street = http, base, site, street
 
     async def __call__(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         params = {"clientAddress": CMS, "talqRequestId": str(uuid.uuid4())}
@@ -53,7 +56,7 @@ async def api(tmp_path: Path) -> AsyncIterator[Api]:
         await asyncio.wait_for(ready.wait(), 10)
         try:
             async with aiohttp.ClientSession() as http:
-                yield Api(http, f"http://127.0.0.1:{port}", site)
+                yield Api(http, f"http://127.0.0.1:{port}", site, street)
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
@@ -130,3 +133,27 @@ async def test_a_program_the_lamps_cannot_run_is_refused_and_the_old_one_stays(a
     assert status == 422, body
     assert api.site.lighting.lighting.version == version
     assert (await api("GET", "/control-programs/ok"))[1]["astroClockTimeControls"]
+
+
+async def test_a_target_light_command_is_an_override_until_its_expiration(api: Api) -> None:
+    lamp = api.address("lamppost-001")
+    expiration = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=10)
+    command = {"state": {"name": "LevelState", "value": 60},
+               "expiration": expiration.isoformat()}  # fmt: skip
+    status, body = await api("PATCH", f"/devices/{lamp}/lampActuator/targetLightCommand",
+                             {"type": "AttributeCommand", "value": command})  # fmt: skip
+    assert status == 200, body
+    assert int(api.street.register("lamppost-001", "dimming")) == 60
+    (override,) = api.site.overrides.active()
+    assert (override.device, override.point, override.value) == ("lamppost-001", "dimming", 60)
+    assert abs(override.until - expiration.timestamp()) < 5
+    status, attr = await api("GET", f"/devices/{lamp}/lampActuator/targetLightCommand")
+    assert attr["value"]["state"]["value"] == 60 and attr["value"]["reason"] == "override"
+    status, attr = await api("GET", f"/devices/{lamp}/lampActuator/actualLightState")
+    assert attr["value"] == {"name": "LevelState", "value": 60}
+    # out of the local policy's range: refused, nothing written
+    status, body = await api("POST", "/override-commands", {
+        "addresses": [{"resource": "devices", "address": lamp}],
+        "targetCommand": {"state": {"name": "LevelState", "value": 101}}})  # fmt: skip
+    assert status == 422 and body[0]["key"] == "overrideCommandNotValid"
+    assert int(api.street.register("lamppost-001", "dimming")) == 60
