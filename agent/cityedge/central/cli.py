@@ -314,7 +314,8 @@ async def _send(
         return EXIT_USAGE
     if json_out:
         typer.echo(json.dumps(jsonable({
-            "command_id": result.command_id, "code": str(result.code), "detail": result.detail,
+            "command_id": result.command_id, "digest": result.command_digest.hex(),
+            "code": str(result.code), "detail": result.detail,
             "readback": result.readback, "readback_matched": result.readback_matched,
             "data": result.data,
         }), ensure_ascii=False))  # fmt: skip

@@ -84,9 +84,8 @@ def _entry_text(entry: Entry) -> str:
         matched = {True: " (matches)", False: " (DIFFERS)", None: ""}[entry["readback_matched"]]
         readback = f" readback={entry['readback']!r}{matched}"
     data = f" {_compact(entry['data'])}" if entry["data"] else ""
-    return (
-        f"result {entry['command_id'] or '(id unknown)'}: {entry['code']}{detail}{readback}{data}"
-    )
+    name = entry["command_id"] or "(unverified)"
+    return f"result {name} [{entry['digest'].hex()}]: {entry['code']}{detail}{readback}{data}"
 
 
 def _command_line(command: Command, topic: str) -> str:

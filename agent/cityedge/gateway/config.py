@@ -55,6 +55,8 @@ class UplinkSection(Table):
     batch_interval: Seconds = 0.2
     inflight: Annotated[int, Field(ge=1, le=1000)] = 64
     backlog_share: Annotated[float, Field(gt=0, le=1)] = 0.5
+    # After a (re)connect the backlog waits for the first live message, this long at most.
+    live_first_wait: Annotated[float, Field(ge=0, le=60)] = 2.0
     reconnect_min: Seconds = 0.5
     reconnect_max: Seconds = 60.0
 
@@ -74,6 +76,9 @@ class KeysSection(Table):
     # kind per window, and at most `refusal_answers` results per kind per window.
     refusal_window: Seconds = 60.0
     refusal_answers: Annotated[int, Field(ge=0, le=10_000)] = 10
+    # How far a command's `issued` may lie ahead of our clock and its `expires` behind
+    # it before it is not-yet-valid / expired (docs/protocol.md §8.2).
+    clock_allowance: Annotated[float, Field(ge=0, le=600)] = 30.0
 
 
 class OutboxSection(Table):

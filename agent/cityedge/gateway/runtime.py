@@ -103,6 +103,7 @@ class Agent:
             outbox=self.outbox,
             replay=ReplayCache(cfg.gateway.state_dir / "replay.db"),
             throttle=SecurityThrottle(cfg.keys.refusal_window, cfg.keys.refusal_answers),
+            clock_allowance=cfg.keys.clock_allowance,
             catalogue=self.devices,
             write=self.write,
             read=self.read_point,
@@ -133,7 +134,7 @@ class Agent:
         self.lighting = self._lighting()
         if self.lighting is not None:
             self.pipeline.observers.append(self.lighting.observe)
-            self.commands.operations["lighting.program"] = self.lighting.push
+            self.commands.register("lighting.program", self.lighting.push)
         self._clock_at_start: ClockState | None = None  # asked in run(), before drivers poll
         # A rotated gateway key travels with the old key's word for it (docs/protocol.md §12).
         self.key_announcements = announcements_for(cfg.gateway.state_dir, self.key)
