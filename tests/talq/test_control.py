@@ -157,3 +157,19 @@ async def test_a_target_light_command_is_an_override_until_its_expiration(api: A
         "targetCommand": {"state": {"name": "LevelState", "value": 101}}})  # fmt: skip
     assert status == 422 and body[0]["key"] == "overrideCommandNotValid"
     assert int(api.street.register("lamppost-001", "dimming")) == 60
+
+
+async def test_a_cms_may_echo_the_gateways_configuration_but_not_change_it(api: Api) -> None:
+    gateway = api.site.core.store.gateway_address
+    section = api.site.core.section
+    path = f"/devices/{gateway}/gateway"
+    same = {"type": "AttributeUri", "value": section.cms_uri}
+    assert (await api("PATCH", f"{path}/cmsUri", same))[0] == 200
+    elsewhere = {"type": "AttributeUri", "value": "http://elsewhere.example"}
+    status, body = await api("PATCH", f"{path}/cmsUri", elsewhere)
+    assert status == 422 and "configuration" in body[0]["description"]
+    crl = {"type": "AttributeUri", "value": "urn:city:crl:7"}
+    function = {"id": "gateway", "type": "GatewayFunction", "crlUrn": crl}
+    assert (await api("PATCH", path, function))[0] == 200
+    status, attr = await api("GET", f"{path}/crlUrn")
+    assert attr["value"] == "urn:city:crl:7"

@@ -227,11 +227,19 @@ async def _write(
     body: dict[str, Any],
 ) -> None:
     """A CMS sets an attribute: a calendar for a lamp, a command, or a stored value."""
-    if not attr.writable:
-        raise unprocessable("payloadError", f"attribute {attr.name} is read-only")
     if "value" not in body:
         raise bad_request("payloadError", f"attribute {attr.name}: value missing")
     value = body["value"]
+    if not attr.writable:
+        # a CMS echoing what the gateway said (its configuration, after the bootstrap)
+        current = core.value(device, address, fn, attr) if attr.source != "point" else None
+        if current is not None and mapping.convert(attr.type, current) == value:
+            return
+        raise unprocessable(
+            "resourceConflict",
+            f"attribute {attr.name} is read-only here"
+            + (" (set in the gateway's configuration)" if attr.source == "gateway" else ""),
+        )
     if attr.name == "calendarID":
         from cityedge.gateway.talq.control import assign_calendar
 
