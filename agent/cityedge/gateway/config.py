@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 from cityedge.gateway.lighting.program import Lighting, load_lighting
 from cityedge.gateway.policy import Policy, load_policy
 from cityedge.gateway.registry import known_kinds, section_model
+from cityedge.gateway.talq.section import TalqSection
 from cityedge.protocol.topics import DEFAULT_PREFIX
 from cityedge.sdk.driver import SHIPPED_CONFIG_DIR, DriverEnv, DriverSection
 from cityedge.sdk.problems import FileProblems, describe_value, error_lines
@@ -125,6 +126,8 @@ class AgentConfig(Table):
     # in file order with the drivers'. No [lighting] table: no lighting controller.
     policy: Policy = Field(default_factory=Policy)
     lighting: Lighting | None = None
+    # [talq]: the TALQ gateway API and its CMS (docs/talq.md); no table, no TALQ
+    talq: TalqSection | None = None
 
     @property
     def signing_key_path(self) -> Path:

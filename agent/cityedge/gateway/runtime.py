@@ -358,6 +358,11 @@ class Agent:
             parts["lighting"] = self.lighting.run
         # Technicians: the control socket, and the maintenance page when configured.
         parts |= technician_tasks(self)
+        if self.config.talq is not None:  # the TALQ gateway API and its CMS client
+            from cityedge.gateway.talq import talq_tasks
+
+            parts |= talq_tasks(self.config.talq, self, self.config.gateway.state_dir,
+                                self.pipeline.observers)  # fmt: skip
         return parts
 
     async def _ask_clock(self) -> ClockState:

@@ -1,0 +1,175 @@
+"""Groups, calendars and assign commands over the API, onto the lighting document:
+a calendar assigned to a group follows the group's members as they change; a
+calendar or program in use cannot be deleted; a document the controller refuses
+leaves the running one in place."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from cityedge.gateway.talq.app import serve
+from cityedge.street.modbus import ModbusStreet
+from tests.talq.site import Site, free_port, sample_config
+
+CMS = str(uuid.uuid4())
+
+
+class Api:
+    def __init__(
+        self, http: aiohttp.ClientSession, base: str, site: Site, street: ModbusStreet
+    ) -> None:
+        self.http, self.base, self.site, self.street = http, base, site, street
+
+    async def __call__(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        params = {"clientAddress": CMS, "talqRequestId": str(uuid.uuid4())}
+        headers = {"talq-api-version": "2.7.1"}
+        async with self.http.request(
+            method, self.base + path, params=params, json=body, headers=headers
+        ) as response:
+            raw = await response.read()
+            return response.status, (await response.json()) if raw else None
+
+    def lamps_of(self, group: str) -> list[str]:
+        assert self.site.lighting is not None
+        found = [g.devices for g in self.site.lighting.lighting.groups if g.name == group]
+        return found[0] if found else []
+
+    def address(self, device: str) -> str:
+        return self.site.core.store.address_of(device)
+
+
+@pytest.fixture
+async def api(tmp_path: Path) -> AsyncIterator[Api]:
+    async with ModbusStreet(lampposts=3, meters=0) as street:
+        port = free_port()
+        site = Site(sample_config(tmp_path, street, port=port, cms_uri="http://127.0.0.1:9"))
+        ready = asyncio.Event()
+        task = asyncio.create_task(serve(site.core, ready))
+        await asyncio.wait_for(ready.wait(), 10)
+        try:
+            async with aiohttp.ClientSession() as http:
+                yield Api(http, f"http://127.0.0.1:{port}", site, street)
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+
+def program(pid: str, level: int) -> dict[str, Any]:
+    return {"id": pid, "ownerCMS": CMS, "type": "ControlProgramOne",
+            "activePeriods": [{"name": "AstroClockActivePeriod", "sunsetOffset": 0,
+                               "sunriseOffset": 0}],
+            "astroClockTimeControls": [{"offset": 1200, "solarEventType": "sunset",
+                                        "operation": "max",
+                                        "command": {"state": {"name": "LevelState",
+                                                              "value": level}}}],
+            "fixedTimeControls": []}  # fmt: skip
+
+
+async def test_a_group_calendar_follows_the_groups_members(api: Api) -> None:
+    group = str(uuid.uuid4())
+    one, two = api.address("lamppost-001"), api.address("lamppost-002")
+    assert (await api("POST", "/groups", [{"address": group, "ownerCMS": CMS,
+                                           "members": [{"resource": "devices",
+                                                        "address": one}]}]))[0] == 201  # fmt: skip
+    assert (await api("POST", "/control-programs", [program("low", 20)]))[0] == 201
+    assert (await api("POST", "/calendars", [{"id": "quiet", "ownerCMS": CMS,
+                                              "defaultProgram": "low"}]))[0] == 201  # fmt: skip
+    status, _ = await api("POST", "/assign-commands", {
+        "addresses": [{"resource": "groups", "address": group}],
+        "entity": {"resource": "calendars", "address": "quiet"}})  # fmt: skip
+    assert status == 201
+    assert api.lamps_of("talq-quiet") == ["lamppost-001"]
+    assert api.site.lighting is not None
+    running = api.site.lighting.lighting.programs["talq-low"]
+    # the active period opens at sunset: full light until the first switch point
+    assert [(s.at, s.level) for s in running.steps] == [("sunset", 100), ("sunset+20", 20)]
+    # a new member follows the group's calendar; a removed one goes back to the config's
+    assert (await api("PUT", f"/groups/{group}/members",
+                      [{"resource": "devices", "address": two}]))[0] == 200  # fmt: skip
+    assert api.lamps_of("talq-quiet") == ["lamppost-001", "lamppost-002"]
+    assert (await api("DELETE", f"/groups/{group}/members/devices/{one}"))[0] == 200
+    assert api.lamps_of("talq-quiet") == ["lamppost-002"]
+    assert "lamppost-001" in api.lamps_of("street")
+    status, attr = await api("GET", f"/devices/{two}/lampActuator/calendarID")
+    assert status == 200 and attr["value"] == "quiet"
+    # in use: neither the calendar nor its program can go
+    status, body = await api("DELETE", "/calendars/quiet")
+    assert status == 422 and body[0]["key"] == "deletingResourceIsReferred"
+    status, body = await api("DELETE", "/control-programs/low")
+    assert status == 422 and body[0]["key"] == "deletingResourceIsReferred"
+    # the group goes, and its calendar with it: every lamp back on the configured program
+    assert (await api("DELETE", f"/groups/{group}"))[0] == 200
+    assert api.lamps_of("talq-quiet") == []
+    assert (await api("DELETE", "/calendars/quiet"))[0] == 200
+    version = api.site.lighting.lighting.version
+    assert version >= 4  # each change was a new document, stored and applied
+
+
+async def test_a_program_the_lamps_cannot_run_is_refused_and_the_old_one_stays(api: Api) -> None:
+    assert (await api("POST", "/control-programs", [program("ok", 30)]))[0] == 201
+    assert (await api("POST", "/calendars", [{"id": "c", "ownerCMS": CMS,
+                                              "defaultProgram": "ok"}]))[0] == 201  # fmt: skip
+    status, _ = await api("PATCH", f"/devices/{api.address('lamppost-003')}/lampActuator/"
+                          "calendarID", {"type": "AttributeString", "value": "c"})  # fmt: skip
+    assert status == 200
+    assert api.site.lighting is not None
+    version = api.site.lighting.lighting.version
+    # 23:00 then 21:00: steps out of order on every night, refused by the controller
+    bad = {**program("ok", 30), "astroClockTimeControls": [], "fixedTimeControls": [
+        {"startTime": "23:00:00", "command": {"state": {"name": "LevelState", "value": 50}}},
+        {"startTime": "01:00:00", "command": {"state": {"name": "LevelState", "value": 40}}},
+        {"startTime": "00:30:00", "command": {"state": {"name": "LevelState", "value": 40}}}],
+        "activePeriods": [{"name": "AbsoluteActivePeriod", "startTime": "00:45:00",
+                           "endTime": "05:00:00"}]}  # fmt: skip
+    status, body = await api("PUT", "/control-programs/ok", bad)
+    assert status == 422, body
+    assert api.site.lighting.lighting.version == version
+    assert (await api("GET", "/control-programs/ok"))[1]["astroClockTimeControls"]
+
+
+async def test_a_target_light_command_is_an_override_until_its_expiration(api: Api) -> None:
+    lamp = api.address("lamppost-001")
+    expiration = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=10)
+    command = {"state": {"name": "LevelState", "value": 60},
+               "expiration": expiration.isoformat()}  # fmt: skip
+    status, body = await api("PATCH", f"/devices/{lamp}/lampActuator/targetLightCommand",
+                             {"type": "AttributeCommand", "value": command})  # fmt: skip
+    assert status == 200, body
+    assert int(api.street.register("lamppost-001", "dimming")) == 60
+    (override,) = api.site.overrides.active()
+    assert (override.device, override.point, override.value) == ("lamppost-001", "dimming", 60)
+    assert abs(override.until - expiration.timestamp()) < 5
+    status, attr = await api("GET", f"/devices/{lamp}/lampActuator/targetLightCommand")
+    assert attr["value"]["state"]["value"] == 60 and attr["value"]["reason"] == "override"
+    status, attr = await api("GET", f"/devices/{lamp}/lampActuator/actualLightState")
+    assert attr["value"] == {"name": "LevelState", "value": 60}
+    # out of the local policy's range: refused, nothing written
+    status, body = await api("POST", "/override-commands", {
+        "addresses": [{"resource": "devices", "address": lamp}],
+        "targetCommand": {"state": {"name": "LevelState", "value": 101}}})  # fmt: skip
+    assert status == 422 and body[0]["key"] == "overrideCommandNotValid"
+    assert int(api.street.register("lamppost-001", "dimming")) == 60
+
+
+async def test_a_cms_may_echo_the_gateways_configuration_but_not_change_it(api: Api) -> None:
+    gateway = api.site.core.store.gateway_address
+    section = api.site.core.section
+    path = f"/devices/{gateway}/gateway"
+    same = {"type": "AttributeUri", "value": section.cms_uri}
+    assert (await api("PATCH", f"{path}/cmsUri", same))[0] == 200
+    elsewhere = {"type": "AttributeUri", "value": "http://elsewhere.example"}
+    status, body = await api("PATCH", f"{path}/cmsUri", elsewhere)
+    assert status == 422 and "configuration" in body[0]["description"]
+    crl = {"type": "AttributeUri", "value": "urn:city:crl:7"}
+    function = {"id": "gateway", "type": "GatewayFunction", "crlUrn": crl}
+    assert (await api("PATCH", path, function))[0] == 200
+    status, attr = await api("GET", f"{path}/crlUrn")
+    assert attr["value"] == "urn:city:crl:7"

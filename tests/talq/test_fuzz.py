@@ -1,0 +1,92 @@
+"""Whatever JSON a CMS sends as a control program, calendar or logger configuration,
+the gateway answers with a TALQ refusal or takes it: the translation and the
+reporting never fail otherwise (hypothesis)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cityedge.gateway.talq import translate
+from cityedge.gateway.talq.core import TalqCore
+from cityedge.gateway.talq.errors import TalqError
+from cityedge.gateway.talq.reports import Reporter
+from cityedge.gateway.talq.section import TalqSection
+from cityedge.gateway.talq.store import TalqStore
+from cityedge.sdk.model import DeviceInfo, Event, PointInfo, Reading
+
+SCALARS = st.none() | st.booleans() | st.integers(-(10**6), 10**6) | st.text(max_size=12)
+JSON = st.recursive(
+    SCALARS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner,
+                                                                max_size=5),
+    max_leaves=20,
+)  # fmt: skip
+KEYS = st.sampled_from(["type", "id", "activePeriods", "astroClockTimeControls",
+                        "fixedTimeControls", "name", "sunsetOffset", "sunriseOffset",
+                        "startTime", "endTime", "command", "state", "value", "offset",
+                        "solarEventType", "rules", "defaultProgram", "program", "condition",
+                        "days", "start", "end", "startDate", "endDate", "occurrences"])  # fmt: skip
+TALQISH = st.recursive(
+    SCALARS | st.sampled_from(["ControlProgramOne", "AstroClockActivePeriod", "LevelState",
+                               "ccDay", "sunset", "23:00:00", "p"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(KEYS, inner, max_size=6),
+    max_leaves=30,
+)  # fmt: skip
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@given(doc=st.dictionaries(KEYS, TALQISH, max_size=6) | st.dictionaries(st.text(), JSON))
+def test_any_control_program_is_translated_or_refused(doc: dict[str, Any]) -> None:
+    try:
+        out = translate.program(doc)
+    except TalqError as err:
+        assert err.status in (400, 422) and err.description
+        return
+    assert out["steps"] and isinstance(out["off"], str)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(calendar=st.dictionaries(KEYS, TALQISH, max_size=6), program=TALQISH)
+def test_any_calendar_is_translated_or_refused(calendar: dict[str, Any], program: Any) -> None:
+    base = {"version": 1, "programs": {"p0": {"steps": [{"at": "sunset", "level": 1}]}},
+            "groups": [{"name": "g", "devices": ["lamp"], "program": "p0"}]}  # fmt: skip
+    try:
+        translate.lighting_document(base, {"c": calendar}, {"p": program}, {"lamp": "c"})
+    except TalqError as err:
+        assert err.status in (400, 422)
+
+
+class Agent:
+    overrides: Any = None
+    lighting: Any = None
+
+    def devices(self) -> dict[str, DeviceInfo]:
+        points = {p: PointInfo(p, "int") for p in ("dimming", "lamp_failure", "power")}
+        return {"lamp": DeviceInfo("lamp", "lamppost", "street", points)}
+
+    def driver_for(self, device: str) -> None:
+        return None
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(logger=st.dictionaries(st.sampled_from(["address", "recordingMode", "sourceAddresses",
+                                               "content", "type", "function", "cmsRefId",
+                                               "attributes", "name", "whiteList"]),
+                              JSON | TALQISH, max_size=5))  # fmt: skip
+def test_any_logger_configuration_reports_or_stays_quiet(
+    tmp_path_factory: Any, logger: dict[str, Any]
+) -> None:
+    section = TalqSection.parse({"mode": "test", "gateway_uri": "http://g", "cms_uri": "http://c"})
+    store = TalqStore(tmp_path_factory.mktemp("s") / "state.json")
+    store.loggers["l"] = logger
+    reporter = Reporter(TalqCore(section, Agent(), store, now=lambda: dt.datetime.now(dt.UTC)))
+    now = time.time()
+    reporter.take([Reading("lamp", "dimming", 50, now), Reading("lamp", "power", 12.5, now),
+                   Event("lighting.lamp_failure", "lamp", now, active=True)])  # fmt: skip
+    for report in reporter.reports():
+        assert report["address"] == "l" and report["entries"]
