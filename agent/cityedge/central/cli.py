@@ -329,3 +329,10 @@ async def _send(
 
 if __name__ == "__main__":
     app()
+
+
+# --- ingest, export (cityedge.central.ingest) -----------------------------------------------
+
+from cityedge.central.ingest.cli import register as _register_ingest  # noqa: E402
+
+_register_ingest(app)
