@@ -18,7 +18,9 @@ import asyncpg
 
 from cityedge.street.broker import free_port
 
-RABBIT_SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"  # not the wrapper: it drops to user rabbitmq
+RABBIT_SERVER = (
+    "/usr/lib/rabbitmq/bin/rabbitmq-server"  # not the wrapper: it drops to user rabbitmq
+)
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 

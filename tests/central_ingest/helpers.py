@@ -12,8 +12,9 @@ from cityedge.street.fleet import SimulatedGateway
 def fleet(count: int, lampposts: int = 3, site: str = "town-01",
           prefix: str = DEFAULT_PREFIX) -> list[SimulatedGateway]:  # fmt: skip
     return [
-        SimulatedGateway(SigningKey.from_seed(bytes([i + 1]) * 32), f"gw-{i:03d}", site,
-                         lampposts, prefix=prefix)  # fmt: skip
+        SimulatedGateway(
+            SigningKey.from_seed(bytes([i + 1]) * 32), f"gw-{i:03d}", site, lampposts, prefix=prefix
+        )  # fmt: skip
         for i in range(count)
     ]
 

@@ -179,6 +179,7 @@ async def _run(source: Source, store_url: str, trust: list[str], prefix: str, ma
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    typer.echo(f"ingest running: {source.name} -> {store_url.partition('://')[0]}", err=True)
     await service.run(stop)
     t = service.total
     typer.echo(f"stored {t.messages} messages ({t.readings} readings), "

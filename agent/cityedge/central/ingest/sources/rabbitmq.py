@@ -25,7 +25,7 @@ from cityedge.protocol.topics import DEFAULT_PREFIX
 
 MQTT_EXCHANGE = "amq.topic"  # where rabbitmq_mqtt publishes (its default `exchange`)
 ERRORS = (aio_pika.exceptions.AMQPError, aiormq.exceptions.AMQPError, OSError,
-          ConnectionError, asyncio.TimeoutError)  # fmt: skip
+          ConnectionError, asyncio.TimeoutError, RuntimeError)  # fmt: skip
 
 
 def queue_name(site: str | None) -> str:
@@ -73,13 +73,11 @@ class RabbitSource:
         await self.close()
 
     async def receive(self, max_batch: int, linger: float, wait: float) -> list[Delivery]:
-        if self._conn is None or self._conn.is_closed:
-            raise SourceError("amqp: connection lost")
+        self._check()
         try:
             first = await asyncio.wait_for(self._inbox.get(), wait)
         except TimeoutError:
-            if self._conn.is_closed:
-                raise SourceError("amqp: connection lost") from None
+            self._check()
             return []
         messages = [first]
         loop = asyncio.get_running_loop()
@@ -95,6 +93,12 @@ class RabbitSource:
                 messages.append(await asyncio.wait_for(self._inbox.get(), min(left, 0.01)))
         return [Delivery(from_dotted(m.routing_key or ""), m.body, m) for m in messages]
 
+    def _check(self) -> None:
+        conn = self._conn
+        # a lost connection clears `connected`; `is_closed` says only that close() ran
+        if conn is None or conn.is_closed or not conn.connected.is_set():
+            raise SourceError("amqp: connection lost")
+
     async def ack(self, batch: Sequence[Delivery]) -> None:
         if not batch:
             return
@@ -107,16 +111,16 @@ class RabbitSource:
             raise SourceError(f"amqp: ack failed ({exc}): the batch will come again") from None
 
     async def lag(self) -> int | None:
-        if self._conn is None or self._conn.is_closed:
-            return None
         try:
+            self._check()
+            assert self._conn is not None
             channel = await self._conn.channel()
             try:
                 queue = await channel.declare_queue(self.queue_name, passive=True)
                 count = queue.declaration_result.message_count
             finally:
                 await channel.close()
-        except ERRORS:
+        except (*ERRORS, SourceError):
             return None
         return int(count) if count is not None else None
 
