@@ -14,7 +14,7 @@ def fleet(count: int, lampposts: int = 3, site: str = "town-01",
     return [
         SimulatedGateway(
             SigningKey.from_seed(bytes([i + 1]) * 32), f"gw-{i:03d}", site, lampposts, prefix=prefix
-        )  # fmt: skip
+        )
         for i in range(count)
     ]
 
