@@ -126,7 +126,10 @@ class MosquittoSource:
         return None  # MQTT cannot tell how much waits in our session
 
     async def close(self) -> None:
-        stack, self._stack, self._client = self._stack, None, None
+        stack, client, self._stack, self._client = self._stack, self._client, None, None
+        lost = None if client is None else client._disconnected
+        if lost is not None and lost.done() and not lost.cancelled():
+            lost.exception()  # seen: the reconnect loop has already logged why
         if stack is not None:
             with contextlib.suppress(aiomqtt.MqttError, OSError):
                 await stack.aclose()
