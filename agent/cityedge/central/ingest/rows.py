@@ -26,6 +26,7 @@ RESULT_COLUMNS = (
 )  # fmt: skip
 
 Row = tuple[Any, ...]
+_INF = float("inf")
 
 
 def split_value(value: Value) -> tuple[float | None, str | None]:
@@ -50,11 +51,19 @@ def _plain(obj: Any) -> Any:
 
 def reading_rows(messages: Iterable[Decoded]) -> list[Row]:
     rows: list[Row] = []
+    append_row = rows.append
     for m in messages:
+        site, gateway, seq = m.site, m.gateway, m.seq
         for r in m.readings:
-            num, txt = split_value(r.value)
-            rows.append((r.ts, m.site, m.gateway, m.seq, r.device, r.point, num, txt, r.unit,
-                         str(r.quality)))  # fmt: skip
+            value = r.value
+            num: float | None
+            txt: str | None
+            if type(value) is float and abs(value) != _INF:  # the common case, cheaply
+                num, txt = value, None
+            else:
+                num, txt = split_value(value)
+            append_row((r.ts, site, gateway, seq, r.device, r.point, num, txt, r.unit,
+                        r.quality.value))  # fmt: skip
     return rows
 
 

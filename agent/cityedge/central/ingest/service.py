@@ -79,17 +79,29 @@ class IngestService:
         await self.store.close()
 
     async def _consume(self, stop: asyncio.Event) -> None:
+        """Decoding the next batch overlaps the database's work on the one before; batches
+        still commit and are acknowledged one after the other, in order."""
         t = self.tuning
-        while not stop.is_set():
-            batch = await self.source.receive(t.max_batch, t.linger, t.wait)
-            if batch:
-                await self._handle(batch, stop)
-                if stop.is_set():
-                    return
-            await self._refresh()
+        pending: asyncio.Future[None] | None = None
+        try:
+            while not stop.is_set():
+                batch = await self.source.receive(t.max_batch, t.linger, t.wait)
+                if batch:
+                    decoded, rejected = self._decode(batch)
+                    if pending is not None:
+                        await pending
+                    pending = asyncio.ensure_future(
+                        self._commit(batch, decoded, rejected, time.perf_counter(), stop)
+                    )
+                elif pending is not None:
+                    await pending
+                    pending = None
+                await self._refresh()
+        finally:
+            if pending is not None:
+                await pending
 
-    async def _handle(self, batch: list[Delivery], stop: asyncio.Event) -> None:
-        started = time.perf_counter()
+    def _decode(self, batch: list[Delivery]) -> tuple[list[Decoded], list[Rejected]]:
         decoded: list[Decoded] = []
         rejected: list[Rejected] = []
         for delivery in batch:
@@ -101,6 +113,11 @@ class IngestService:
                 self.metrics.refused(outcome.reason)
             elif isinstance(outcome, Ignored):
                 self.metrics.messages.labels("ignored").inc()
+        return decoded, rejected
+
+    async def _commit(self, batch: list[Delivery], decoded: list[Decoded],
+                      rejected: list[Rejected], started: float,
+                      stop: asyncio.Event) -> None:  # fmt: skip
         report = await self._retry(lambda: self.store.write(decoded, rejected), stop, "store")
         if report is None:
             return  # stopped before it committed: not acknowledged, it comes again

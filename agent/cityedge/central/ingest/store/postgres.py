@@ -11,6 +11,7 @@ short transaction of its own before the batch's.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import Sequence
 from typing import Any
@@ -38,6 +39,9 @@ from cityedge.central.ingest.store.base import (
     latest_states,
 )
 
+# What a lost or confused connection raises; the store then reconnects on the next call.
+DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError,
+             asyncpg.exceptions.InternalClientError)  # fmt: skip
 SCHEMA_LOCK = 0x63697479  # advisory lock keys: schema changes, partition creation
 PARTITION_LOCK = 0x63697480
 UTC = dt.UTC
@@ -85,7 +89,22 @@ def partition_name(day: dt.date) -> str:
 
 
 def _timed(rows: list[Row]) -> list[Row]:
-    return [(when(row[0]), *row[1:]) for row in rows]
+    # The readings of one device poll share a time stamp: convert each value once.
+    seen: dict[float, dt.datetime] = {}
+    out = []
+    for row in rows:
+        ts = row[0]
+        stamp = seen.get(ts)
+        if stamp is None:
+            stamp = seen[ts] = when(ts)
+        out.append((stamp, *row[1:]))
+    return out
+
+
+def days_of(messages: Sequence[Decoded]) -> set[dt.date]:
+    """The UTC days the messages' readings fall on (the partitions they need)."""
+    epoch_days = {int(r.ts // 86400) for m in messages for r in m.readings}
+    return {dt.date(1970, 1, 1) + dt.timedelta(days=d) for d in epoch_days}
 
 
 class PostgresStore:
@@ -93,6 +112,7 @@ class PostgresStore:
         self.dsn = dsn
         self._conn: asyncpg.Connection | None = None
         self._days: set[dt.date] = set()  # partitions known to exist
+        self._lock = asyncio.Lock()  # one operation at a time on the connection
 
     async def open(self) -> None:
         await self._connection()
@@ -105,7 +125,7 @@ class PostgresStore:
             async with conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock($1)", SCHEMA_LOCK)
                 await conn.execute(SCHEMA)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except DB_ERRORS as exc:
             raise StoreError(f"postgresql: {exc}") from None
         self._conn = conn
         return conn
@@ -116,13 +136,18 @@ class PostgresStore:
             self._conn = None
 
     async def write(self, messages: Sequence[Decoded], rejected: Sequence[Rejected]) -> WriteReport:
+        async with self._lock:
+            return await self._write(messages, rejected)
+
+    async def _write(
+        self, messages: Sequence[Decoded], rejected: Sequence[Rejected]
+    ) -> WriteReport:
         try:
             conn = await self._connection()
-            fresh_rows = reading_rows(messages)  # days of every candidate, before dedupe
-            await self._partitions(conn, {when(r[0]).date() for r in fresh_rows})
+            await self._partitions(conn, days_of(messages))
             async with conn.transaction():
                 return await self._transaction(conn, messages, rejected)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except DB_ERRORS as exc:
             if self._conn is not None and not self._conn.is_closed():
                 await self._conn.close()
             self._conn = None
@@ -268,16 +293,24 @@ class PostgresStore:
                                    [(gw, a, b) for a, b in ranges])  # fmt: skip
 
     async def holes(self) -> list[Hole]:
+        async with self._lock:
+            return await self._holes()
+
+    async def _holes(self) -> list[Hole]:
         try:
             conn = await self._connection()
             rows = await conn.fetch(
                 "SELECT gateway, first, last FROM holes ORDER BY gateway, first"
             )
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except DB_ERRORS as exc:
             raise StoreError(f"postgresql: {exc}") from None
         return [Hole(r["gateway"], r["first"], r["last"]) for r in rows]
 
     async def totals(self) -> Totals:
+        async with self._lock:
+            return await self._totals()
+
+    async def _totals(self) -> Totals:
         try:
             conn = await self._connection()
             row = await conn.fetchrow(
@@ -286,6 +319,6 @@ class PostgresStore:
                 "(SELECT count(*) FROM holes) AS holes, "
                 "(SELECT coalesce(sum(last - first + 1), 0) FROM holes) AS missing"
             )
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except DB_ERRORS as exc:
             raise StoreError(f"postgresql: {exc}") from None
         return Totals(row["messages"], row["readings"], row["holes"], int(row["missing"]))
