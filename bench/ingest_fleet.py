@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import datetime as dt
 import logging
+import os
 import random
 import shutil
 import signal
@@ -103,6 +104,15 @@ class Workers:
                 self.procs.append(subprocess.Popen(
                     [sys.executable, "-m", "cityedge.cli", "central", "ingest", *self.args],
                     stdout=out, stderr=subprocess.STDOUT, cwd=ROOT))  # fmt: skip
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU the running workers used (a busy machine slows the wall
+        clock, not this)."""
+        total = 0.0
+        for p in self.procs:
+            fields = Path(f"/proc/{p.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return total
 
     def kill9(self) -> None:
         for p in self.procs:
@@ -243,10 +253,12 @@ async def main(args: argparse.Namespace) -> None:
         workers.start()
         drained = await watch_until(dsn, node.amqp_url, total_readings, 3600)
         per_worker = drained["rate"] / args.workers
+        per_cpu = len(later) * per_msg / workers.cpu_seconds()
         print(f"outage: workers down {down:.1f}s (kill -9) while {len(later)} messages were "
               f"published ({took:.1f}s); backlog {backlog} messages; drained at "
               f"{drained['rate']:,.0f} readings/s = {per_worker:,.0f} per worker "
-              f"(target 50,000)")  # fmt: skip
+              f"(target 50,000); {per_cpu:,.0f} readings per CPU-second of a worker "
+              f"(start-up included)")  # fmt: skip
         workers.stop()
         workers = None
         book = {k: await count(dsn, sql) for k, sql in {
@@ -264,11 +276,14 @@ async def main(args: argparse.Namespace) -> None:
         # --- baseline ----------------------------------------------------------------------
         days = {dt.datetime.fromtimestamp(t, dt.UTC).date()
                 for t in (t0, t0 + 120.0 * args.messages)}  # fmt: skip
+        cpu = time.process_time()
         bare = await baseline(dsn, live + later, days)
+        bare_cpu = total_readings / (time.process_time() - cpu)
         bare_rate = total_readings / bare
         print(
             f"baseline: bare unpack + COPY of the same readings: {bare_rate:,.0f} readings/s "
-            f"(one connection); ingest per worker / baseline = {per_worker / bare_rate:.2f}"
+            f"(one connection), {bare_cpu:,.0f} per CPU-second; ingest / baseline = "
+            f"{per_worker / bare_rate:.2f} (wall), {per_cpu / bare_cpu:.2f} (CPU)"
         )
         if lost or book["twice"] or book["holes"]:
             raise SystemExit("FAILED: something was lost, stored twice or left a hole")

@@ -8,7 +8,9 @@ Exit status of `export`: 0 written; 2 bad arguments; 4 the store cannot be read.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import signal
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -187,6 +189,44 @@ async def _run(source: Source, store_url: str, trust: list[str], prefix: str, ma
     return EXIT_OK
 
 
+def export_cli(
+    site: Annotated[str, typer.Option("--site", help="The site (town) to export.")],
+    day: Annotated[str, typer.Option("--day", help="YYYY-MM-DD, a UTC day.")],
+    fmt: Annotated[str, typer.Option("--format", help="csv or json.")] = "csv",
+    store: Annotated[
+        str, typer.Option("--store", envvar="CITYEDGE_INGEST_STORE", help="As for ingest.")
+    ] = "sqlite:cityedge-central.db",
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Write here (default: stdout).")
+    ] = None,
+) -> None:
+    """Write a day of a site's public data (per-device daily aggregates) for the open-data
+    portal; only points classified public in docs/open-data.md ever leave."""
+    from cityedge.central.ingest.export import ExportError, export
+    from cityedge.sdk.atomic import write_atomic
+
+    if NAME_PATTERN.match(site) is None:
+        raise _fail(f"--site {site!r}: expected {NAME_RULE}")
+    try:
+        when = dt.date.fromisoformat(day)
+    except ValueError:
+        raise _fail(f"--day {day!r}: expected YYYY-MM-DD") from None
+    if fmt not in ("csv", "json"):
+        raise _fail(f"--format {fmt!r}: expected csv or json")
+    try:
+        text = asyncio.run(export(store, site, when, fmt))
+    except ExportError as err:
+        raise _fail(str(err), EXIT_ENGINE) from None
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        try:
+            write_atomic(out, text)
+        except OSError as err:
+            raise _fail(f"--out {out}: {err.strerror}") from None
+
+
 def register(app: typer.Typer) -> None:
-    """Add `ingest` (and `export`) to the `cityedge central` command group."""
+    """Add `ingest` and `export` to the `cityedge central` command group."""
     app.command("ingest")(ingest_cli)
+    app.command("export")(export_cli)
