@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sqlite3
+
+import asyncpg
 
 from cityedge.central.ingest.decode import Rejected
 from cityedge.central.ingest.store.select import open_store
+from cityedge.protocol.sealing import seal_object
+from cityedge.protocol.topics import DEFAULT_PREFIX, topic_for
 from tests.central_ingest.helpers import decoded, decoder_for, fleet, sealed
 
 
@@ -76,12 +81,41 @@ async def test_competing_writers_agree(store_url: str) -> None:
             await store.close()
 
 
-async def test_rejected_and_state_are_recorded(store_url: str) -> None:
+async def _rows(store_url: str, sql: str) -> list[tuple[object, ...]]:
+    if store_url.startswith("sqlite:"):
+        with sqlite3.connect(store_url.removeprefix("sqlite:")) as db:
+            return [tuple(r) for r in db.execute(sql).fetchall()]
+    conn = await asyncpg.connect(store_url)
+    try:
+        return [tuple(r) for r in await conn.fetch(sql)]
+    finally:
+        await conn.close()
+
+
+async def test_rejections_are_recorded_and_an_unknown_keys_envelope_is_kept(
+    store_url: str,
+) -> None:
+    known, stranger = fleet(2)
+    decoder = decoder_for([known])
+    unknown = decoder.decode(stranger.topic, sealed(stranger, 1)[0])
+    forged = bytearray(sealed(known, 1)[0])
+    forged[-1] ^= 1
+    bad = decoder.decode(known.topic, bytes(forged))
+    assert isinstance(unknown, Rejected) and isinstance(bad, Rejected)
+    state = decoder.decode(
+        topic_for(DEFAULT_PREFIX, known.site, known.gateway, "state"),
+        seal_object(known.key, gateway=known.gateway, site=known.site, kind="state", seq=0,
+                    ts=1_790_000_000.0, data={"status": "online"}),
+    )  # fmt: skip
     store = open_store(store_url)
     await store.open()
     try:
-        report = await store.write([], [Rejected("cityedge/v1/a/b/telemetry", "bad-signature",
-                                                 "signature does not verify")])  # fmt: skip
-        assert report.rejected == 1
+        report = await store.write([state], [unknown, bad])  # type: ignore[list-item]
+        assert (report.rejected, report.states, report.messages) == (2, 1, 0)
     finally:
         await store.close()
+    rows = sorted(await _rows(store_url, "SELECT reason, payload IS NOT NULL FROM rejected"))
+    assert rows == [("bad-signature", False), ("unknown-key", True)]
+    assert await _rows(store_url, "SELECT gateway FROM gateways WHERE state IS NOT NULL") == [
+        (known.gateway,)
+    ]

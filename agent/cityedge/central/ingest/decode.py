@@ -40,11 +40,16 @@ class Decoded:
         return self.kind != "state"
 
 
+# Refused for a reason that enrolment can cure: the envelope is kept for a replay.
+KEEP_REASONS = frozenset({"unknown-key"})
+
+
 @dataclass(frozen=True, slots=True)
 class Rejected:
     topic: str
     reason: str
     detail: str
+    payload: bytes | None = None  # kept only for KEEP_REASONS
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +74,9 @@ class Decoder:
             return Ignored(topic)
         message = verdict.message
         if verdict.outcome is Outcome.REJECTED or message is None:
-            return Rejected(topic, verdict.reason or "rejected", verdict.detail)
+            reason = verdict.reason or "rejected"
+            kept = bytes(payload) if reason in KEEP_REASONS else None
+            return Rejected(topic, reason, verdict.detail, kept)
         return _decoded(message)
 
 

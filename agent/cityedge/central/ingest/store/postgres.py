@@ -76,7 +76,7 @@ CREATE TABLE IF NOT EXISTS results (
     readback_matched boolean, data jsonb NOT NULL);
 CREATE TABLE IF NOT EXISTS rejected (
     received timestamptz NOT NULL DEFAULT now(), topic text NOT NULL, reason text NOT NULL,
-    detail text NOT NULL);
+    detail text NOT NULL, payload bytea);
 """
 
 
@@ -226,8 +226,8 @@ class PostgresStore:
             report.states += 1
         if rejected:
             await conn.executemany(
-                "INSERT INTO rejected (topic, reason, detail) VALUES ($1, $2, $3)",
-                [(r.topic, r.reason, r.detail[:500]) for r in rejected],
+                "INSERT INTO rejected (topic, reason, detail, payload) VALUES ($1, $2, $3, $4)",
+                [(r.topic, r.reason, r.detail[:500], r.payload) for r in rejected],
             )
         return report
 

@@ -61,7 +61,8 @@ CREATE TABLE IF NOT EXISTS results (
     command_id TEXT NOT NULL, code TEXT NOT NULL, detail TEXT NOT NULL, readback TEXT,
     readback_matched INTEGER, data TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS rejected (
-    received REAL NOT NULL, topic TEXT NOT NULL, reason TEXT NOT NULL, detail TEXT NOT NULL);
+    received REAL NOT NULL, topic TEXT NOT NULL, reason TEXT NOT NULL, detail TEXT NOT NULL,
+    payload BLOB);
 """
 
 
@@ -157,8 +158,8 @@ class SqliteStore:
             report.states += 1
         if rejected:
             db.executemany(
-                "INSERT INTO rejected VALUES (?, ?, ?, ?)",
-                [(now, r.topic, r.reason, r.detail[:500]) for r in rejected],
+                "INSERT INTO rejected VALUES (?, ?, ?, ?, ?)",
+                [(now, r.topic, r.reason, r.detail[:500], r.payload) for r in rejected],
             )
         return report
 
