@@ -135,6 +135,14 @@ def watch_cli(
     ] = None,
     ca_file: CaOption = None,
     log_level: LogOption = "error",
+    session: Annotated[
+        str | None,
+        typer.Option(
+            "--session",
+            help="Keep a persistent session under this client id: "
+            "the broker keeps what arrives while the console is away.",
+        ),
+    ] = None,
 ) -> None:
     """Verify and print every message under PREFIX/+/+/# (readings, events, state, results).
 
@@ -143,7 +151,7 @@ def watch_cli(
     _quiet_logs(log_level)
     verifier = _verifier(trust, command_key, prefix)
     url = _broker(broker)
-    code = asyncio.run(_watch(url, verifier, prefix, json_out, count, timeout, ca_file))
+    code = asyncio.run(_watch(url, verifier, prefix, json_out, count, timeout, ca_file, session))
     raise typer.Exit(code)
 
 
@@ -155,6 +163,7 @@ async def _watch(
     count: int | None,
     stop_after: float | None,
     ca_file: Path | None,
+    session: str | None = None,
 ) -> int:
     from cityedge.central.console import json_lines, lines
     from cityedge.central.link import BrokerError
@@ -188,7 +197,8 @@ async def _watch(
             stop.set()
 
     try:
-        await watch(url, verifier, show, prefix=prefix, stop=stop, on_ready=ready, ca_file=ca_file)
+        await watch(url, verifier, show, prefix=prefix, stop=stop, on_ready=ready, ca_file=ca_file,
+                    session=session)  # fmt: skip
     except BrokerError as err:
         typer.echo(f"cityedge: broker {err}", err=True)
         return EXIT_BROKER
