@@ -51,6 +51,7 @@ class IngestService:
         self.on_batch = on_batch
         self.total = WriteReport()
         self._next_totals = 0.0
+        self._logged: tuple[int, ...] = ()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Until `stop` is set. The store is opened first (its schema), then the source."""
@@ -151,7 +152,17 @@ class IngestService:
         self._next_totals = now + self.tuning.totals_every
         with contextlib.suppress(StoreError):
             totals = await self.store.totals()
-            self.metrics.totals(totals, await self.source.lag())
+            lag = await self.source.lag()
+            self.metrics.totals(totals, lag)
+            t = self.total
+            mark = (t.messages, t.duplicates, t.rejected, totals.holes)
+            if mark == self._logged:
+                return  # nothing new: an idle worker stays quiet
+            self._logged = mark
+            log.info("ingest.progress", stored=t.messages, readings=t.readings,
+                     duplicates=t.duplicates, rejected=t.rejected, holes=totals.holes,
+                     missing=totals.missing, lag=lag,
+                     readings_per_s=round(self.metrics.health.readings_per_s))  # fmt: skip
 
 
 async def _sleep(stop: asyncio.Event, delay: float) -> None:
