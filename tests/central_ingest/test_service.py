@@ -38,11 +38,15 @@ async def test_site_partition_health_metrics_and_rejections(tmp_path: Path, pref
     north = fleet(2, lampposts=3, site="north", prefix=prefix)
     south = [g for g in fleet(4, lampposts=3, site="south", prefix=prefix)][2:]
     db = tmp_path / "central.db"
+    keys = tmp_path / "keys"  # north's keys as an operator keeps them: one file a gateway
+    keys.mkdir()
+    for g in north:
+        (keys / f"{g.gateway}.pub").write_text(g.key.public_text() + "\n")
     with Broker(workdir=tmp_path / "broker") as broker:
         worker = Worker(
             tmp_path / "ingest.log", "--source", broker.url, "--store", f"sqlite:{db}",
             "--site", "north", "--prefix", prefix, "--http", "127.0.0.1:0",
-            "--log-level", "warning", *trust_args(north + south),
+            "--log-level", "warning", "--trust-dir", str(keys), *trust_args(south),
         ).start()  # fmt: skip
         try:
             await worker.ready()

@@ -84,6 +84,14 @@ def ingest_cli(
             "GATEWAY=KEY. Repeat for each gateway.",
         ),
     ] = [],  # noqa: B006 - typer reads the default, never mutates it
+    trust_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--trust-dir",
+            help="A directory of gateway keys, one GATEWAY.pub per "
+            "gateway (each key bound to the gateway its file is named after).",
+        ),
+    ] = None,
     site: Annotated[
         str | None, typer.Option("--site", help="Take only this site's messages.")
     ] = None,
@@ -132,8 +140,12 @@ def ingest_cli(
                          prefetch=prefetch)  # fmt: skip
     if declare_only:
         raise typer.Exit(asyncio.run(_declare(chosen)))
+    if trust_dir is not None:
+        if not trust_dir.is_dir():
+            raise _fail(f"--trust-dir {trust_dir}: not a directory")
+        trust = [*trust, *(f"{p.stem}={p}" for p in sorted(trust_dir.glob("*.pub")))]
     if not trust:
-        raise _fail("give at least one gateway key with --trust (file, ed25519:<hex> or GW=KEY)")
+        raise _fail("give gateway keys with --trust (file, ed25519:<hex> or GW=KEY) or --trust-dir")
     raise typer.Exit(asyncio.run(_run(chosen, store, trust, prefix, max_batch, http)))
 
 
