@@ -10,14 +10,17 @@ Mosquitto is the embedded default; its PUBACK means "in memory", saved to disk e
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 
 import asyncpg
 
 from cityedge.protocol.keys import SigningKey
 from cityedge.street.broker import Broker
+from cityedge.street.fleet import publish_reliably
 from cityedge.street.modbus import ModbusStreet
-from tests.central_ingest.workers import Worker, ledger, pg_count, wait_until
+from tests.central_ingest.helpers import fleet
+from tests.central_ingest.workers import Worker, ledger, pg_count, trust_args, wait_until
 from tests.integration.conftest import ConfigWriter, broker, gateway_key, write_config
 from tests.support.agent_process import AgentProcess, cityedge
 
@@ -92,3 +95,28 @@ async def test_real_agent_through_mosquitto_survives_ingest_kill9_and_broker_res
 
 async def _at_least(dsn: str, sql: str, n: int) -> bool:
     return await pg_count(dsn, sql) >= n
+
+
+async def test_mosquitto_keeps_what_it_acknowledged_once_saved_even_through_kill9(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    """Mosquitto's PUBACK means "in memory"; after its next autosave the message survives
+    a SIGKILL of the broker (docs/command-post.md: configure autosave_interval)."""
+    gateways = fleet(2, lampposts=5)
+    with Broker(workdir=tmp_path / "mq") as mq:
+        source = ["--source", mq.url, "--log-level", "warning"]
+        assert cityedge("central", "ingest", *source, "--declare-only").returncode == 0
+        messages = [(g.topic, g.telemetry(1_790_000_000.0 + i)[1]) for g in gateways
+                    for i in range(20)]  # fmt: skip
+        await publish_reliably("127.0.0.1", mq.port, messages, client_id="gw-pub")
+        await mq.saved(time.time())  # the next autosave after the last PUBACK
+        mq.kill()
+        mq.start()
+        ingest = Worker(tmp_path / "ingest.log", *source, "--store", pg_dsn,
+                        *trust_args(gateways)).start()  # fmt: skip
+        try:
+            await wait_until(lambda: _at_least(pg_dsn, "SELECT count(*) FROM messages", 40),
+                             60, "the 40 saved messages stored")  # fmt: skip
+        finally:
+            assert ingest.stop() == 0, ingest.log.read_text()[-2000:]
+    assert (await ledger(pg_dsn))["holes"] == 0
