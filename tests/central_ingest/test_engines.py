@@ -15,9 +15,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import asyncpg
+
+from cityedge.protocol.keys import SigningKey
 from cityedge.street.fleet import SimulatedGateway, publish_reliably
 from tests.central_ingest.engines import NatsNode, RabbitNode
 from tests.central_ingest.helpers import fleet
+from tests.central_ingest.outbox_gateway import OutboxGateway
 from tests.central_ingest.workers import Worker, ledger, pg_count, trust_args, wait_until
 from tests.support.agent_process import cityedge
 
@@ -38,15 +42,19 @@ async def _publish(gateways: list[SimulatedGateway], port: int, base_ts: float) 
 async def _scenario(tmp_path: Path, pg_dsn: str, prefix: str, source: str, mqtt_port: int,
                     restart_engine: Callable[[], None]) -> None:  # fmt: skip
     gateways = fleet(GATEWAYS, LAMPPOSTS, prefix=prefix)
+    real = OutboxGateway(tmp_path / "outbox.db", SigningKey.from_seed(bytes([99]) * 32),
+                         gateway="gw-outbox", site="town-02", prefix=prefix)  # fmt: skip
     common = ["--source", source, "--prefix", prefix, "--log-level", "warning"]
     declared = cityedge("central", "ingest", *common, "--declare-only")
     assert declared.returncode == 0, declared.stderr
     args = [*common, "--store", pg_dsn, "--max-batch", "20", "--prefetch", "50",
-            *trust_args(gateways)]  # fmt: skip
+            *trust_args(gateways), "--trust", f"gw-outbox={real.key.public_text()}"]  # fmt: skip
     a = Worker(tmp_path / "a.log", *args).start()
     b = Worker(tmp_path / "b.log", *args).start()
     try:
-        phase1 = asyncio.create_task(_publish(gateways, mqtt_port, 1_790_000_000.0))
+        real.take(300, 1_790_000_000.0)
+        phase1 = asyncio.gather(_publish(gateways, mqtt_port, 1_790_000_000.0),
+                                real.drain("127.0.0.1", mqtt_port))  # fmt: skip
         await wait_until(lambda: _stored_at_least(pg_dsn, GATEWAYS * PER_PHASE // 4), 90,
                          "a quarter of phase 1 stored")  # fmt: skip
         a.kill9()  # mid-stream: its unacknowledged batch goes to b or comes back to it
@@ -56,21 +64,43 @@ async def _scenario(tmp_path: Path, pg_dsn: str, prefix: str, source: str, mqtt_
         # An ingest outage: what the gateways publish now lives only in the engine...
         a.kill9()
         b.kill9()
-        await _publish(gateways, mqtt_port, 1_790_100_000.0)
+        real.take(300, 1_790_100_000.0)
+        await asyncio.gather(_publish(gateways, mqtt_port, 1_790_100_000.0),
+                             real.drain("127.0.0.1", mqtt_port))  # fmt: skip
         # ...and the engine dies hard right after its last PUBACK.
         restart_engine()
         a.start()
         b.start()
-        total = GATEWAYS * PER_PHASE * 2
-        await wait_until(lambda: _stored_at_least(pg_dsn, total), 120, f"{total} messages")
+        simulated = GATEWAYS * PER_PHASE * 2
+        total = simulated + real.outbox.last_seq()  # the outbox numbers from 1, no gap
+        try:
+            await wait_until(lambda: _stored_at_least(pg_dsn, total), 120, f"{total} messages")
+        except AssertionError:
+            per = await _per_gateway(pg_dsn)
+            raise AssertionError(f"{total} messages expected, stored: {per}") from None
         book = await ledger(pg_dsn)
         assert book["messages"] == total
-        assert book["readings"] == total * LAMPPOSTS * 4 == book["entries"]
+        assert book["readings"] == simulated * LAMPPOSTS * 4 + real.readings
+        assert book["readings"] + await pg_count(pg_dsn, "SELECT count(*) FROM events") == (
+            book["entries"])  # fmt: skip
+        assert await pg_count(pg_dsn, "SELECT count(*) FROM messages WHERE gateway = "
+                              "'gw-outbox'") == real.outbox.last_seq()  # fmt: skip
         assert book["twice"] == 0
         assert book["holes"] == 0
     finally:
         codes = (a.stop(), b.stop())
+        real.close()
     assert codes == (0, 0), (a.log.read_text()[-2000:], b.log.read_text()[-2000:])
+
+
+async def _per_gateway(dsn: str) -> list[tuple[str, int, int, int]]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch("SELECT gateway, count(*), min(seq), max(seq) FROM messages "
+                                "GROUP BY gateway ORDER BY gateway")  # fmt: skip
+        return [tuple(r) for r in rows]
+    finally:
+        await conn.close()
 
 
 async def _stored_at_least(dsn: str, n: int) -> bool:
