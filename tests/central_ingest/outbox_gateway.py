@@ -19,13 +19,13 @@ from cityedge.sdk.model import Reading
 
 
 class OutboxGateway:
-    def __init__(self, path: Path, key: SigningKey, *, gateway: str, site: str,
-                 prefix: str) -> None:  # fmt: skip
+    def __init__(self, path: Path, key: SigningKey, *, gateway: str, site: str, prefix: str,
+                 max_age: float = 10 * 365 * 86400.0) -> None:  # fmt: skip
         self.key, self.gateway, self.site, self.prefix = key, gateway, site, prefix
         seal = message_sealer(key, gateway=gateway, site=site)
         self.outbox = Outbox.open(
             path, seal=seal, max_bytes=64 << 20,
-            max_age=10 * 365 * 86400.0,  # the readings are dated 2026-09: never evict them
+            max_age=max_age,  # the tests date readings in 2026-09: by default never evicted
             chunk_entries=25,  # many messages: their sequence matters
             event_encoder=outbox_event,  # as the agent opens it
         )  # fmt: skip

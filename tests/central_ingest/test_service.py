@@ -7,12 +7,16 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+import time
 import urllib.request
 from pathlib import Path
 
+from cityedge.protocol.keys import SigningKey
+from cityedge.protocol.topics import DEFAULT_PREFIX
 from cityedge.street.broker import Broker
 from cityedge.street.fleet import publish_reliably
 from tests.central_ingest.helpers import fleet
+from tests.central_ingest.outbox_gateway import OutboxGateway
 from tests.central_ingest.workers import Worker, trust_args, wait_until
 
 
@@ -29,7 +33,7 @@ def _count(db: Path, sql: str) -> int:
         return 0
     with sqlite3.connect(db) as conn:
         try:
-            return int(conn.execute(sql).fetchone()[0])
+            return int(conn.execute(sql).fetchone()[0] or 0)
         except sqlite3.OperationalError:
             return 0  # the schema is not there yet
 
@@ -87,3 +91,49 @@ async def test_site_partition_health_metrics_and_rejections(tmp_path: Path, pref
     assert sites == {"north"}
     assert _count(db, "SELECT count(*) FROM rejected WHERE reason = 'bad-signature'") == 1
     assert _count(db, "SELECT count(*) FROM holes") == 0
+
+
+async def test_what_a_gateway_evicted_is_accounted_for_not_a_hole(tmp_path: Path) -> None:
+    """The agent's outbox evicts a stretch of old readings (max-age) between two that
+    arrive: its `outbox.evicted` event names the range, and ingest leaves no hole."""
+    key = SigningKey.from_seed(bytes([77]) * 32)
+
+    def gateway() -> OutboxGateway:
+        return OutboxGateway(tmp_path / "outbox.db", key, gateway="gw-evict", site="north",
+                             prefix=DEFAULT_PREFIX, max_age=86400.0)  # fmt: skip
+
+    real = gateway()
+    db = tmp_path / "central.db"
+    now = time.time()
+    with Broker(workdir=tmp_path / "broker") as broker:
+        worker = Worker(tmp_path / "ingest.log", "--source", broker.url, "--store",
+                        f"sqlite:{db}", "--trust", f"gw-evict={key.public_text()}",
+                        "--log-level", "warning").start()  # fmt: skip
+        try:
+            await worker.ready()
+
+            async def subscribed() -> bool:
+                return "cityedge-ingest" in broker.log_path.read_text()
+
+            await wait_until(subscribed, 30, "ingest subscribed")
+            real.take(100, now - 10)  # seqs 1-4, delivered
+            await real.drain("127.0.0.1", broker.port)
+            real.close()
+            real = gateway()  # the agent restarts: its outbox checks the ages at the first commit
+            real.take(300, now - 30 * 86400)  # a month old: evicted, an event names seqs 5-16
+            real.take(50, now)
+            await real.drain("127.0.0.1", broker.port)
+            last = real.outbox.last_seq()
+
+            async def all_there() -> bool:
+                return _count(db, "SELECT max(seq) FROM messages") == last
+
+            await wait_until(all_there, 30, f"seq {last} stored")
+        finally:
+            real.close()
+            assert worker.stop() == 0, worker.log.read_text()[-2000:]
+    with sqlite3.connect(db) as conn:
+        accounted = conn.execute("SELECT first, last FROM accounted").fetchall()
+        holes = conn.execute("SELECT count(*) FROM holes").fetchone()[0]
+    assert accounted == [(5, 16)]
+    assert holes == 0
