@@ -15,6 +15,7 @@ from cityedge.protocol.keys import SigningKey
 from cityedge.protocol.topics import DEFAULT_PREFIX
 from cityedge.street.broker import Broker
 from cityedge.street.fleet import publish_reliably
+from tests.central_ingest.engines import drop_database
 from tests.central_ingest.helpers import fleet
 from tests.central_ingest.outbox_gateway import OutboxGateway
 from tests.central_ingest.workers import Worker, trust_args, wait_until
@@ -137,3 +138,25 @@ async def test_what_a_gateway_evicted_is_accounted_for_not_a_hole(tmp_path: Path
         holes = conn.execute("SELECT count(*) FROM holes").fetchone()[0]
     assert accounted == [(5, 16)]
     assert holes == 0
+
+
+async def test_health_says_503_when_the_database_is_gone(tmp_path: Path, pg_dsn: str) -> None:
+    (gw,) = fleet(1)
+    with Broker(workdir=tmp_path / "broker") as broker:
+        worker = Worker(tmp_path / "ingest.log", "--source", broker.url, "--store", pg_dsn,
+                        "--http", "127.0.0.1:0", *trust_args([gw])).start()  # fmt: skip
+        try:
+            await worker.ready()
+            port = int(re.findall(r"http 127\.0\.0\.1:(\d+)", worker.log.read_text())[-1])
+
+            async def healthy(want: int) -> bool:
+                return _get(f"http://127.0.0.1:{port}/health")[0] == want
+
+            await wait_until(lambda: healthy(200), 30, "healthy")
+            await drop_database(pg_dsn)
+            await wait_until(lambda: healthy(503), 30, "unhealthy once the database is gone")
+            body = json.loads(_get(f"http://127.0.0.1:{port}/health")[1])
+            assert body["ok"] is False and body["store"] == "failing"
+            assert "does not exist" in body["detail"]
+        finally:
+            assert worker.stop() == 0, worker.log.read_text()[-2000:]

@@ -150,19 +150,23 @@ class IngestService:
         if now < self._next_totals:
             return
         self._next_totals = now + self.tuning.totals_every
-        with contextlib.suppress(StoreError):
+        try:
             totals = await self.store.totals()
-            lag = await self.source.lag()
-            self.metrics.totals(totals, lag)
-            t = self.total
-            mark = (t.messages, t.duplicates, t.rejected, totals.holes)
-            if mark == self._logged:
-                return  # nothing new: an idle worker stays quiet
-            self._logged = mark
-            log.info("ingest.progress", stored=t.messages, readings=t.readings,
-                     duplicates=t.duplicates, rejected=t.rejected, holes=totals.holes,
-                     missing=totals.missing, lag=lag,
-                     readings_per_s=round(self.metrics.health.readings_per_s))  # fmt: skip
+        except StoreError as exc:  # the database is gone even while nothing arrives
+            self.metrics.health.store, self.metrics.health.detail = "failing", str(exc)
+            return
+        self.metrics.health.store = "ok"
+        lag = await self.source.lag()
+        self.metrics.totals(totals, lag)
+        t = self.total
+        mark = (t.messages, t.duplicates, t.rejected, totals.holes)
+        if mark == self._logged:
+            return  # nothing new: an idle worker stays quiet
+        self._logged = mark
+        log.info("ingest.progress", stored=t.messages, readings=t.readings,
+                 duplicates=t.duplicates, rejected=t.rejected, holes=totals.holes,
+                 missing=totals.missing, lag=lag,
+                 readings_per_s=round(self.metrics.health.readings_per_s))  # fmt: skip
 
 
 async def _sleep(stop: asyncio.Event, delay: float) -> None:
