@@ -142,6 +142,11 @@ def watch_cli(
         typer.Option("--gap-grace", min=0, help="Report a hole in the sequence only once it "
                      "stayed open this many seconds (a message overtaken in flight fills it)."),
     ] = 0.0,
+    session: Annotated[
+        str | None,
+        typer.Option("--session", help="Keep a persistent session under this client id: "
+                     "the broker keeps what arrives while the console is away."),
+    ] = None,
 ) -> None:  # fmt: skip
     """Verify and print every message under PREFIX/+/+/# (readings, events, state, results).
 
@@ -150,7 +155,8 @@ def watch_cli(
     _quiet_logs(log_level)
     verifier = _verifier(trust, command_key, prefix)
     url = _broker(broker)
-    code = asyncio.run(_watch(url, verifier, prefix, json_out, count, timeout, ca_file, gap_grace))
+    code = asyncio.run(_watch(url, verifier, prefix, json_out, count, timeout, ca_file, gap_grace,
+                              session))  # fmt: skip
     raise typer.Exit(code)
 
 
@@ -163,6 +169,7 @@ async def _watch(
     stop_after: float | None,
     ca_file: Path | None,
     gap_grace: float = 0.0,
+    session: str | None = None,
 ) -> int:
     from cityedge.central.console import json_lines, lines
     from cityedge.central.link import BrokerError
@@ -220,7 +227,8 @@ async def _watch(
             stop.set()
 
     try:
-        await watch(url, verifier, show, prefix=prefix, stop=stop, on_ready=ready, ca_file=ca_file)
+        await watch(url, verifier, show, prefix=prefix, stop=stop, on_ready=ready, ca_file=ca_file,
+                    session=session)  # fmt: skip
     except BrokerError as err:
         typer.echo(f"cityedge: broker {err}", err=True)
         return EXIT_BROKER
@@ -362,3 +370,10 @@ async def _send(
 
 if __name__ == "__main__":
     app()
+
+
+# --- ingest, export (cityedge.central.ingest) -----------------------------------------------
+
+from cityedge.central.ingest.cli import register as _register_ingest  # noqa: E402
+
+_register_ingest(app)

@@ -164,11 +164,15 @@ async def _find_site(
     gateway: str,
     left: Callable[[], float],
 ) -> str:
-    """The site of `gateway`, from its retained (verified) state message."""
-    pattern = topic_for(prefix, ANY, gateway, "state")
-    await client.subscribe(pattern, qos=1, timeout=left())
+    """The site of `gateway`, from its retained (verified) state message or, on a broker
+    that delivers no retained message to a wildcard subscription (RabbitMQ 3.10), from
+    the next verified message it sends."""
+    patterns = [topic_for(prefix, ANY, gateway, kind) for kind in ("state", "telemetry", "event")]
+    for pattern in patterns:
+        await client.subscribe(pattern, qos=1, timeout=left())
+    pattern = patterns[0]
     try:
-        async with asyncio.timeout(min(5.0, left())):
+        async with asyncio.timeout(min(15.0, left() / 2)):
             while True:
                 message = await anext(messages)
                 verdict = verifier.verify(str(message.topic), payload_bytes(message.payload))
@@ -176,8 +180,9 @@ async def _find_site(
                     return verdict.message.site
     except TimeoutError:
         raise SiteNotFound(
-            f"gateway {gateway!r}: no verified retained state under {pattern}; "
-            "give its site (--site)"
+            f"gateway {gateway!r}: no verified state or message under {pattern} (or its "
+            "telemetry and events); give its site (--site)"
         ) from None
     finally:
-        await client.unsubscribe(pattern, timeout=left())
+        for pattern in patterns:
+            await client.unsubscribe(pattern, timeout=left())

@@ -92,8 +92,11 @@ def mqtt_client(
     timeout: float = 10.0,
     ca_file: Path | None = None,
     role: str = "console",
+    session: str | None = None,
 ) -> aiomqtt.Client:
-    """A clean-session client with a unique id (two consoles never kick each other off)."""
+    """A clean-session client with a unique id (two consoles never kick each other off),
+    or, with `session`, a persistent session under that client id: the broker keeps
+    what arrives for it while it is away."""
     tls_context = None
     if url.tls:
         try:
@@ -105,8 +108,8 @@ def mqtt_client(
         url.port,
         username=url.username,
         password=os.environ.get(PASSWORD_ENV) if url.username else None,
-        identifier=f"cityedge-{role}-{secrets.token_hex(4)}",
-        clean_session=True,
+        identifier=session or f"cityedge-{role}-{secrets.token_hex(4)}",
+        clean_session=session is None,
         timeout=timeout,
         keepalive=max(5, int(timeout * 3)),
         tls_context=tls_context,

@@ -36,6 +36,7 @@ async def watch(
     on_ready: Callable[[], None] | None = None,
     connect_timeout: float = 10.0,
     ca_file: Path | None = None,
+    session: str | None = None,
 ) -> None:
     """Subscribe to `<prefix>/+/+/#` and call `on_message` with the verdict on each
     message (accepted, duplicate, rejected or skipped) until `stop` is set.
@@ -48,7 +49,7 @@ async def watch(
     stop = stop or asyncio.Event()
     try:
         async with mqtt_client(
-            url, timeout=connect_timeout, ca_file=ca_file, role="watch"
+            url, timeout=connect_timeout, ca_file=ca_file, role="watch", session=session
         ) as client:
             await client.subscribe(watch_filter(prefix), qos=1, timeout=connect_timeout)
             log.info("central.watching", broker=str(url), topics=watch_filter(prefix))

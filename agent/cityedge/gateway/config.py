@@ -20,18 +20,18 @@ from cityedge.gateway.lighting.program import Lighting, load_lighting
 from cityedge.gateway.policy import Policy, load_policy
 from cityedge.gateway.registry import known_kinds, section_model
 from cityedge.gateway.talq.section import TalqSection
-from cityedge.protocol.topics import DEFAULT_PREFIX
+from cityedge.protocol.topics import DEFAULT_PREFIX, NAME_PATTERN, NAME_RULE
 from cityedge.sdk.driver import SHIPPED_CONFIG_DIR, DriverEnv, DriverSection
 from cityedge.sdk.problems import FileProblems, describe_value, error_lines
-from cityedge.sdk.tables import Field, Invalid, Table, check_table
+from cityedge.sdk.tables import Field, Invalid, Table, check, check_table
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 Seconds = Annotated[float, Field(gt=0, le=86400 * 366)]
 
 
 class GatewaySection(Table):
-    id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
-    site: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    id: str = Field(min_length=1, max_length=64)
+    site: str = Field(min_length=1, max_length=64)
     state_dir: Path = Path("/var/lib/cityedge")
     latitude: float | None = Field(default=None, ge=-90, le=90)
     longitude: float | None = Field(default=None, ge=-180, le=180)
@@ -44,6 +44,17 @@ class GatewaySection(Table):
         missing = [str(d) for d in self.profile_dirs if not d.is_dir()]
         if missing:
             raise ValueError(f"profile_dirs: not a folder: {', '.join(missing)}")
+
+    @check("id", "site")
+    def _topic_safe(cls, value: str) -> str:
+        # Both become topic levels; RabbitMQ and NATS map '/' to '.', so a '.' in a
+        # level would split it there (docs/protocol.md, "Topics").
+        if NAME_PATTERN.match(value) is None:
+            raise ValueError(
+                f"{value!r}: use only {NAME_RULE} — a topic level must survive every broker's "
+                "topic mapping (RabbitMQ and NATS turn '/' into '.', so '.' would split it)"
+            )
+        return value
 
 
 class UplinkSection(Table):

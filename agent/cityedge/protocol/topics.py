@@ -14,8 +14,9 @@ from typing import Final
 DEFAULT_PREFIX: Final = "cityedge/v1"
 ANY: Final = "+"  # one whole topic level, in a subscription filter
 
-NAME_PATTERN: Final = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")  # gateway and site ids (topic-safe)
-NAME_RULE: Final = "1-64 of A-Z a-z 0-9 _ . -"
+# Gateway and site ids: no '.', which RabbitMQ's and NATS's MQTT mapping turn into a level.
+NAME_PATTERN: Final = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+NAME_RULE: Final = "1-64 of A-Z a-z 0-9 _ -"
 
 SUFFIX_BY_KIND = {
     "state": "state",

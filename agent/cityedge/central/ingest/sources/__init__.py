@@ -1,0 +1,1 @@
+"""Where ingest reads: Mosquitto (embedded default), RabbitMQ, NATS JetStream."""

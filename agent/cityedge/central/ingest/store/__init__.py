@@ -1,0 +1,1 @@
+"""Where ingest writes: SQLite (embedded default) or PostgreSQL (a city), same semantics."""

@@ -1,0 +1,92 @@
+"""What every store offers ingest, and the part of a write both stores share.
+
+`write` stores a batch in ONE transaction: messages new to the database (the
+primary key (gateway, seq) decides, so resends and redeliveries are dropped
+there), their readings, events and results, the gateways' last state, and each
+gateway's sequence state and holes, advanced under a lock on the gateway's row.
+It returns only once the transaction committed; then the batch may be acknowledged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from cityedge.central.ingest.decode import Decoded, Rejected
+from cityedge.central.ingest.holes import Range
+
+
+@dataclass(slots=True)
+class WriteReport:
+    messages: int = 0  # stored for the first time
+    duplicates: int = 0  # already in the database (or twice in the batch)
+    readings: int = 0
+    events: int = 0
+    results: int = 0
+    states: int = 0
+    rejected: int = 0
+    opened: list[tuple[str, Range]] = field(default_factory=list)  # (gateway, hole)
+    closed: int = 0  # sequence numbers that filled a hole
+
+    def add(self, other: WriteReport) -> None:
+        for name in ("messages", "duplicates", "readings", "events", "results", "states",
+                     "rejected", "closed"):  # fmt: skip
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.opened += other.opened
+
+
+@dataclass(frozen=True, slots=True)
+class Hole:
+    gateway: str
+    first: int
+    last: int
+
+    @property
+    def count(self) -> int:
+        return self.last - self.first + 1
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    messages: int
+    readings: int
+    holes: int  # ranges open
+    missing: int  # sequence numbers in them
+
+
+class StoreError(Exception):
+    """The database refused or went away: nothing of the batch was committed."""
+
+
+class Store(Protocol):
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def write(self, messages: Sequence[Decoded], rejected: Sequence[Rejected]) -> WriteReport:
+        """Store a batch in one transaction; raise StoreError if it did not commit."""
+        ...
+
+    async def holes(self) -> list[Hole]: ...
+
+    async def totals(self) -> Totals: ...
+
+
+def by_gateway(messages: Sequence[Decoded]) -> dict[str, list[Decoded]]:
+    """Sequenced messages grouped per gateway, in gateway order (locks are always taken
+    in that order, so two workers never deadlock), each gateway's seqs once."""
+    groups: dict[str, dict[int, Decoded]] = {}
+    for m in messages:
+        if m.sequenced:
+            groups.setdefault(m.gateway, {}).setdefault(m.seq, m)
+    return {gw: list(groups[gw].values()) for gw in sorted(groups)}
+
+
+def latest_states(messages: Sequence[Decoded]) -> list[Decoded]:
+    """The newest state message per gateway in the batch."""
+    newest: dict[str, Decoded] = {}
+    for m in messages:
+        if not m.sequenced and (m.gateway not in newest or m.ts >= newest[m.gateway].ts):
+            newest[m.gateway] = m
+    return [newest[gw] for gw in sorted(newest)]

@@ -1,0 +1,217 @@
+"""The embedded store: one SQLite file, WAL, the same tables and semantics as PostgreSQL.
+
+Writers serialise on `BEGIN IMMEDIATE` (the whole file is the lock), so several
+ingest processes on one machine still agree; times are epoch seconds (REAL).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from cityedge.central.ingest.decode import Decoded, Rejected
+from cityedge.central.ingest.holes import SeqState, advance
+from cityedge.central.ingest.rows import (
+    EVENT_COLUMNS,
+    READING_COLUMNS,
+    RESULT_COLUMNS,
+    event_rows,
+    reading_rows,
+    result_rows,
+    to_json,
+)
+from cityedge.central.ingest.store.base import (
+    Hole,
+    StoreError,
+    Totals,
+    WriteReport,
+    by_gateway,
+    latest_states,
+)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS gateways (
+    gateway TEXT PRIMARY KEY, site TEXT NOT NULL, high INTEGER,
+    state_ts REAL, state TEXT, key_id TEXT);
+CREATE TABLE IF NOT EXISTS messages (
+    gateway TEXT NOT NULL, seq INTEGER NOT NULL, site TEXT NOT NULL, kind TEXT NOT NULL,
+    ts REAL NOT NULL, historical INTEGER NOT NULL, entries INTEGER NOT NULL,
+    stored REAL NOT NULL, PRIMARY KEY (gateway, seq)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS holes (
+    gateway TEXT NOT NULL, first INTEGER NOT NULL, last INTEGER NOT NULL,
+    opened REAL NOT NULL, PRIMARY KEY (gateway, first));
+CREATE TABLE IF NOT EXISTS accounted (
+    gateway TEXT NOT NULL, first INTEGER NOT NULL, last INTEGER NOT NULL,
+    PRIMARY KEY (gateway, first));
+CREATE TABLE IF NOT EXISTS readings (
+    ts REAL NOT NULL, site TEXT NOT NULL, gateway TEXT NOT NULL, seq INTEGER NOT NULL,
+    device TEXT NOT NULL, point TEXT NOT NULL, num REAL, txt TEXT, unit TEXT,
+    quality TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS readings_by_point ON readings (site, device, point, ts);
+CREATE TABLE IF NOT EXISTS events (
+    ts REAL NOT NULL, site TEXT NOT NULL, gateway TEXT NOT NULL, seq INTEGER NOT NULL,
+    kind TEXT NOT NULL, source TEXT NOT NULL, severity TEXT NOT NULL, active INTEGER,
+    data TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS events_by_site ON events (site, ts);
+CREATE TABLE IF NOT EXISTS results (
+    ts REAL NOT NULL, site TEXT NOT NULL, gateway TEXT NOT NULL, seq INTEGER NOT NULL,
+    command_id TEXT NOT NULL, code TEXT NOT NULL, detail TEXT NOT NULL, readback TEXT,
+    readback_matched INTEGER, data TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS rejected (
+    received REAL NOT NULL, topic TEXT NOT NULL, reason TEXT NOT NULL, detail TEXT NOT NULL,
+    payload BLOB);
+"""
+
+
+def _insert(table: str, columns: Sequence[str]) -> str:
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+
+
+class SqliteStore:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._db: sqlite3.Connection | None = None
+        self._lock = asyncio.Lock()  # one statement sequence at a time on the connection
+
+    async def open(self) -> None:
+        await asyncio.to_thread(self._open)
+
+    def _open(self) -> None:
+        try:
+            db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None,
+                                 check_same_thread=False)  # fmt: skip
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")  # committed means on disk: then we ack
+            db.executescript(SCHEMA)
+        except sqlite3.Error as exc:
+            raise StoreError(f"sqlite {self.path}: {exc}") from None
+        self._db = db
+
+    async def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise StoreError(f"sqlite {self.path}: not open")
+        return self._db
+
+    async def write(self, messages: Sequence[Decoded], rejected: Sequence[Rejected]) -> WriteReport:
+        async with self._lock:
+            return await asyncio.to_thread(self._write, messages, rejected)
+
+    def _write(self, messages: Sequence[Decoded], rejected: Sequence[Rejected]) -> WriteReport:
+        db = self.db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                report = self._transaction(db, messages, rejected)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise StoreError(f"sqlite {self.path}: {exc}") from None
+        return report
+
+    def _transaction(self, db: sqlite3.Connection, messages: Sequence[Decoded],
+                     rejected: Sequence[Rejected]) -> WriteReport:  # fmt: skip
+        now = time.time()
+        report = WriteReport(rejected=len(rejected))
+        fresh: list[Decoded] = []
+        for gateway, group in by_gateway(messages).items():
+            db.execute("INSERT OR IGNORE INTO gateways (gateway, site) VALUES (?, ?)",
+                       (gateway, group[0].site))  # fmt: skip
+            new = [m for m in group if db.execute(
+                "INSERT OR IGNORE INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (m.gateway, m.seq, m.site, m.kind, m.ts, m.historical,
+                 len(m.readings) + len(m.events) + len(m.results), now),
+            ).rowcount == 1]  # fmt: skip
+            fresh += new
+            accounted = [r for m in new for r in m.accounted]
+            if new or accounted:
+                self._advance(db, gateway, [m.seq for m in new], accounted, report, now)
+        report.duplicates = sum(m.sequenced for m in messages) - len(fresh)
+        report.messages = len(fresh)
+        for table, columns, rows in (
+            ("readings", READING_COLUMNS, reading_rows(fresh)),
+            ("events", EVENT_COLUMNS, event_rows(fresh)),
+            ("results", RESULT_COLUMNS, result_rows(fresh)),
+        ):
+            if rows:
+                db.executemany(_insert(table, columns), rows)
+            setattr(report, table, len(rows))
+        for m in latest_states(messages):
+            db.execute(
+                "INSERT INTO gateways (gateway, site, state_ts, state, key_id) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (gateway) DO UPDATE SET "
+                "site = excluded.site, state_ts = excluded.state_ts, state = excluded.state, "
+                "key_id = excluded.key_id WHERE gateways.state_ts IS NULL "
+                "OR gateways.state_ts <= excluded.state_ts",
+                (m.gateway, m.site, m.ts, to_json(m.state), m.key_id),
+            )
+            report.states += 1
+        if rejected:
+            db.executemany(
+                "INSERT INTO rejected VALUES (?, ?, ?, ?, ?)",
+                [(now, r.topic, r.reason, r.detail[:500], r.payload) for r in rejected],
+            )
+        return report
+
+    def _advance(
+        self,
+        db: sqlite3.Connection,
+        gateway: str,
+        seqs: list[int],
+        accounted: list[tuple[int, int]],
+        report: WriteReport,
+        now: float,
+    ) -> None:
+        (high,) = db.execute("SELECT high FROM gateways WHERE gateway = ?", (gateway,)).fetchone()
+        holes = db.execute("SELECT first, last FROM holes WHERE gateway = ? ORDER BY first",
+                           (gateway,)).fetchall()  # fmt: skip
+        known = db.execute("SELECT first, last FROM accounted WHERE gateway = ? ORDER BY first",
+                           (gateway,)).fetchall()  # fmt: skip
+        before = SeqState(high, tuple(map(tuple, holes)), tuple(map(tuple, known)))
+        change = advance(before, seqs, accounted)
+        after = change.state
+        db.execute("UPDATE gateways SET high = ? WHERE gateway = ?", (after.high, gateway))
+        if after.holes != before.holes:
+            old, new = set(before.holes), set(after.holes)
+            db.executemany("DELETE FROM holes WHERE gateway = ? AND first = ?",
+                           [(gateway, a) for a, _ in old - new])  # fmt: skip
+            db.executemany("INSERT INTO holes VALUES (?, ?, ?, ?)",
+                           [(gateway, a, b, now) for a, b in new - old])  # fmt: skip
+        if after.accounted != before.accounted:
+            db.execute("DELETE FROM accounted WHERE gateway = ?", (gateway,))
+            db.executemany("INSERT INTO accounted VALUES (?, ?, ?)",
+                           [(gateway, a, b) for a, b in after.accounted])  # fmt: skip
+        report.opened += [(gateway, hole) for hole in change.opened]
+        report.closed += change.closed
+
+    async def holes(self) -> list[Hole]:
+        async with self._lock:
+            rows = await asyncio.to_thread(
+                lambda: self.db.execute(
+                    "SELECT gateway, first, last FROM holes ORDER BY gateway, first"
+                ).fetchall()
+            )
+        return [Hole(*row) for row in rows]
+
+    async def totals(self) -> Totals:
+        def query() -> Totals:
+            db = self.db
+            (messages,) = db.execute("SELECT count(*) FROM messages").fetchone()
+            (readings,) = db.execute("SELECT count(*) FROM readings").fetchone()
+            holes, missing = db.execute(
+                "SELECT count(*), coalesce(sum(last - first + 1), 0) FROM holes"
+            ).fetchone()
+            return Totals(messages, readings, holes, missing)
+
+        async with self._lock:
+            return await asyncio.to_thread(query)
