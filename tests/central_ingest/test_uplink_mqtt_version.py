@@ -13,12 +13,13 @@ import pytest
 
 from cityedge.central.commands import new_command
 from cityedge.gateway.config import UplinkSection, load_config
-from cityedge.protocol.commands import seal_command
+from cityedge.protocol.commands import MAX_COMMAND_BYTES, seal_command
 from cityedge.protocol.key_files import create_key
 from cityedge.protocol.keys import SigningKey
 from cityedge.sdk.problems import FileProblems
 from cityedge.street.broker import Broker
 from tests.integration.conftest import ConfigWriter, broker, gateway_key, write_config
+from tests.integration.test_uplink_commands import oversized_command, publish_all
 from tests.support.agent_process import AgentProcess
 from tests.support.command_post import CommandPost
 
@@ -74,3 +75,24 @@ async def test_a_command_sent_while_the_agent_is_away_is_answered_after_reconnec
     result = next(r for r in post.results if r["command_id"] == ping.id)
     assert result["code"] == "done"
     assert _connects(broker) == [(expected, "c0")] * 2  # both runs: persistent session
+
+
+async def test_over_311_an_oversized_command_is_still_refused_by_size(
+    tmp_path: Path, broker: Broker, gateway_key: SigningKey, write_config: ConfigWriter
+) -> None:
+    """No Maximum Packet Size to ask for in 3.1.1: the broker delivers what it accepts,
+    and the agent refuses a command past the size limit before decoding it."""
+    central = create_key(tmp_path / "central.key")
+    config = write_config(keys={"trust": [central.public_text()]}, uplink={"mqtt_version": "3.1.1"})
+    async with CommandPost(broker.port, gateway_key.public_key) as post:
+
+        def refused() -> bool:
+            return any(str(r["detail"]).startswith("too-large") for r in post.results)
+
+        with AgentProcess(config) as agent:
+            assert await post.wait_for(lambda: bool(post.states), 30), agent.logs()
+            big = oversized_command(MAX_COMMAND_BYTES + 1024)
+            await publish_all(broker.port, CMD_TOPIC, [big])
+            assert await post.wait_for(refused, 30), agent.logs()
+    refusal = next(r for r in post.results if str(r["detail"]).startswith("too-large"))
+    assert refusal["code"] == "too-large" and refusal["command_id"] == ""
