@@ -3,9 +3,11 @@
 NATS JetStream server of the test's own, into `cityedge central ingest` with a
 PostgreSQL database of its own. Ingest is killed -9 mid-stream and restarted, the
 engine is killed and restarted; at the end every sequence number the agent ever
-assigned is stored once and no hole is left. Over RabbitMQ, `central send` reaches
-the agent and gets its result, and a command queued while the agent was stopped
-waits in its persistent 3.1.1 session and is answered after it starts.
+assigned is stored once and no hole is left. Through both, `central send` (which
+learns the site from telemetry: RabbitMQ 3.10 delivers no retained state to a
+wildcard) reaches the agent and gets its result, and a command queued while the
+agent was stopped waits in its persistent 3.1.1 session and is answered after it
+starts (the result stored by ingest).
 """
 
 from __future__ import annotations

@@ -74,7 +74,8 @@ async def test_a_command_sent_while_the_agent_is_away_is_answered_after_reconnec
             assert await post.wait_for(answered, 30), agent.logs()
     result = next(r for r in post.results if r["command_id"] == ping.id)
     assert result["code"] == "done"
-    assert _connects(broker) == [(expected, "c0")] * 2  # both runs: persistent session
+    connects = _connects(broker)
+    assert len(connects) >= 2 and set(connects) == {(expected, "c0")}  # persistent session
 
 
 async def test_over_311_an_oversized_command_is_still_refused_by_size(
