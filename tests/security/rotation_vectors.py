@@ -81,7 +81,7 @@ def build() -> dict[str, dict[str, Any]]:
         "trust-update": _vector(
             "Trust update v7 for gw-17, signed by the current command-post key: the old key "
             "stays valid for a week of overlap, the new one from now on.",
-            "cityedge/v1/demo-town/gw-17/cmd",
+            "cityedge/v2/demo-town/gw-17/cmd",
             COMMAND_POST_SEED,
             COMMAND_CONTEXT,
             seal_command(cp, command),
@@ -89,7 +89,7 @@ def build() -> dict[str, dict[str, Any]]:
         "key-announcement": _vector(
             "gw-17 announces its new key, signed by its old key; it travels in the state "
             "message's data.key_announcements, and the state is signed by the new key.",
-            "cityedge/v1/demo-town/gw-17/state (inside data.key_announcements)",
+            "cityedge/v2/demo-town/gw-17/state (inside data.key_announcements)",
             GATEWAY_SEED,
             ANNOUNCEMENT_CONTEXT,
             seal_key_announcement(gw, gw_new.public_key, gateway="gw-17", ts=TS),

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
-DEFAULT_PREFIX: Final = "cityedge/v1"
+DEFAULT_PREFIX: Final = "cityedge/v2"
 ANY: Final = "+"  # one whole topic level, in a subscription filter
 
 NAME_PATTERN: Final = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")  # gateway and site ids (topic-safe)

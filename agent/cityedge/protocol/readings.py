@@ -1,0 +1,258 @@
+"""Readings blocks: how a v2 `telemetry` message carries its readings (docs/protocol.md §6.1).
+
+    block = [t0, devices, points, groups]
+    t0      int: milliseconds since the Unix epoch, the earliest reading's time
+    devices array of str: the device names the groups refer to, by index
+    points  array of [name, unit?, scale?]: the points the groups refer to, by index
+    groups  array of [device, dt, quality, point, value, point, value, ...]
+
+One group is one poll: the readings of one device taken at one millisecond with
+one quality. A point entry with a `scale` k carries float values as integers m
+(value = m / 10^k): a lamppost's 230.1 V travels as 2301 in three bytes, not as
+a nine-byte float64. Other floats go as float32 when float32 holds them exactly,
+else as float64. When DEFLATE makes it smaller, `data` is a bin holding the
+zlib stream of the block's MessagePack bytes instead of the block itself.
+
+The encoder reads the outbox's internal reading entries (`entries.reading_entry`);
+the decoder is strict and names the field that is wrong.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import zlib
+from collections.abc import Sequence
+from typing import Any, Final, cast
+
+import msgpack
+
+from cityedge.protocol.decoding import MAX_MESSAGE_BYTES, malformed, read_array, show, unpack
+from cityedge.sdk.model import Quality, Reading
+
+QUALITY_CODES: Final = (Quality.GOOD, Quality.CLOCK_UNSYNCED, Quality.SUBSTITUTED)
+_CODE_BY_QUALITY: Final = {q.value: i for i, q in enumerate(QUALITY_CODES)}
+MAX_SCALE: Final = 15  # a decoder accepts scales 0..15 (10^15 is exact in float64)
+ENCODER_SCALES: Final = 6  # the reference encoder tries scales 0..6
+MAX_MANTISSA: Final = 1 << 53  # |m| of a scaled value: exact in float64
+MAX_SPAN_MS: Final = 1 << 32  # dt: a message spans a minute at most; this bounds a hostile one
+COMPRESSION_LEVEL: Final = 6
+MAX_INFLATED: Final = MAX_MESSAGE_BYTES  # a compressed block may not inflate beyond this
+
+_POWERS: Final = tuple(10.0**k for k in range(ENCODER_SCALES + 1))
+_F32: Final = struct.Struct(">f")
+
+
+class _Float32(float):
+    """A float the block writer packs as MessagePack float 32 (`ca`)."""
+
+    __slots__ = ()
+
+
+def decimal(value: float) -> tuple[int, int] | None:
+    """(scale k, mantissa m) with m / 10^k == value exactly, the smallest k in 0..6;
+    None for a value no such pair carries (and for -0.0, NaN and infinities)."""
+    if not math.isfinite(value) or (value == 0.0 and math.copysign(1.0, value) < 0):
+        return None
+    for k, power in enumerate(_POWERS):
+        m = round(value * power)
+        if not -MAX_MANTISSA <= m <= MAX_MANTISSA:
+            return None
+        if m / power == value:
+            return k, m
+    return None
+
+
+def _natural_float(value: float) -> float:
+    """The float marked for float32 when float32 holds it exactly, else float64."""
+    try:
+        narrow = _F32.unpack(_F32.pack(value))[0]
+    except OverflowError:
+        return value
+    return _Float32(value) if narrow == value else value
+
+
+def encode_block(entries: Sequence[Sequence[Any]]) -> bytes:
+    """The readings block (MessagePack bytes) of internal reading entries
+    `[device, point, value, ts, unit?, quality?]`, in the order they came."""
+    devices: dict[str, int] = {}
+    points: dict[tuple[str, str | None, int | None], int] = {}
+    groups: dict[tuple[int, int, int], list[Any]] = {}
+    narrow = False
+    for e in entries:
+        if not 4 <= len(e) <= 6:
+            raise ValueError(f"reading entry {e!r:.80}: expected 4-6 fields")
+        value = e[2]
+        scale: int | None = None
+        if type(value) is float:
+            pair = decimal(value)
+            if pair is None:
+                value = _natural_float(value)
+                narrow = narrow or type(value) is _Float32
+            else:
+                scale, value = pair
+        unit = e[4] if len(e) > 4 else None
+        point_key = (e[1], unit, scale)
+        p = points.get(point_key)
+        if p is None:
+            p = points[point_key] = len(points)
+        d = devices.get(e[0])
+        if d is None:
+            d = devices[e[0]] = len(devices)
+        quality = _CODE_BY_QUALITY[e[5]] if len(e) > 5 else 0
+        key = (d, round(e[3] * 1000), quality)
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = []
+        group.append(p)
+        group.append(value)
+    t0 = min((k[1] for k in groups), default=0)
+    table = [t0, list(devices), [_point_entry(k) for k in points]]
+    rows = [[d, ms - t0, q, *values] for (d, ms, q), values in groups.items()]
+    if not narrow:
+        return cast(bytes, msgpack.packb([*table, rows]))
+    head = cast(bytes, msgpack.packb(table))  # an array of 3: widened to 4 below
+    return b"".join((b"\x94", head[1:], array_header(len(rows)), *map(_pack_row, rows)))
+
+
+def _point_entry(key: tuple[str, str | None, int | None]) -> list[Any]:
+    name, unit, scale = key
+    if scale is not None:
+        return [name, unit, scale]
+    return [name] if unit is None else [name, unit]
+
+
+def _pack_row(row: list[Any]) -> bytes:
+    if not any(type(v) is _Float32 for v in row):
+        return cast(bytes, msgpack.packb(row))
+    parts = [array_header(len(row))]
+    for v in row:
+        parts.append(b"\xca" + _F32.pack(v) if type(v) is _Float32 else msgpack.packb(v))
+    return b"".join(parts)
+
+
+def array_header(n: int) -> bytes:
+    if n < 16:
+        return bytes((0x90 | n,))
+    if n < 0x10000:
+        return b"\xdc" + n.to_bytes(2, "big")
+    return b"\xdd" + n.to_bytes(4, "big")
+
+
+def pack_data(block: bytes, *, compress: bool = True) -> bytes:
+    """The `data` field's bytes: the block, or a bin of its zlib stream when that is
+    smaller (`compress=False` never compresses)."""
+    if not compress or len(block) < 64:  # a header's worth: deflate cannot pay
+        return block
+    packed = cast(bytes, msgpack.packb(zlib.compress(block, COMPRESSION_LEVEL)))
+    return packed if len(packed) < len(block) else block
+
+
+# --- decoding ------------------------------------------------------------------------
+
+
+def inflate(data: bytes, where: str) -> Any:
+    """The block inside a compressed `data`: one whole zlib stream, at most MAX_INFLATED."""
+    inflater = zlib.decompressobj()
+    try:
+        block = inflater.decompress(data, MAX_INFLATED)
+    except zlib.error as exc:
+        raise malformed(f"{where}: not a zlib stream ({exc})") from None
+    if inflater.unconsumed_tail:
+        raise malformed(f"{where}: inflates beyond {MAX_INFLATED} bytes")
+    if not inflater.eof:
+        raise malformed(f"{where}: the zlib stream is truncated")
+    if inflater.unused_data:
+        raise malformed(f"{where}: {len(inflater.unused_data)} bytes after the zlib stream")
+    return unpack(block, where)
+
+
+def decode_block(raw: Any, where: str = "body.data") -> list[Reading]:
+    """The readings of a `data` field as decoded MessagePack (a block, or a bin
+    holding a compressed one); EnvelopeError names what is wrong."""
+    if isinstance(raw, bytes):
+        raw = inflate(raw, where)
+    t0, devices, points, groups = read_array(raw, where, 4, 4)
+    if type(t0) is not int or not -MAX_MANTISSA <= t0 <= MAX_MANTISSA:
+        raise malformed(f"{where}[0] (t0): expected milliseconds as an integer, got {show(t0)}")
+    names = _names(devices, f"{where}[1] (devices)")
+    table = _points(points, f"{where}[2] (points)")
+    if not isinstance(groups, list):
+        raise malformed(f"{where}[3] (groups): expected an array, got {show(groups)}")
+    out: list[Reading] = []
+    for i, group in enumerate(groups):
+        out += _group(group, t0, names, table, f"{where}[3][{i}]")
+    return out
+
+
+def _names(raw: Any, where: str) -> list[str]:
+    if not isinstance(raw, list):
+        raise malformed(f"{where}: expected an array of names, got {show(raw)}")
+    for i, name in enumerate(raw):
+        if not isinstance(name, str):
+            raise malformed(f"{where}[{i}]: expected text, got {show(name)}")
+    if len(set(raw)) != len(raw):
+        raise malformed(f"{where}: a device is listed twice")
+    return raw
+
+
+def _points(raw: Any, where: str) -> list[tuple[str, str | None, int | None]]:
+    if not isinstance(raw, list):
+        raise malformed(f"{where}: expected an array of point entries, got {show(raw)}")
+    table: list[tuple[str, str | None, int | None]] = []
+    for i, entry in enumerate(raw):
+        f = read_array(entry, f"{where}[{i}]", 1, 3)
+        name, unit, scale = f[0], f[1] if len(f) > 1 else None, f[2] if len(f) > 2 else None
+        if not isinstance(name, str):
+            raise malformed(f"{where}[{i}].name: expected text, got {show(name)}")
+        if unit is not None and not isinstance(unit, str):
+            raise malformed(f"{where}[{i}].unit: expected text or nil, got {show(unit)}")
+        if scale is not None and (type(scale) is not int or not 0 <= scale <= MAX_SCALE):
+            raise malformed(f"{where}[{i}].scale: expected 0-{MAX_SCALE} or nil, got {show(scale)}")
+        table.append((name, unit, scale))
+    if len(set(table)) != len(table):
+        raise malformed(f"{where}: a point entry is listed twice")
+    return table
+
+
+def _group(
+    raw: Any,
+    t0: int,
+    devices: list[str],
+    points: list[tuple[str, str | None, int | None]],
+    where: str,
+) -> list[Reading]:
+    if not isinstance(raw, list) or len(raw) < 5 or len(raw) % 2 == 0:
+        raise malformed(
+            f"{where}: expected [device, dt, quality, point, value, …], got {show(raw)}"
+        )
+    d, dt, q = raw[0], raw[1], raw[2]
+    if type(d) is not int or not 0 <= d < len(devices):
+        raise malformed(
+            f"{where}[0] (device): expected an index below {len(devices)}, got {show(d)}"
+        )
+    if type(dt) is not int or not 0 <= dt <= MAX_SPAN_MS or t0 + dt > MAX_MANTISSA:
+        raise malformed(f"{where}[1] (dt): expected milliseconds 0..2^32, got {show(dt)}")
+    if type(q) is not int or not 0 <= q < len(QUALITY_CODES):
+        raise malformed(f"{where}[2] (quality): expected 0, 1 or 2, got {show(q)}")
+    device, quality, ts = devices[d], QUALITY_CODES[q], (t0 + dt) / 1000
+    out = []
+    count = len(points)
+    for j in range(3, len(raw), 2):
+        p, value = raw[j], raw[j + 1]
+        if type(p) is not int or not 0 <= p < count:
+            raise malformed(f"{where}[{j}] (point): expected an index below {count}, got {show(p)}")
+        name, unit, scale = points[p]
+        kind = type(value)
+        if scale is not None:
+            if kind is not int or not -MAX_MANTISSA <= value <= MAX_MANTISSA:
+                raise malformed(
+                    f"{where}[{j + 1}] (value): point {name!r} is scaled, so an integer "
+                    f"of at most 2^53, got {show(value)}"
+                )
+            value = value / 10**scale
+        elif kind is not float and kind is not int and kind is not bool and kind is not str:
+            raise malformed(f"{where}[{j + 1}] (value): expected bool, int, float or text, "
+                            f"got {show(value)}")  # fmt: skip
+        out.append(Reading(device, name, value, ts, unit, quality))
+    return out
