@@ -112,9 +112,9 @@ def test_vectors_open_with_our_code(published: dict[str, dict[str, Any]], name: 
     if name == "state":
         assert message.state == expected["data"]
     elif name == "telemetry":  # the readings listed beside the block, exactly, in order
-        assert [
-            {**asdict(r), "quality": r.quality.value} for r in message.readings
-        ] == v["readings"]
+        assert [{**asdict(r), "quality": r.quality.value} for r in message.readings] == v[
+            "readings"
+        ]
     else:
         assert len(message.entries) == len(expected["data"])
 

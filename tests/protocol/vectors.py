@@ -265,11 +265,8 @@ def build() -> dict[str, dict[str, Any]]:
 
 def _resign(key: SigningKey, body_obj: Any, context: bytes = MESSAGE_CONTEXT) -> bytes:
     body = msgpack.packb(body_obj)
-    return bytes(
-        msgpack.packb(
-            {"v": ENVELOPE_VERSION, "kid": key.key_id, "body": body, "sig": key.sign(context + body)}
-        )
-    )
+    envelope = {"v": ENVELOPE_VERSION, "kid": key.key_id, "body": body}
+    return bytes(msgpack.packb(envelope | {"sig": key.sign(context + body)}))
 
 
 def rejections(vectors: dict[str, dict[str, Any]]) -> dict[str, Any]:

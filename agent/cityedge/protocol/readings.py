@@ -19,7 +19,6 @@ the decoder is strict and names the field that is wrong.
 
 from __future__ import annotations
 
-import math
 import struct
 import zlib
 from collections.abc import Sequence
@@ -35,11 +34,11 @@ _CODE_BY_QUALITY: Final = {q.value: i for i, q in enumerate(QUALITY_CODES)}
 MAX_SCALE: Final = 15  # a decoder accepts scales 0..15 (10^15 is exact in float64)
 ENCODER_SCALES: Final = 6  # the reference encoder tries scales 0..6
 MAX_MANTISSA: Final = 1 << 53  # |m| of a scaled value: exact in float64
-MAX_SPAN_MS: Final = 1 << 32  # dt: a message spans a minute at most; this bounds a hostile one
+MAX_TS: Final = MAX_MANTISSA / 1000  # ±2^53 ms (year 287,000): exact as milliseconds
 COMPRESSION_LEVEL: Final = 6
 MAX_INFLATED: Final = MAX_MESSAGE_BYTES  # a compressed block may not inflate beyond this
 
-_POWERS: Final = tuple(10.0**k for k in range(ENCODER_SCALES + 1))
+_DIVISORS: Final = tuple(10.0**k for k in range(MAX_SCALE + 1))  # exact in float64
 _F32: Final = struct.Struct(">f")
 
 
@@ -50,17 +49,30 @@ class _Float32(float):
 
 
 def decimal(value: float) -> tuple[int, int] | None:
-    """(scale k, mantissa m) with m / 10^k == value exactly, the smallest k in 0..6;
-    None for a value no such pair carries (and for -0.0, NaN and infinities)."""
-    if not math.isfinite(value) or (value == 0.0 and math.copysign(1.0, value) < 0):
+    """(scale k, mantissa m) from the shortest decimal that reads back as `value`
+    (repr's digits): m / 10^k == value exactly. None when k would exceed 6 or |m|
+    2^53, and for -0.0, NaN and infinities."""
+    text = repr(value)
+    if "e" in text:  # 1e-05, 1.5e+16: mantissa digits and a power of ten
+        mantissa, _, power = text.partition("e")
+        whole, _, fraction = mantissa.partition(".")
+        k = len(fraction) - int(power)
+        m = int(whole + fraction)
+        if k < 0:
+            m, k = m * 10**-k, 0
+    elif text[-1].isdigit():  # not inf or nan
+        whole, _, fraction = text.partition(".")
+        if fraction == "0":
+            if whole == "-0":
+                return None  # -0.0 would come back as 0.0
+            k, m = 0, int(whole)
+        else:
+            k, m = len(fraction), int(whole + fraction)
+    else:
         return None
-    for k, power in enumerate(_POWERS):
-        m = round(value * power)
-        if not -MAX_MANTISSA <= m <= MAX_MANTISSA:
-            return None
-        if m / power == value:
-            return k, m
-    return None
+    if k > ENCODER_SCALES or not -MAX_MANTISSA <= m <= MAX_MANTISSA:
+        return None
+    return k, m
 
 
 def _natural_float(value: float) -> float:
@@ -78,9 +90,13 @@ def encode_block(entries: Sequence[Sequence[Any]]) -> bytes:
     devices: dict[str, int] = {}
     points: dict[tuple[str, str | None, int | None], int] = {}
     groups: dict[tuple[int, int, int], list[Any]] = {}
+    group: list[Any] = []
+    last: tuple[Any, Any, int] | None = None  # (device, ts, quality) of `group`
     narrow = False
     for e in entries:
-        if not 4 <= len(e) <= 6:
+        n = len(e)
+        unit, quality = (e[4] if n > 4 else None), (_CODE_BY_QUALITY[e[5]] if n > 5 else 0)
+        if not 4 <= n <= 6:
             raise ValueError(f"reading entry {e!r:.80}: expected 4-6 fields")
         value = e[2]
         scale: int | None = None
@@ -91,19 +107,18 @@ def encode_block(entries: Sequence[Sequence[Any]]) -> bytes:
                 narrow = narrow or type(value) is _Float32
             else:
                 scale, value = pair
-        unit = e[4] if len(e) > 4 else None
         point_key = (e[1], unit, scale)
         p = points.get(point_key)
         if p is None:
             p = points[point_key] = len(points)
-        d = devices.get(e[0])
-        if d is None:
-            d = devices[e[0]] = len(devices)
-        quality = _CODE_BY_QUALITY[e[5]] if len(e) > 5 else 0
-        key = (d, round(e[3] * 1000), quality)
-        group = groups.get(key)
-        if group is None:
-            group = groups[key] = []
+        # A poll's readings come one after the other: same device, time and quality.
+        if last is None or last[0] != e[0] or last[1] != e[3] or last[2] != quality:
+            d = devices.get(e[0])
+            if d is None:
+                d = devices[e[0]] = len(devices)
+            key = (d, round(e[3] * 1000), quality)
+            group = groups.setdefault(key, [])
+            last = (e[0], e[3], quality)
         group.append(p)
         group.append(value)
     t0 = min((k[1] for k in groups), default=0)
@@ -231,8 +246,8 @@ def _group(
         raise malformed(
             f"{where}[0] (device): expected an index below {len(devices)}, got {show(d)}"
         )
-    if type(dt) is not int or not 0 <= dt <= MAX_SPAN_MS or t0 + dt > MAX_MANTISSA:
-        raise malformed(f"{where}[1] (dt): expected milliseconds 0..2^32, got {show(dt)}")
+    if type(dt) is not int or not 0 <= dt <= MAX_MANTISSA - t0:
+        raise malformed(f"{where}[1] (dt): expected milliseconds 0..2^53 - t0, got {show(dt)}")
     if type(q) is not int or not 0 <= q < len(QUALITY_CODES):
         raise malformed(f"{where}[2] (quality): expected 0, 1 or 2, got {show(q)}")
     device, quality, ts = devices[d], QUALITY_CODES[q], (t0 + dt) / 1000
@@ -250,7 +265,7 @@ def _group(
                     f"{where}[{j + 1}] (value): point {name!r} is scaled, so an integer "
                     f"of at most 2^53, got {show(value)}"
                 )
-            value = value / 10**scale
+            value = value / _DIVISORS[scale]  # |m| <= 2^53: exact, so one IEEE division
         elif kind is not float and kind is not int and kind is not bool and kind is not str:
             raise malformed(f"{where}[{j + 1}] (value): expected bool, int, float or text, "
                             f"got {show(value)}")  # fmt: skip
