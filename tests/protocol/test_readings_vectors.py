@@ -9,6 +9,7 @@ import math
 import struct
 import zlib
 from dataclasses import asdict
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -60,14 +61,15 @@ def decode_by_the_doc(body: bytes) -> list[dict[str, Any]]:
 
 
 def smallest_scale(value: float) -> int | None:
-    """The doc's rule, by its numeric definition: the smallest k <= 6 that is exact."""
+    """The doc's rule: the shortest decimal that reads back as `value`, its fraction
+    digits k (trailing zeros dropped) if k <= 6 and |m| <= 2^53."""
     if not math.isfinite(value) or (math.copysign(1.0, value) < 0 and value == 0):
         return None
-    for k in range(7):
-        m = round(value * 10**k)
-        if abs(m) <= 2**53 and m / 10**k == value:
-            return k
-    return None
+    shortest = Decimal(repr(value)).normalize()
+    k = max(0, -int(shortest.as_tuple().exponent))
+    m = int(shortest.scaleb(k))
+    assert m / 10**k == value  # the point of the rule: exact
+    return k if k <= 6 and abs(m) <= 2**53 else None
 
 
 @pytest.mark.parametrize("name", NAMES)

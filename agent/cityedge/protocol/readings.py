@@ -53,23 +53,33 @@ def decimal(value: float) -> tuple[int, int] | None:
     (repr's digits): m / 10^k == value exactly. None when k would exceed 6 or |m|
     2^53, and for -0.0, NaN and infinities."""
     text = repr(value)
-    if "e" in text:  # 1e-05, 1.5e+16: mantissa digits and a power of ten
-        mantissa, _, power = text.partition("e")
-        whole, _, fraction = mantissa.partition(".")
-        k = len(fraction) - int(power)
-        m = int(whole + fraction)
-        if k < 0:
-            m, k = m * 10**-k, 0
-    elif text[-1].isdigit():  # not inf or nan
-        whole, _, fraction = text.partition(".")
-        if fraction == "0":
-            if whole == "-0":
-                return None  # -0.0 would come back as 0.0
-            k, m = 0, int(whole)
-        else:
-            k, m = len(fraction), int(whole + fraction)
-    else:
+    dot = text.find(".")
+    if dot < 0 or "e" in text:
+        return _exponent_decimal(text)
+    k = len(text) - dot - 1
+    if k == 1 and text[-1] == "0":  # a whole number
+        if text == "-0.0":
+            return None  # it would come back as 0.0
+        k, m = 0, int(value)
+    elif k > ENCODER_SCALES:
         return None
+    else:
+        m = round(value * _DIVISORS[k])  # the digits, unless the product rounded away
+        if m / _DIVISORS[k] != value:
+            m = int(text[:dot] + text[dot + 1 :])
+    return (k, m) if -MAX_MANTISSA <= m <= MAX_MANTISSA else None
+
+
+def _exponent_decimal(text: str) -> tuple[int, int] | None:
+    """`decimal` for repr's other forms: 1e-05, 1.5e+16, inf, nan."""
+    mantissa, e, power = text.partition("e")
+    if not e:
+        return None  # inf, nan
+    whole, _, fraction = mantissa.partition(".")
+    k = len(fraction) - int(power)
+    m = int(whole + fraction)
+    if k < 0:
+        m, k = m * 10**-k, 0
     if k > ENCODER_SCALES or not -MAX_MANTISSA <= m <= MAX_MANTISSA:
         return None
     return k, m
@@ -91,14 +101,24 @@ def encode_block(entries: Sequence[Sequence[Any]]) -> bytes:
     points: dict[tuple[str, str | None, int | None], int] = {}
     groups: dict[tuple[int, int, int], list[Any]] = {}
     group: list[Any] = []
-    last: tuple[Any, Any, int] | None = None  # (device, ts, quality) of `group`
+    # A poll's readings come one after the other: same device, time and quality.
+    last_device: Any = None
+    last_ts: Any = None
+    last_quality = -1
     narrow = False
     for e in entries:
         n = len(e)
-        unit, quality = (e[4] if n > 4 else None), (_CODE_BY_QUALITY[e[5]] if n > 5 else 0)
-        if not 4 <= n <= 6:
+        if n == 4:
+            device, point, value, ts = e
+            unit, quality = None, 0
+        elif n == 5:
+            device, point, value, ts, unit = e
+            quality = 0
+        elif n == 6:
+            device, point, value, ts, unit, quality_name = e
+            quality = _CODE_BY_QUALITY[quality_name]
+        else:
             raise ValueError(f"reading entry {e!r:.80}: expected 4-6 fields")
-        value = e[2]
         scale: int | None = None
         if type(value) is float:
             pair = decimal(value)
@@ -107,18 +127,16 @@ def encode_block(entries: Sequence[Sequence[Any]]) -> bytes:
                 narrow = narrow or type(value) is _Float32
             else:
                 scale, value = pair
-        point_key = (e[1], unit, scale)
+        point_key = (point, unit, scale)
         p = points.get(point_key)
         if p is None:
             p = points[point_key] = len(points)
-        # A poll's readings come one after the other: same device, time and quality.
-        if last is None or last[0] != e[0] or last[1] != e[3] or last[2] != quality:
-            d = devices.get(e[0])
+        if ts != last_ts or device != last_device or quality != last_quality:
+            d = devices.get(device)
             if d is None:
-                d = devices[e[0]] = len(devices)
-            key = (d, round(e[3] * 1000), quality)
-            group = groups.setdefault(key, [])
-            last = (e[0], e[3], quality)
+                d = devices[device] = len(devices)
+            group = groups.setdefault((d, round(ts * 1000), quality), [])
+            last_device, last_ts, last_quality = device, ts, quality
         group.append(p)
         group.append(value)
     t0 = min((k[1] for k in groups), default=0)
