@@ -155,12 +155,15 @@ def simulated_clock() -> Iterator[list[float]]:
     """The pipeline's and the lampposts' monotonic clocks, advanced by the caller."""
     now = [1000.0]
     fake = SimpleNamespace(monotonic=lambda: now[0], time=time.time)
-    saved = pipeline_module.time, devices_module.time
-    pipeline_module.time, devices_module.time = fake, fake  # type: ignore[assignment]
+    modules = (vars(pipeline_module), vars(devices_module))
+    saved = [m["time"] for m in modules]
+    for m in modules:
+        m["time"] = fake
     try:
         yield now
     finally:
-        pipeline_module.time, devices_module.time = saved
+        for m, module_time in zip(modules, saved, strict=True):
+            m["time"] = module_time
 
 
 class Tally:
@@ -250,7 +253,9 @@ def costs(tally: Tally) -> dict[str, float]:
     v1_payloads = [seal_v1(key, seq=1, ts=T0, historical=False, entries=e, count=c)
                    for e, c in samples]  # fmt: skip
     decoded = [msgpack.unpackb(array_header(c) + e) for e, c in samples]
-    as_readings = [[Reading(*x[:4], x[4] if len(x) > 4 else None) for x in d] for d in decoded]
+    as_readings = [
+        [Reading(x[0], x[1], x[2], x[3], x[4] if len(x) > 4 else None) for x in d] for d in decoded
+    ]
 
     def encode2() -> None:  # the pipeline's part: a reading as the outbox keeps it
         for rs in as_readings:

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import zlib
+from decimal import Decimal
 from typing import Any
 
 import msgpack
@@ -17,7 +19,7 @@ from hypothesis import strategies as st
 from cityedge.protocol.decoding import EnvelopeError, Reason
 from cityedge.protocol.entries import Message
 from cityedge.protocol.opening import open_message
-from cityedge.protocol.readings import decode_block
+from cityedge.protocol.readings import decimal, decode_block
 from cityedge.protocol.sealing import MESSAGE_CONTEXT
 from cityedge.sdk.model import Reading
 from tests.protocol import readings_vectors, vectors
@@ -112,3 +114,23 @@ def test_truncated_deflate_streams_are_refused_at_every_length() -> None:
             assert err.code == Reason.MALFORMED and "body.data" in err.detail
         else:
             raise AssertionError(f"a deflate stream cut at {cut} was accepted")
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.floats() | st.floats(-1e6, 1e6).map(lambda v: round(v, 3)))
+def test_scaled_floats_come_back_exactly(value: float) -> None:
+    """decimal() is the doc's rule (the shortest decimal, at most 6 places, |m| <= 2^53),
+    and what it gives always divides back to the very same float."""
+    pair = decimal(value)
+    if pair is None:
+        if math.isfinite(value) and not (value == 0 and math.copysign(1.0, value) < 0):
+            shortest = Decimal(repr(value)).normalize()
+            k = max(0, -int(shortest.as_tuple().exponent))
+            assert k > 6 or abs(int(shortest.scaleb(k))) > 2**53
+        return
+    k, m = pair
+    assert 0 <= k <= 6 and abs(m) <= 2**53
+    assert m / 10**k == value
+    assert math.copysign(1.0, m / 10**k) == math.copysign(1.0, value)
+    if k:
+        assert m % 10 != 0  # the shortest: no trailing zero

@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cityedge.protocol.key_files import load_trust
 from cityedge.protocol.opening import open_message
 from tests.protocol import readings_vectors
+from tests.protocol.vectors import plain
 
 REGENERATE = "regenerate with: .venv/bin/python -m tests.protocol.readings_vectors --write"
 NAMES = ("street-poll", "street-poll-deflate", "value-rules")
@@ -83,7 +84,7 @@ def test_vectors_check_out_independently(name: str) -> None:
     assert payload == {"v": 2, "kid": v["signer"]["key_id"], "body": body,
                        "sig": bytes.fromhex(v["signature_hex"])}  # fmt: skip
     assert isinstance(msgpack.unpackb(body)["data"], bytes) is v["compressed"]
-    assert readings_vectors.plain(block_of(body)) == v["block"]
+    assert plain(block_of(body)) == v["block"]
     decoded = decode_by_the_doc(body)
     assert decoded == v["readings"]  # the inputs' times are whole milliseconds
     for got, sent in zip(decoded, v["readings"], strict=True):

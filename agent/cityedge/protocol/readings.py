@@ -22,7 +22,7 @@ from __future__ import annotations
 import struct
 import zlib
 from collections.abc import Sequence
-from typing import Any, Final, cast
+from typing import Any, Final, NoReturn, cast
 
 import msgpack
 
@@ -40,6 +40,7 @@ MAX_INFLATED: Final = MAX_MESSAGE_BYTES  # a compressed block may not inflate be
 
 _DIVISORS: Final = tuple(10.0**k for k in range(MAX_SCALE + 1))  # exact in float64
 _F32: Final = struct.Struct(">f")
+_VALUE_TYPES: Final = frozenset((bool, int, float, str))
 
 
 class _Float32(float):
@@ -212,9 +213,37 @@ def decode_block(raw: Any, where: str = "body.data") -> list[Reading]:
     table = _points(points, f"{where}[2] (points)")
     if not isinstance(groups, list):
         raise malformed(f"{where}[3] (groups): expected an array, got {show(groups)}")
+    # One pass, the checks inline: a message may hold hundreds of one-reading groups.
+    # Anything wrong goes to _refuse_group, which names the field.
+    divisors = [None if scale is None else _DIVISORS[scale] for _, _, scale in table]
+    count, known = len(table), len(names)
     out: list[Reading] = []
+    append = out.append
     for i, group in enumerate(groups):
-        out += _group(group, t0, names, table, f"{where}[3][{i}]")
+        if type(group) is not list or len(group) < 5 or not len(group) & 1:
+            _refuse_group(group, t0, names, table, f"{where}[3][{i}]")
+        d, dt, q = group[0], group[1], group[2]
+        if (
+            type(d) is not int or not 0 <= d < known
+            or type(dt) is not int or not 0 <= dt <= MAX_MANTISSA - t0
+            or type(q) is not int or not 0 <= q <= 2
+        ):  # fmt: skip
+            _refuse_group(group, t0, names, table, f"{where}[3][{i}]")
+        device, quality, ts = names[d], QUALITY_CODES[q], (t0 + dt) / 1000
+        for j in range(3, len(group), 2):
+            p, value = group[j], group[j + 1]
+            if type(p) is not int or not 0 <= p < count:
+                _refuse_group(group, t0, names, table, f"{where}[3][{i}]")
+            divisor = divisors[p]
+            if divisor is None:
+                if type(value) not in _VALUE_TYPES:
+                    _refuse_group(group, t0, names, table, f"{where}[3][{i}]")
+            elif type(value) is int and -MAX_MANTISSA <= value <= MAX_MANTISSA:
+                value = value / divisor  # exact operands: one IEEE division
+            else:
+                _refuse_group(group, t0, names, table, f"{where}[3][{i}]")
+            name, unit, _ = table[p]
+            append(Reading(device, name, value, ts, unit, quality))
     return out
 
 
@@ -248,17 +277,18 @@ def _points(raw: Any, where: str) -> list[tuple[str, str | None, int | None]]:
     return table
 
 
-def _group(
+def _refuse_group(
     raw: Any,
     t0: int,
     devices: list[str],
     points: list[tuple[str, str | None, int | None]],
     where: str,
-) -> list[Reading]:
+) -> NoReturn:
+    """A group the fast path refused, checked field by field: the error names the
+    first wrong one."""
     if not isinstance(raw, list) or len(raw) < 5 or len(raw) % 2 == 0:
-        raise malformed(
-            f"{where}: expected [device, dt, quality, point, value, …], got {show(raw)}"
-        )
+        shape = "[device, dt, quality, point, value, …]"
+        raise malformed(f"{where}: expected {shape}, got {show(raw)}")
     d, dt, q = raw[0], raw[1], raw[2]
     if type(d) is not int or not 0 <= d < len(devices):
         raise malformed(
@@ -268,24 +298,21 @@ def _group(
         raise malformed(f"{where}[1] (dt): expected milliseconds 0..2^53 - t0, got {show(dt)}")
     if type(q) is not int or not 0 <= q < len(QUALITY_CODES):
         raise malformed(f"{where}[2] (quality): expected 0, 1 or 2, got {show(q)}")
-    device, quality, ts = devices[d], QUALITY_CODES[q], (t0 + dt) / 1000
-    out = []
-    count = len(points)
     for j in range(3, len(raw), 2):
         p, value = raw[j], raw[j + 1]
-        if type(p) is not int or not 0 <= p < count:
-            raise malformed(f"{where}[{j}] (point): expected an index below {count}, got {show(p)}")
-        name, unit, scale = points[p]
-        kind = type(value)
+        if type(p) is not int or not 0 <= p < len(points):
+            raise malformed(
+                f"{where}[{j}] (point): expected an index below {len(points)}, got {show(p)}"
+            )
+        name, _, scale = points[p]
         if scale is not None:
-            if kind is not int or not -MAX_MANTISSA <= value <= MAX_MANTISSA:
+            if type(value) is not int or not -MAX_MANTISSA <= value <= MAX_MANTISSA:
                 raise malformed(
                     f"{where}[{j + 1}] (value): point {name!r} is scaled, so an integer "
                     f"of at most 2^53, got {show(value)}"
                 )
-            value = value / _DIVISORS[scale]  # |m| <= 2^53: exact, so one IEEE division
-        elif kind is not float and kind is not int and kind is not bool and kind is not str:
-            raise malformed(f"{where}[{j + 1}] (value): expected bool, int, float or text, "
-                            f"got {show(value)}")  # fmt: skip
-        out.append(Reading(device, name, value, ts, unit, quality))
-    return out
+        elif type(value) not in _VALUE_TYPES:
+            raise malformed(
+                f"{where}[{j + 1}] (value): expected bool, int, float or text, got {show(value)}"
+            )
+    raise malformed(f"{where}: not a valid group")  # unreachable while the checks agree
