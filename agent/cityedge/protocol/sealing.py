@@ -118,16 +118,17 @@ def seal_joined(
     return wrap(key, head + data, MESSAGE_CONTEXT)
 
 
-def _entries(joined: bytes, count: int) -> list[Any]:
-    """The stored entries, decoded in one call (an array header makes them one value)."""
+def _entries(joined: bytes, count: int) -> tuple[Any, ...]:
+    """The stored entries, decoded in one call (an array header makes them one value;
+    tuples are quicker to make than lists)."""
     try:
-        decoded = msgpack.unpackb(array_header(count) + joined, raw=False)
+        decoded = msgpack.unpackb(array_header(count) + joined, raw=False, use_list=False)
     except Exception as exc:  # msgpack raises a zoo; these bytes come from reading_entry
         raise ValueError(f"stored readings do not decode ({type(exc).__name__}: {exc})") from None
     for entry in decoded:
-        if type(entry) is not list:
+        if type(entry) is not tuple:
             raise ValueError(f"stored reading {entry!r:.60}: expected a reading_entry array")
-    return cast(list[Any], decoded)
+    return cast(tuple[Any, ...], decoded)
 
 
 def message_sealer(key: SigningKey, *, gateway: str, site: str) -> Callable[..., bytes]:
