@@ -49,6 +49,11 @@ class _Float32(float):
     __slots__ = ()
 
 
+def wire_time(ts: float) -> float:
+    """A reading's time as a block carries it: to the millisecond (round half even)."""
+    return round(ts * 1000) / 1000
+
+
 def decimal(value: float) -> tuple[int, int] | None:
     """(scale k, mantissa m) from the shortest decimal that reads back as `value`
     (repr's digits): m / 10^k == value exactly. None when k would exceed 6 or |m|
