@@ -6,12 +6,13 @@
     points  array of [name, unit?, scale?]: the points the groups refer to, by index
     groups  array of [device, dt, quality, point, value, point, value, ...]
 
-One group is one poll: the readings of one device taken at one millisecond with
-one quality. A point entry with a `scale` k carries float values as integers m
-(value = m / 10^k): a lamppost's 230.1 V travels as 2301 in three bytes, not as
-a nine-byte float64. Other floats go as float32 when float32 holds them exactly,
-else as float64. When DEFLATE makes it smaller, `data` is a bin holding the
-zlib stream of the block's MessagePack bytes instead of the block itself.
+One group is one poll: a run of readings of one device taken at one millisecond
+with one quality, so readings come back in the order they were sealed. A point
+entry with a `scale` k carries float values as integers m (value = m / 10^k): a
+lamppost's 230.1 V travels as 2301 in three bytes, not as a nine-byte float64.
+Other floats go as float32 when float32 holds them exactly, else as float64.
+When DEFLATE makes it smaller, `data` is a bin holding the zlib stream of the
+block's MessagePack bytes instead of the block itself.
 
 The encoder reads the outbox's internal reading entries (`entries.reading_entry`);
 the decoder is strict and names the field that is wrong.
@@ -105,12 +106,13 @@ def encode_block(entries: Sequence[Sequence[Any]]) -> bytes:
     `[device, point, value, ts, unit?, quality?]`, in the order they came."""
     devices: dict[str, int] = {}
     points: dict[tuple[str, str | None, int | None], int] = {}
-    groups: dict[tuple[int, int, int], list[Any]] = {}
+    rows: list[list[Any]] = []  # [device, ms, quality, point, value, …]; ms - t0 at the end
     group: list[Any] = []
-    # A poll's readings come one after the other: same device, time and quality.
+    # A group is a run of readings of one device, millisecond and quality: a poll's
+    # readings come one after the other.
     last_device: Any = None
     last_ts: Any = None
-    last_quality = -1
+    last_ms = last_quality = -1
     narrow = False
     for e in entries:
         n = len(e)
@@ -138,16 +140,21 @@ def encode_block(entries: Sequence[Sequence[Any]]) -> bytes:
         if p is None:
             p = points[point_key] = len(points)
         if ts != last_ts or device != last_device or quality != last_quality:
-            d = devices.get(device)
-            if d is None:
-                d = devices[device] = len(devices)
-            group = groups.setdefault((d, round(ts * 1000), quality), [])
-            last_device, last_ts, last_quality = device, ts, quality
+            ms = round(ts * 1000)
+            if ms != last_ms or device != last_device or quality != last_quality:
+                d = devices.get(device)
+                if d is None:
+                    d = devices[device] = len(devices)
+                group = [d, ms, quality]
+                rows.append(group)
+                last_device, last_ms, last_quality = device, ms, quality
+            last_ts = ts
         group.append(p)
         group.append(value)
-    t0 = min((k[1] for k in groups), default=0)
+    t0 = min((row[1] for row in rows), default=0)
+    for row in rows:
+        row[1] -= t0
     table = [t0, list(devices), [_point_entry(k) for k in points]]
-    rows = [[d, ms - t0, q, *values] for (d, ms, q), values in groups.items()]
     if not narrow:
         return cast(bytes, msgpack.packb([*table, rows]))
     head = cast(bytes, msgpack.packb(table))  # an array of 3: widened to 4 below
