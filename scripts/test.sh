@@ -4,8 +4,8 @@
 # Long soak/fault runs (the fault suite x10): CITYEDGE_SOAK=1 scripts/test.sh
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-# The maintenance page is tested in a real headless Chromium (Debian package).
-export CITYEDGE_EXTRA_APT="${CITYEDGE_EXTRA_APT:-} chromium"
+# The maintenance page is tested in a real headless Chromium; the .deb in a debootstrapped root.
+export CITYEDGE_EXTRA_APT="${CITYEDGE_EXTRA_APT:-} chromium debootstrap"
 source scripts/setup.sh
 echo "== ruff"; .venv/bin/ruff check .
 echo "== mypy"; .venv/bin/mypy

@@ -163,6 +163,25 @@ def test_bad_frames_name_the_reason(frame: str, kwargs: dict[str, bytes], reason
     assert info.value.reason == reason
 
 
+@pytest.mark.parametrize("info", [0x42, 0x48, 0x50, 0x5A, 0x43])
+def test_reserved_device_info_bits_are_refused_not_decoded(info: int) -> None:
+    # issue 19: a sensor that puts its MAC after an info byte with bit 1 set; read as
+    # objects, A4:C1:38:… decoded to nonsense (-294 °C)
+    frame = bytes([info]) + bytes.fromhex("a4c138b2f05d") + bytes.fromhex("02ca09")
+    with pytest.raises(BTHomeError) as refused:
+        decode(frame, mac=MAC, bindkey=KEY if info & 1 else None)
+    assert refused.value.reason == "reserved"
+    assert f"device info 0x{info:02x} sets reserved bit" in refused.value.detail
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 255).filter(lambda i: i >> 5 == 2 and i & 0x1A), st.binary(max_size=64))
+def test_fuzz_any_reserved_bit_is_refused_whatever_follows(info: int, body: bytes) -> None:
+    with pytest.raises(BTHomeError) as refused:
+        decode(bytes([info]) + body, mac=MAC, bindkey=KEY if info & 1 else None)
+    assert refused.value.reason == "reserved"
+
+
 def test_unknown_object_keeps_what_came_before() -> None:
     packet = decode(bytes.fromhex("4002ca0903bf13" + "f7" + "0102"))
     assert values(packet) == {"temperature": 25.06, "humidity": 50.55}
@@ -260,4 +279,4 @@ def test_fuzz_one_flipped_bit_in_an_encrypted_frame_is_refused(
     with pytest.raises(BTHomeError) as info:
         decode(bytes(frame), mac=MAC, bindkey=KEY)
     # the flipped bit lands in the info byte (version/flags) or anywhere the MIC covers
-    assert info.value.reason in {"decrypt", "version", "downgrade"}
+    assert info.value.reason in {"decrypt", "version", "downgrade", "reserved"}

@@ -108,6 +108,24 @@ async def test_replay_downgrade_and_wrong_key_are_counted_and_logged_once(
     assert all(SEALED_KEY not in json.dumps(e) for e in events(structlog_output))
 
 
+async def test_a_frame_with_a_reserved_info_bit_is_refused_with_its_reason(
+    make_driver: MakeDriver, air: FakeAir, structlog_output: io.StringIO
+) -> None:
+    driver = make_driver()
+    async with running(driver) as sink:
+        await until(lambda: bool(air.running))
+        # bit 1 set, the sensor's MAC first: decoded as objects this was -294 °C
+        odd = bytes([0x42]) + bytes.fromhex("a4c138b2f05d") + thermo_frame(21.0, 50.0, 1)[1:]
+        air.broadcast(PLAIN, bthome=odd)
+        await until(lambda: health_of(driver, "thermo-12").errors.get("reserved") == 1)
+        air.broadcast(PLAIN, bthome=thermo_frame(21.5, 50.0, packet_id=2))
+        await until(temperature_is(sink, 21.5))
+        taken = [r.value for r in sink.readings if r.point == "temperature"]
+        assert taken == [21.5]  # the odd frame gave no value at all
+    [rejected] = [e for e in events(structlog_output) if e["event"] == "ble.frame_rejected"]
+    assert rejected["reason"] == "reserved" and "reserved bit 1" in str(rejected["detail"])
+
+
 async def test_garbage_from_a_configured_sensor_is_counted_never_raised(
     make_driver: MakeDriver, air: FakeAir
 ) -> None:

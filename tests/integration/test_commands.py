@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
+import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -16,13 +18,14 @@ import aiomqtt
 import pytest
 
 from cityedge.central.commands import new_command, send_command
-from cityedge.protocol.commands import seal_command
+from cityedge.protocol.commands import command_digest, seal_command
 from cityedge.protocol.key_files import create_key
 from cityedge.protocol.keys import SigningKey
 from cityedge.sdk.model import Command, CommandResult, ResultCode
 from cityedge.street.broker import Broker
 from cityedge.street.modbus import Fault, ModbusStreet
 from tests.integration.conftest import ConfigWriter
+from tests.protocol import command_vectors
 from tests.support.agent_process import AgentProcess
 from tests.support.command_post import CommandPost
 
@@ -90,15 +93,39 @@ async def test_done_writes_and_reads_back(site: Site) -> None:
     assert site.street.write_requests("lamppost-001") == 1
 
 
+def _vector(name: str) -> dict[str, object]:
+    """The documented answer to operation `name` (docs/test-vectors/commands/)."""
+    doc = json.loads((command_vectors.VECTOR_DIR / "operations.json").read_text())
+    (case,) = [c for c in doc["cases"] if c["name"] == name]
+    return dict(case)
+
+
+def _answers_like_the_vector(result: CommandResult, name: str) -> None:
+    """Same code, same detail shape and the same data keys as the documented answer."""
+    entry = _vector(name)["result"]
+    assert isinstance(entry, list)
+    code, detail = entry[2], entry[4]
+    data = entry[7] if len(entry) > 7 else {}
+    assert result.code == code, result
+
+    def shape(text: str) -> str:
+        return re.sub(r"\b(ok|warn|fail)\b", "S", re.sub(r"\d+", "N", text))
+
+    assert shape(result.detail) == shape(detail), result
+    assert set(result.data) == set(data), result
+
+
 async def test_ping(site: Site) -> None:
     result = await site.send(new_command(site.central, "gw-test", "ping"))
     assert result.code == ResultCode.DONE and result.detail == "pong"
+    _answers_like_the_vector(result, "ping")
 
 
 async def test_rebirth_republishes_the_state(site: Site) -> None:
     before = len(site.post.states)
     result = await site.send(new_command(site.central, "gw-test", "rebirth"))
     assert result.code == ResultCode.DONE, result
+    _answers_like_the_vector(result, "rebirth")
     assert await site.post.wait_for(lambda: len(site.post.states) > before, 20)
     assert site.post.states[-1]["key_id"] == site.post.gateway_key.key_id
 
@@ -106,6 +133,9 @@ async def test_rebirth_republishes_the_state(site: Site) -> None:
 async def test_diagnostics_returns_the_check_results(site: Site) -> None:
     result = await site.send(new_command(site.central, "gw-test", "diagnostics"))
     assert result.code == ResultCode.DONE, result
+    _answers_like_the_vector(result, "diagnostics")
+    check_keys = set(_vector("diagnostics")["result"][7]["checks"][0])  # type: ignore[index]
+    assert all(set(c) == check_keys for c in result.data["checks"])
     names = {c["name"].split(".")[0] for c in result.data["checks"]}
     assert {"config", "keys", "clock", "disk", "outbox"} <= names
     assert result.data["status"] in ("ok", "warn", "fail")
@@ -124,9 +154,12 @@ async def test_diagnostics_returns_the_check_results(site: Site) -> None:
         (lambda s: write(s, now=time.time() + 3600), ResultCode.NOT_YET_VALID),
         (lambda s: write(s, now=time.time() - 7200), ResultCode.EXPIRED),
         (lambda s: new_command(s.central, "gw-test", "format-disk"), ResultCode.MALFORMED),
+        (lambda s: dataclasses.replace(write(s), device=None), ResultCode.MALFORMED),
+        (lambda s: write(s, value="40"), ResultCode.DENIED),
     ],
     ids=["out-of-range", "point-not-in-policy", "read-only", "unknown-point",
-         "unknown-device", "wrong-target", "not-yet-valid", "expired", "unknown-op"],
+         "unknown-device", "wrong-target", "not-yet-valid", "expired", "unknown-op",
+         "write-without-device", "text-for-a-number"],
 )  # fmt: skip
 async def test_refused_commands_never_reach_the_device(site: Site, make: object, code: str) -> None:
     cmd = make(site)  # type: ignore[operator]
@@ -145,12 +178,14 @@ async def test_refused_commands_never_reach_the_device(site: Site, make: object,
     assert site.writes() == 0
 
 
-async def _raw_result(site: Site, payload: bytes, cmd_id: str) -> dict[str, object]:
+async def _raw_result(site: Site, payload: bytes) -> dict[str, object]:
+    """The result that answers `payload`: matched by its digest, as a command post does."""
+    digest = command_digest(payload)
     await site.publish_raw(payload)
     assert await site.post.wait_for(
-        lambda: any(r["command_id"] == cmd_id for r in site.post.results), 20
+        lambda: any(r["digest"] == digest for r in site.post.results), 20
     )
-    return next(r for r in site.post.results if r["command_id"] == cmd_id)
+    return next(r for r in site.post.results if r["digest"] == digest)
 
 
 async def test_unknown_key_bad_signature_and_garbage(site: Site, tmp_path: Path) -> None:
@@ -158,38 +193,49 @@ async def test_unknown_key_bad_signature_and_garbage(site: Site, tmp_path: Path)
     cmd = write(site)
     result = await site.send(dataclasses.replace(cmd, key_id=stranger.key_id), key=stranger)
     assert result.code == ResultCode.UNKNOWN_KEY
-    forged = write(site)
-    payload = bytearray(seal_command(site.central, forged))
-    payload[-5] ^= 0xFF  # inside the signature
-    # Match results by command id: a QoS 1 redelivery of the earlier result may
-    # arrive in between, so "the last result" is not necessarily ours.
-    bad = await _raw_result(site, bytes(payload), forged.id)
-    assert bad["code"] == ResultCode.BAD_SIGNATURE
-    await site.publish_raw(b"\x00garbage")
-    assert await site.post.wait_for(
-        lambda: any(r["code"] == ResultCode.MALFORMED for r in site.post.results), 20
-    )
-    assert site.writes() == 0
+    real = write(site)
+    payload = seal_command(site.central, real)
+    forged = bytearray(payload)
+    forged[-5] ^= 0xFF  # inside the signature
+    # The forged copy is answered under its own digest and no id: nothing a command
+    # post matches to the real command, which is then answered as if nothing happened.
+    bad = await _raw_result(site, bytes(forged))
+    assert bad["code"] == ResultCode.BAD_SIGNATURE and bad["command_id"] == ""
+    assert not any(r["command_id"] == real.id for r in site.post.results)
+    assert (await _raw_result(site, payload))["code"] == ResultCode.DONE
+    garbage = await _raw_result(site, b"\x00garbage")
+    assert garbage["code"] == ResultCode.MALFORMED and garbage["command_id"] == ""
+    assert site.writes() == 1  # the real one
     assert site.agent.running()
 
 
 async def test_replay_is_refused_also_after_restart(site: Site) -> None:
+    """One payload, one result: copies of it are counted (security.replayed) and not
+    answered; a new payload reusing the id is answered `replayed` under its own digest."""
     cmd = write(site, value=30)
     payload = seal_command(site.central, cmd)
-    first = await _raw_result(site, payload, cmd.id)
+    first = await _raw_result(site, payload)
     assert first["code"] == ResultCode.DONE
     writes = site.writes()
-    site.post.results.clear()
-    second = await _raw_result(site, payload, cmd.id)
-    assert second["code"] == ResultCode.REPLAYED
+    reused = seal_command(site.central, dataclasses.replace(cmd, expires=cmd.expires + 1))
+    await site.publish_raw(payload)  # a copy: never a second result for these bytes
+    second = await _raw_result(site, reused)
+    assert second["code"] == ResultCode.REPLAYED and second["command_id"] == cmd.id
     site.agent.stop()
     site.agent.start()
     assert await site.post.wait_for(
         lambda: sum(s.get("status") == "online" for s in site.post.states) >= 2, 30
     )
-    site.post.results.clear()
-    third = await _raw_result(site, payload, cmd.id)
-    assert third["code"] == ResultCode.REPLAYED
+    await site.publish_raw(payload)
+    third = await _raw_result(site, seal_command(site.central, dataclasses.replace(cmd, args={})))
+    assert third["code"] == ResultCode.MALFORMED  # a marker: everything before it was handled
+    assert await site.post.wait_for(
+        lambda: any(e.kind == "security.replayed" and e.data["unanswered"] >= 1
+                    for e in site.post.events), 20,
+    )  # fmt: skip
+    assert [r["code"] for r in site.post.results if r["digest"] == command_digest(payload)] == [
+        ResultCode.DONE
+    ]
     assert site.writes() == writes
 
 

@@ -129,7 +129,8 @@ def test_demo_street_shows_verified_readings(tmp_path: Path) -> None:
         pytest.skip("CITYEDGE_SKIP_DEMO set")
     config = demo_config(tmp_path)
     result = subprocess.run(
-        [sys.executable, "-m", "cityedge.cli", "demo", "-c", str(config), "--duration", "8"],
+        [sys.executable, "-m", "cityedge.cli", "demo", "-c", str(config), "--duration", "8",
+         "--log"],  # every line, as the command post's console prints them
         cwd=ROOT, env=agent_env(), capture_output=True, text=True, timeout=90,
     )  # fmt: skip
     out = result.stdout + result.stderr

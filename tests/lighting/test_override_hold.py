@@ -139,8 +139,8 @@ async def test_an_override_holds_until_the_program_step_which_supersedes_it(
             assert superseded.data["by"]["program"] == "evening"
             begun, restored = override_events(post, "lamppost-001")
             assert begun.active is True and begun.data["value"] == 90
-            assert restored.active is False and restored.data["ended"] == "restored"
-            assert restored.data["restored"] == 50
+            assert restored.active is False and restored.data["ended"] == "cleared"
+            assert restored.data["previous"] == 50 and "restored" not in restored.data
             assert post.rejected == []
     finally:
         remove(sockets)

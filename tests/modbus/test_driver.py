@@ -13,6 +13,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from cityedge.drivers.modbus import Section, build
+from cityedge.drivers.modbus.answers import BAD_ANSWER_EVENT, CLEAR_AFTER
 from cityedge.drivers.modbus.codec import encode
 from cityedge.drivers.modbus.driver import ModbusDriver
 from cityedge.drivers.modbus.planner import plan
@@ -190,14 +191,14 @@ async def test_write_failures_from_the_device(street: ModbusStreet) -> None:
         with pytest.raises(DeviceUnreachable, match="cannot connect"):
             await driver.write("lamppost-004", "dimming", 50)
         street.set_fault("lamppost-005", Fault.SILENT)
-        with pytest.raises(DeviceUnreachable, match="no answer"):
+        with pytest.raises(DeviceUnreachable, match=r"no answer.*applied is unknown"):
             await driver.write("lamppost-005", "dimming", 50)
         with pytest.raises(DeviceUnreachable):
             await driver.read("lamppost-005")
         errors = {h.device: h.errors for h in driver.health()}
         assert errors["lamppost-003"] == {"exception-4": 1}
         assert errors["lamppost-004"] == {"connection": 1}
-        assert errors["lamppost-005"] == {"timeout": 2}
+        assert errors["lamppost-005"] == {"timeout": 3}  # the write, its read-back, the read
     finally:
         await driver.aclose()
 
@@ -266,10 +267,17 @@ async def test_garbage_and_exception_replies_are_counted_not_fatal(street: Modbu
     try:
         street.set_fault("lamppost-006", Fault.GARBAGE)
         street.set_fault("cabinet-meter", Fault.EXCEPTION)
+        raised: list[Reading | Event] = []
         for _ in range(3):
-            assert await driver.poll("lamppost-006") == []
-            assert await driver.poll("cabinet-meter") == []
+            raised += await driver.poll("lamppost-006")  # no reading: only the event, once
+            raised += await driver.poll("cabinet-meter")
             assert len(await driver.poll("lamppost-007")) == 19
+        events = [e for e in raised if isinstance(e, Event)]
+        assert [(e.kind, e.source, e.active, e.data["reason"]) for e in events] == [
+            (BAD_ANSWER_EVENT, "lamppost-006", True, "decode"),
+            (BAD_ANSWER_EVENT, "cabinet-meter", True, "exception-4"),
+        ]
+        assert isinstance(raised[0], Event) and "got 1 values" in raised[0].data["detail"]
         health = {h.device: h for h in driver.health()}
         assert health["lamppost-006"].state is DeviceState.DEGRADED
         assert health["lamppost-006"].errors == {"decode": 6}  # 3 polls x (1 try + 1 retry)
@@ -282,6 +290,12 @@ async def test_garbage_and_exception_replies_are_counted_not_fatal(street: Modbu
         street.set_fault("cabinet-meter", None)
         assert len(await driver.poll("lamppost-006")) == 19
         assert len(await driver.poll("cabinet-meter")) == 14
+        # cleared once, after CLEAR_AFTER polls answered in full
+        cleared = [await driver.poll("cabinet-meter") for _ in range(CLEAR_AFTER - 1)]
+        assert [[i for i in c if isinstance(i, Event)] for c in cleared][-1] == [
+            Event(BAD_ANSWER_EVENT, "cabinet-meter", cleared[-1][-1].ts, Severity.WARNING,
+                  active=False, data={"driver": "street", "reasons": ["exception-4"]})
+        ]  # fmt: skip
         assert {h.device: h.state for h in driver.health()}["cabinet-meter"] is DeviceState.UP
         with pytest.raises(DeviceUnreachable, match="got 1 values"):
             street.set_fault("lamppost-006", Fault.GARBAGE)
@@ -296,7 +310,9 @@ async def test_wrong_unit_is_an_exception_reply(street: ModbusStreet) -> None:
     tables["devices"][0]["unit"] = 9  # the device answers unit 1 only
     driver = build(Section.parse(tables), DriverEnv(Path("/x"), Path("/x")))
     try:
-        assert await driver.poll("lamppost-001") == []
+        [event] = await driver.poll("lamppost-001")  # no reading: the bad answer, upstream
+        assert isinstance(event, Event) and event.kind == BAD_ANSWER_EVENT and event.active
+        assert event.data["reason"] == "exception-11"
         (health,) = driver.health()
         assert health.errors == {"exception-11": 1} and health.state is DeviceState.DEGRADED
     finally:

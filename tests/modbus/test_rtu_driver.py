@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
 from cityedge.drivers.modbus import Section, build
+from cityedge.drivers.modbus.answers import BAD_ANSWER_EVENT
 from cityedge.drivers.modbus.buses import BUS_SUFFIX
 from cityedge.drivers.modbus.driver import ModbusDriver
 from cityedge.sdk.driver import Driver, DriverEnv
@@ -240,6 +241,20 @@ async def test_bad_replies_are_counted_per_device_and_spare_the_others(
         cabinet.set_fault("traffic-controller-2", None)
         cabinet.set_fault("junction-meter", None)
         await wait_until(lambda: all(record.state(n) is DeviceState.UP for n in NAMES), "all UP")
+
+        def bad_answers(name: str) -> list[tuple[bool | None, object]]:
+            mine = [e for e in record.events if e.kind == BAD_ANSWER_EVENT and e.source == name]
+            return [(e.active, e.data.get("reason", e.data.get("reasons"))) for e in mine]
+
+        await wait_until(
+            lambda: all(bad_answers(n)[-1:] == [(False, [r])] for n, r in
+                        (("traffic-controller-2", "crc"), ("junction-meter", "truncated"))),
+            "the bad answers cleared",
+        )  # fmt: skip
+    # upstream: once raised (however many bad polls), once cleared
+    assert bad_answers("traffic-controller-2") == [(True, "crc"), (False, ["crc"])]
+    assert bad_answers("junction-meter") == [(True, "truncated"), (False, ["truncated"])]
+    assert bad_answers("traffic-controller-1") == []
     errors = {n: record.health(n).errors for n in NAMES}
     assert set(errors["traffic-controller-2"]) == {"crc"} and errors["traffic-controller-2"]["crc"]
     assert set(errors["junction-meter"]) == {"truncated"}

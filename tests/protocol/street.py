@@ -7,12 +7,12 @@ import asyncio
 import contextlib
 import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import aiomqtt
 
-from cityedge.protocol.commands import open_command
+from cityedge.protocol.commands import command_digest, open_command
 from cityedge.protocol.decoding import EnvelopeError
 from cityedge.protocol.entries import result_entry
 from cityedge.protocol.keys import PublicKey, SigningKey
@@ -52,6 +52,9 @@ class Gateway:
     received: list[str] = field(default_factory=list)
 
     def answer(self, payload: bytes) -> CommandResult:
+        return replace(self._answer(payload), command_digest=command_digest(payload))
+
+    def _answer(self, payload: bytes) -> CommandResult:
         try:
             cmd = open_command(payload, self.command_keys)
         except EnvelopeError as err:
@@ -95,11 +98,18 @@ class Gateway:
             ready.set()
             async for message in client.messages:
                 assert isinstance(message.payload, bytes)
-                result = self.answer(message.payload)
+                payload = message.payload
+                result = self.answer(payload)
                 # a forged "done" first: the command post must not take it
-                forged = CommandResult(result.command_id, ResultCode.DONE, "forged")
+                forged = replace(result, code=ResultCode.DONE, detail="forged")
                 await client.publish(
                     topic("cmd/result"), self.sealed_result(forged, forger), qos=1, timeout=10
+                )
+                # then a genuine result under the same id for other bytes (what a gateway
+                # answers a forged copy of the command): not this command's answer either
+                other = replace(forged, command_digest=command_digest(payload + b"x"))
+                await client.publish(
+                    topic("cmd/result"), self.sealed_result(other), qos=1, timeout=10
                 )
                 await client.publish(
                     topic("cmd/result"), self.sealed_result(result), qos=1, timeout=10

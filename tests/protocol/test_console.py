@@ -132,7 +132,7 @@ async def test_watch_prints_verified_readings_and_says_why_it_rejects(
     code, out, err = await finish(proc)
     lines = out.splitlines()
     assert "old-town/gw-17 #1 lamppost-03.power = 41.5 W" in out
-    assert "old-town/gw-17 #1 lamppost-03.lamp_on = True" in out
+    assert "old-town/gw-17 #1 lamppost-03.lamp_on = on" in out
     assert f"REJECTED {topic('telemetry')}: bad-signature — signature does not verify" in out
     assert "9999" not in out  # the tampered reading is never shown
     assert "DUPLICATE old-town/gw-17 telemetry #1: seq 1 already delivered; dropped" in out

@@ -152,11 +152,14 @@ def test_event_round_trip_and_odd_data_is_carried_as_text() -> None:
 
 
 def test_result_round_trip() -> None:
+    digests = [bytes([i]) * 16 for i in range(3)]
     results = [
-        CommandResult("c-1", ResultCode.DONE, "", 80, True),
-        CommandResult("c-2", ResultCode.DENIED, "dim_level above 100 is not allowed"),
-        CommandResult("", ResultCode.BAD_SIGNATURE, "x" * 5000, data={"kid": "abc"}),
-    ]
+        CommandResult("c-1", ResultCode.DONE, "", 80, True, command_digest=digests[0]),
+        CommandResult("c-2", ResultCode.DENIED, "dim_level above 100 is not allowed",
+                      command_digest=digests[1]),
+        CommandResult("", ResultCode.BAD_SIGNATURE, "x" * 5000, data={"kid": "abc"},
+                      command_digest=digests[2]),
+    ]  # fmt: skip
     message = open_message(sealed("result", [result_entry(r, 10.0) for r in results]), TRUST)
     got = [command_result(e) for e in message.results]
     assert got[:2] == results[:2]
@@ -164,6 +167,9 @@ def test_result_round_trip() -> None:
     assert got[2].data == {"kid": "abc"}
     assert [e["ts"] for e in message.results] == [10.0] * 3
     assert message.results[0]["code"] is ResultCode.DONE
+    assert [e["digest"] for e in message.results] == digests
+    with pytest.raises(ValueError, match="command_digest"):  # a result names its command
+        result_entry(CommandResult("c-1", ResultCode.DONE), 10.0)
 
 
 def test_state_round_trip_and_needs_a_status() -> None:

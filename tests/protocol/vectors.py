@@ -15,7 +15,7 @@ from typing import Any
 
 import msgpack
 
-from cityedge.protocol.commands import seal_command
+from cityedge.protocol.commands import command_digest, seal_command
 from cityedge.protocol.decoding import ENVELOPE_VERSION
 from cityedge.protocol.entries import event_entry, reading_entry, result_entry
 from cityedge.protocol.keys import SigningKey
@@ -217,7 +217,7 @@ def build() -> dict[str, dict[str, Any]]:
         target=GATEWAY,
         device="lamppost-03",
         op="write",
-        args={"point": "dim_level", "value": 80},
+        args={"point": "dimming", "value": 80},  # a point of config/profiles/lamppost.toml
         issued=TS,
         expires=TS + 60,
         key_id=cp.key_id,
@@ -233,10 +233,15 @@ def build() -> dict[str, dict[str, Any]]:
         payload,
     )
 
+    forged = bytearray(payload)
+    forged[-1] ^= 0x01  # the command above with its signature's last byte changed
     results = [
-        result_entry(CommandResult(command.id, ResultCode.DONE, "", 80, True), TS + 3),
-        result_entry(CommandResult("", ResultCode.BAD_SIGNATURE, "bad-signature: ..."), TS + 4),
-    ]
+        result_entry(CommandResult(command.id, ResultCode.DONE, "written", 80, True,
+                                   command_digest=command_digest(payload)), TS + 3),
+        result_entry(CommandResult("", ResultCode.BAD_SIGNATURE, "bad-signature: signature "
+                                   f"does not verify with key {cp.key_id} (155-byte body)",
+                                   command_digest=command_digest(bytes(forged))), TS + 4),
+    ]  # fmt: skip
     payload = seal(
         gw,
         gateway=GATEWAY,
@@ -249,8 +254,9 @@ def build() -> dict[str, dict[str, Any]]:
     )
     vectors["result"] = _vector(
         "result",
-        "Two results: the write above done with a matching read-back, and a "
-        "refused command whose id could not be read.",
+        "Two results: the write above done with a matching read-back, and a forged "
+        "copy of it (last signature byte changed), answered under its own digest and "
+        "without an id.",
         f"{base}/cmd/result",
         gw,
         GATEWAY_SEED,
@@ -277,8 +283,11 @@ def rejections(vectors: dict[str, dict[str, Any]]) -> dict[str, Any]:
     outer = msgpack.unpackb(good)
     cases: list[dict[str, Any]] = []
 
+    topic = vectors["telemetry"]["topic"]
+
     def case(name: str, payload: bytes, reason: str, note: str) -> None:
-        cases.append({"name": name, "payload_hex": payload.hex(), "reason": reason, "note": note})
+        cases.append({"name": name, "topic": topic, "payload_hex": payload.hex(),
+                      "reason": reason, "note": note})  # fmt: skip
 
     case(
         "signature-flipped",
@@ -356,7 +365,9 @@ def rejections(vectors: dict[str, dict[str, Any]]) -> dict[str, Any]:
     )
     return {
         "name": "rejections",
-        "description": "Payloads to refuse. Trust only the gateway key of the other vectors.",
+        "description": "Payloads to refuse, each as received on its topic. Trust only the "
+        "gateway key of the other vectors. Refusals that need the command post's bindings "
+        "and topic checks are in verifier-rejections.json, refused commands in commands/.",
         "trusted": [gw.public_text()],
         "cases": cases,
     }

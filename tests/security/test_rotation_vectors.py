@@ -8,6 +8,7 @@ import json
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from cityedge.central import Verifier
 from cityedge.protocol.announcements import open_key_announcement
 from cityedge.protocol.commands import open_command
 from cityedge.protocol.keys import SigningKey
@@ -23,7 +24,16 @@ def test_files_match_the_code() -> None:
         assert path.exists() and path.read_text() == text, f"{path.name} drifted; {REGENERATE}"
 
 
-@pytest.mark.parametrize("name", ["trust-update", "key-announcement"])
+NAMES = [
+    "trust-update",
+    "key-announcement",
+    "rotated-state",
+    "rotated-telemetry",
+    "forged-announcement",
+]
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_vectors_check_out_independently(name: str) -> None:
     v = json.loads((rv.VECTOR_DIR / f"{name}.json").read_text())
     private = Ed25519PrivateKey.from_private_bytes(bytes.fromhex(v["signer"]["seed_hex"]))
@@ -40,3 +50,27 @@ def test_vectors_open_with_our_code() -> None:
     ann = json.loads((rv.VECTOR_DIR / "key-announcement.json").read_text())
     opened = open_key_announcement(bytes.fromhex(ann["payload_hex"]), {gw.key_id: gw.public_key})
     assert opened.new_key_id == SigningKey.from_seed(rv.NEW_GATEWAY_SEED).key_id
+
+
+def test_messages_signed_by_the_new_key_verify_after_the_rotation() -> None:
+    """A command post trusting only gw-17's old key: the rotated state teaches it the
+    new key (bound to gw-17), and telemetry signed by the new key then verifies."""
+    gw = SigningKey.from_seed(rv.GATEWAY_SEED)
+    new = SigningKey.from_seed(rv.NEW_GATEWAY_SEED)
+    verifier = Verifier({gw.key_id: gw.public_key}, bindings={gw.key_id: "gw-17"})
+    telemetry = json.loads((rv.VECTOR_DIR / "rotated-telemetry.json").read_text())
+    payload = bytes.fromhex(telemetry["payload_hex"])
+    assert verifier.verify(telemetry["topic"], payload).reason == "unknown-key"
+    state = json.loads((rv.VECTOR_DIR / "rotated-state.json").read_text())
+    verdict = verifier.verify(state["topic"], bytes.fromhex(state["payload_hex"]))
+    assert verdict.accepted and verdict.rotated == ((gw.key_id, new.key_id),)
+    assert verifier.verify(telemetry["topic"], payload).accepted
+
+
+def test_a_forged_announcement_leaves_the_state_refused() -> None:
+    gw = SigningKey.from_seed(rv.GATEWAY_SEED)
+    verifier = Verifier({gw.key_id: gw.public_key}, bindings={gw.key_id: "gw-17"})
+    forged = json.loads((rv.VECTOR_DIR / "forged-announcement.json").read_text())
+    verdict = verifier.verify(forged["topic"], bytes.fromhex(forged["payload_hex"]))
+    assert verdict.reason == "unknown-key" and verdict.detail.startswith("key announcement: ")
+    assert verifier.gateway_keys.keys() == {gw.key_id}

@@ -134,3 +134,29 @@ def test_multi_constellation_gsa_takes_the_best_mode_and_vtg_speed_wins() -> Non
     assert got["fix_mode"] == 3 and got["fix"] == 1 and got["speed"] == 0.02
     assert got["hdop"] == 0.7  # no GGA: the GSA's dilution stands in
     assert got["latitude"] == 47.4088137
+
+
+def test_a_receiver_sending_gll_and_zda_only_gives_fix_position_and_clock() -> None:
+    receiver = Receiver("tram-3-gps", "gps", interval=0)
+    feed(receiver, ["GNGLL,4717.11364,N,00833.91565,E,092321.00,A,A",
+                    "GNZDA,092321.00,14,11,2014,00,00"])  # fmt: skip
+    got = values(receiver.flush())
+    assert got == {"fix": 1, "latitude": 47.2852273, "longitude": 8.5652608,
+                   "clock_hint": 1415957001.0}  # 2014-11-14T09:23:21Z  # fmt: skip
+
+
+def test_a_void_gll_is_no_fix_and_zda_alone_is_no_clock_hint() -> None:
+    receiver = Receiver("tram-3-gps", "gps", interval=0)
+    items = feed(receiver, ["GNGLL,,,,,092321.00,V,N", "GNZDA,092321.00,14,11,2014,00,00"])
+    items += receiver.flush()
+    assert values(items) == {"fix": 0}  # a receiver's clock without a fix is not a hint
+    assert [(e.kind, e.active) for e in items if isinstance(e, Event)] == [(FIX_LOST, True)]
+
+
+def test_gga_and_rmc_win_over_gll_and_zda_in_one_epoch() -> None:
+    receiver = Receiver("bus-12-gps", "gps", interval=0)
+    feed(receiver, [*epoch("123519"), "GPGLL,5000.000,N,00100.000,E,123519,A",
+                    "GPZDA,123519,23,03,1994,00,00"])  # fmt: skip
+    got = values(receiver.flush())
+    assert (got["latitude"], got["longitude"]) == (48.1173, 11.5166667)  # GGA's
+    assert got["clock_hint"] == 764426119.0  # RMC's (the same instant as the ZDA)

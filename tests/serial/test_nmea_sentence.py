@@ -11,10 +11,12 @@ from hypothesis import strategies as st
 
 from cityedge.drivers.nmea.sentence import (
     Gga,
+    Gll,
     Gsa,
     Rmc,
     SentenceError,
     Vtg,
+    Zda,
     checksum,
     frame,
     parse_sentence,
@@ -90,6 +92,48 @@ def test_no_fix_sentences_of_a_cold_receiver() -> None:
     assert isinstance(rmc, Rmc) and not rmc.valid and rmc.utc is None
 
 
+def test_gll_of_the_published_examples() -> None:
+    # the NMEA reference's GLL (NMEA 2.0, a trailing empty field), and u-blox's (2.3 mode)
+    gll = parse_sentence(b"$GPGLL,4916.45,N,12311.12,W,225444,A,*1D")
+    assert isinstance(gll, Gll) and gll.talker == "GP" and gll.valid
+    assert gll.latitude == pytest.approx(49 + 16.45 / 60)
+    assert gll.longitude == pytest.approx(-(123 + 11.12 / 60))
+    assert gll.time == 22 * 3600 + 54 * 60 + 44
+    ublox = parse_sentence(b"$GPGLL,4717.11364,N,00833.91565,E,092321.00,A,A*60")
+    assert isinstance(ublox, Gll) and ublox.valid and ublox.time == 9 * 3600 + 23 * 60 + 21
+    no_fix = parse_sentence(frame("GNGLL,,,,,092321.00,V,N"))
+    assert no_fix == Gll("GN", None, None, 33801.0, False)
+    not_valid = parse_sentence(frame("GNGLL,4717.11364,N,00833.91565,E,092321.00,A,N"))
+    assert isinstance(not_valid, Gll) and not not_valid.valid  # mode N: not valid
+
+
+def test_zda_of_the_published_examples() -> None:
+    zda = parse_sentence(b"$GPZDA,201530.00,04,07,2002,00,00*60")
+    assert zda == Zda("GP", 20 * 3600 + 15 * 60 + 30, utc(2002, 7, 4, 20, 15, 30), 0)
+    india = parse_sentence(frame("GPZDA,082710.00,16,09,2002,-05,30"))
+    assert isinstance(india, Zda) and india.zone_minutes == -(5 * 60 + 30)
+    bare = parse_sentence(frame("GNZDA,,,,"))  # a receiver without time yet
+    assert bare == Zda("GN", None, None, None)
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        ("GPZDA,201530.00,31,02,2002,00,00", "day): '31' is not a day of that month"),
+        ("GPZDA,201530.00,04,13,2002,00,00", "month): '13' is not within 1..12"),
+        ("GPZDA,201530.00,04,07,02,00,00", "year): '02' is not within 1980..2999"),
+        ("GPZDA,201530.00,04,07", "ZDA: 3 fields, at least 4 expected"),
+        ("GPGLL,4916.45,N,12311.12,X,225444,A", "longitude hemisphere"),
+        ("GPGLL,4916.45,N,12311.12,W,225444,Q", "status): 'Q' is not one of A, V"),
+        ("GPGLL,4916.45,N,12311.12,W", "GLL: 4 fields, at least 6 expected"),
+    ],
+)
+def test_bad_gll_and_zda_fields_are_named(body: str, says: str) -> None:
+    with pytest.raises(SentenceError) as error:
+        parse_sentence(frame(body))
+    assert error.value.reason == "malformed" and says in error.value.detail
+
+
 @pytest.mark.parametrize("talker", ["GP", "GN", "GL", "GA", "GB", "BD", "GQ"])
 def test_every_talker_is_understood(talker: str) -> None:
     sentence = parse_sentence(frame(f"{talker}RMC,154706.00,A,4724.5288205,N,00937.0842621,E,"
@@ -102,7 +146,6 @@ def test_every_talker_is_understood(talker: str) -> None:
     "line",
     [
         b"$GPGSV,3,1,11,03,03,111,00,04,15,270,00,06,01,010,00,13,06,292,00*74",
-        frame("GPGLL,4916.45,N,12311.12,W,225444,A"),
         frame("GPTXT,01,01,02,ANTSTATUS=OK"),
         frame("PUBX,00,081350.00,4717.113210,N"),
     ],
@@ -222,7 +265,7 @@ _FIELD = st.text(alphabet="0123456789.,-+NSEWAVTMKabcXYZ*$ ", max_size=14)
 
 @settings(max_examples=2500, deadline=None)
 @given(
-    kind=st.sampled_from(["GGA", "RMC", "VTG", "GSA", "GSV", "ZZZ"]),
+    kind=st.sampled_from(["GGA", "RMC", "VTG", "GSA", "GLL", "ZDA", "GSV", "ZZZ"]),
     talker=st.sampled_from(["GP", "GN", "GL", "GA", "BD"]),
     fields=st.lists(_FIELD, max_size=20),
 )
@@ -232,7 +275,7 @@ def test_fuzz_well_framed_sentences_with_random_fields(
     """Valid checksums, nonsense fields: every field parser is reached; none may crash."""
     body = ",".join([talker + kind, *fields]).replace("*", "").replace("$", "")
     result = _outcome(frame(body))
-    if isinstance(result, Gga | Rmc):
+    if isinstance(result, Gga | Rmc | Gll):
         for angle, limit in ((result.latitude, 90), (result.longitude, 180)):
             assert angle is None or -limit <= angle <= limit
 
@@ -244,6 +287,8 @@ def test_fuzz_well_framed_sentences_with_random_fields(
         b"$GPRMC,123519,A,4807.038,N,01131.000,E,022.4,084.4,230394,003.1,W*6A",
         b"$GPGSA,A,3,04,05,,09,12,,,24,,,,,2.5,1.3,2.1*39",
         b"$GPVTG,054.7,T,034.4,M,005.5,N,010.2,K*48",
+        b"$GPGLL,4916.45,N,12311.12,W,225444,A,*1D",
+        b"$GPZDA,201530.00,04,07,2002,00,00*60",
     ]),
     cut=st.integers(min_value=0, max_value=100),
     flip=st.integers(min_value=0, max_value=100),
@@ -282,3 +327,29 @@ def test_fuzz_positions_round_trip(lat: float, lon: float, seconds: int) -> None
     assert gga.time == seconds
     assert gga.latitude == pytest.approx(lat, abs=1e-5)
     assert gga.longitude == pytest.approx(lon, abs=1e-5)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    lat=st.floats(min_value=-89.999, max_value=89.999),
+    lon=st.floats(min_value=-179.999, max_value=179.999),
+    when=st.datetimes(
+        min_value=datetime(1980, 1, 6), max_value=datetime(2999, 12, 31), timezones=st.just(UTC)
+    ),
+)
+def test_fuzz_gll_positions_and_zda_dates_round_trip(
+    lat: float, lon: float, when: datetime
+) -> None:
+    def ddmm(value: float, width: int) -> str:
+        degrees, minutes = divmod(round(abs(value) * 60, 4), 60)
+        return f"{int(degrees):0{width}d}{minutes:07.4f}"
+
+    hms = when.strftime("%H%M%S")
+    gll = parse_sentence(frame(f"GNGLL,{ddmm(lat, 2)},{'N' if lat >= 0 else 'S'},"
+                               f"{ddmm(lon, 3)},{'E' if lon >= 0 else 'W'},{hms},A,A"))  # fmt: skip
+    assert isinstance(gll, Gll) and gll.valid
+    assert gll.latitude == pytest.approx(lat, abs=1e-5)
+    assert gll.longitude == pytest.approx(lon, abs=1e-5)
+    zda = parse_sentence(frame(f"GNZDA,{hms},{when:%d,%m,%Y},00,00"))
+    assert isinstance(zda, Zda)
+    assert zda.utc == when.replace(microsecond=0).timestamp()

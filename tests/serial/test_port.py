@@ -67,6 +67,22 @@ async def test_a_10kB_line_is_dropped_and_reported_then_lines_resume(pty_pair: P
         line.close()
 
 
+async def test_each_overlong_line_is_reported_even_when_one_read_holds_several(
+    pty_pair: PtyPair,
+) -> None:
+    dropped: list[str] = []
+    line = line_on(pty_pair, on_dropped=lambda reason, _: dropped.append(reason))
+    line.open()
+    try:
+        # three overlong lines, all small enough to arrive in one read of the pty
+        await pty_pair.send((b"y" * 300 + b"\n") * 3 + b"after\n")
+        assert await line.read_line(timeout=5) == b"after"
+        assert line.overlong == 3
+        assert dropped == ["overlong"] * 3
+    finally:
+        line.close()
+
+
 async def test_a_reader_that_falls_behind_loses_the_oldest_lines_counted(
     pty_pair: PtyPair,
 ) -> None:

@@ -403,11 +403,11 @@ def test_the_command_prints_marks_and_remedies_and_exits_with_the_worst(tmp_path
     path = config_file(tmp_path)
     (tmp_path / "state" / "keys" / "gateway.key").chmod(0o644)
     done = technician("check", "-c", str(path), "--skip", "clock", "--skip", "broker")
-    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.returncode == 1, done.stdout + done.stderr  # a problem found (docs/cli.md)
     assert "✘ keys.signing" in done.stdout and "chmod 600" in done.stdout
     assert "✔ config" in done.stdout and "Traceback" not in done.stdout + done.stderr
     as_json = technician("check", "-c", str(path), "--only", "keys", "--json")
-    assert json.loads(as_json.stdout)["status"] == "fail" and as_json.returncode == 2
+    assert json.loads(as_json.stdout)["status"] == "fail" and as_json.returncode == 1
     saved = json.loads((tmp_path / "state" / "last-check.json").read_text())
     assert saved["status"] == "fail"  # no agent running: kept in the state dir
 

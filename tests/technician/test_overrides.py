@@ -48,7 +48,8 @@ async def test_override_is_written_restored_and_reported_to_the_command_post(liv
         assert started.active is True and started.source == "lamppost-001"
         assert started.data["user"] == ME and started.data["uid"] == os.getuid()
         assert started.data["point"] == "dimming" and started.data["value"] == 25
-        assert finished.data["restored"] == before
+        assert finished.data["previous"] == before and finished.data["ended"] == "expired"
+        assert "restored" not in finished.data and "cleared_by" not in finished.data
         assert post.rejected == []  # signed like everything else the gateway sends
     saved = json.loads((live.directory / "state" / "overrides.json").read_text())
     assert saved == {"overrides": []}

@@ -241,4 +241,4 @@ def test_the_page_renders_every_part_of_a_status_from_attributes() -> None:
     html = render(full_status(), [row], None, now=1_700_001_000.0)
     assert "gw-7" in html and "town-07" in html and "connection refused" in html
     assert "lamppost-007.dimming" in html and "serial port gone" in html
-    assert "not synchronised" in html and "1/2 up" in html and "timeout 3" in html
+    assert "not synchronised" in html and "1/2 up" in html and "no reply in time (×3)" in html

@@ -4,6 +4,7 @@ watch a broker, sign and send commands. `cityedge central …` is its console.""
 from cityedge.central.commands import (
     NoResult,
     SiteNotFound,
+    match_result,
     new_command,
     send_command,
     trust_update_command,
@@ -32,6 +33,7 @@ __all__ = [
     "Verdict",
     "Verifier",
     "load_gateway_trust",
+    "match_result",
     "new_command",
     "parse_broker_url",
     "parse_topic",

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from cityedge.protocol.topics import DEFAULT_PREFIX, watch_filter
+from cityedge.sdk.exits import ExitCode
 
 if TYPE_CHECKING:
     from cityedge.central.link import BrokerUrl
@@ -27,11 +28,12 @@ if TYPE_CHECKING:
     from cityedge.protocol.keys import SigningKey
     from cityedge.sdk.model import Command
 
-EXIT_OK = 0
-EXIT_REJECTED = 1  # watch: something was rejected; send: the result was not "done"
-EXIT_USAGE = 2
-EXIT_INCOMPLETE = 3  # watch: --count not reached in --timeout; send: no result in time
-EXIT_BROKER = 4
+# The table every command shares (docs/cli.md).
+EXIT_OK = ExitCode.OK
+EXIT_REJECTED = ExitCode.PROBLEM  # watch: something was rejected; send: the result was not "done"
+EXIT_USAGE = ExitCode.BAD_INPUT
+EXIT_INCOMPLETE = ExitCode.NO_ANSWER  # watch: --count not reached in --timeout; send: no result
+EXIT_BROKER = ExitCode.NO_BROKER
 
 
 def default_central_key() -> Path:
@@ -135,7 +137,12 @@ def watch_cli(
     ] = None,
     ca_file: CaOption = None,
     log_level: LogOption = "error",
-) -> None:
+    gap_grace: Annotated[
+        float,
+        typer.Option("--gap-grace", min=0, help="Report a hole in the sequence only once it "
+                     "stayed open this many seconds (a message overtaken in flight fills it)."),
+    ] = 0.0,
+) -> None:  # fmt: skip
     """Verify and print every message under PREFIX/+/+/# (readings, events, state, results).
 
     Prints why a message is refused. Exit status: 0 all verified (and --count reached), 1 something was rejected, 2 bad arguments, 3 --count not reached before --timeout, 4 broker unreachable or lost.
@@ -143,7 +150,7 @@ def watch_cli(
     _quiet_logs(log_level)
     verifier = _verifier(trust, command_key, prefix)
     url = _broker(broker)
-    code = asyncio.run(_watch(url, verifier, prefix, json_out, count, timeout, ca_file))
+    code = asyncio.run(_watch(url, verifier, prefix, json_out, count, timeout, ca_file, gap_grace))
     raise typer.Exit(code)
 
 
@@ -155,6 +162,7 @@ async def _watch(
     count: int | None,
     stop_after: float | None,
     ca_file: Path | None,
+    gap_grace: float = 0.0,
 ) -> int:
     from cityedge.central.console import json_lines, lines
     from cityedge.central.link import BrokerError
@@ -179,9 +187,33 @@ async def _watch(
     def ready() -> None:
         typer.echo(f"watching {url} {watch_filter(prefix)}", err=True)
 
+    opened: dict[tuple[str, int, int], float] = {}  # hole -> when first seen open
+    told: set[tuple[str, int, int]] = set()
+
+    def tell_gaps() -> None:
+        """The holes open for longer than the grace, each said once."""
+        now = loop.time()
+        holes = {(g.gateway, g.first, g.last) for g in verifier.missing()}
+        for key in holes:
+            opened.setdefault(key, now)
+            if key not in told and now - opened[key] >= gap_grace:
+                told.add(key)
+                gateway, first, last = key
+                typer.echo(f"GAP {gateway}: missing #{first}..#{last} ({last - first + 1}) "
+                           f"for over {gap_grace:g} s")  # fmt: skip
+        for key in set(opened) - holes:
+            del opened[key]
+        if gap_grace:
+            loop.call_later(1.0, tell_gaps)
+
+    if gap_grace and not json_out:
+        loop.call_later(1.0, tell_gaps)
+
     def show(verdict: Verdict) -> None:
         seen[verdict.outcome] += 1
         for line in (json_lines if json_out else lines)(verdict):
+            if gap_grace and not json_out and line.startswith("GAP "):
+                continue  # said by tell_gaps once the grace is over, if still open
             typer.echo(line)
         sys.stdout.flush()  # one line per message as it comes, even into a pipe
         if count is not None and sum(seen.values()) >= count:
@@ -314,7 +346,8 @@ async def _send(
         return EXIT_USAGE
     if json_out:
         typer.echo(json.dumps(jsonable({
-            "command_id": result.command_id, "code": str(result.code), "detail": result.detail,
+            "command_id": result.command_id, "digest": result.command_digest.hex(),
+            "code": str(result.code), "detail": result.detail,
             "readback": result.readback, "readback_matched": result.readback_matched,
             "data": result.data,
         }), ensure_ascii=False))  # fmt: skip

@@ -15,8 +15,8 @@ import structlog
 from cityedge.central.link import BrokerError, BrokerUrl, as_broker_url, mqtt_client
 from cityedge.central.verifier import Verifier, as_verifier
 from cityedge.central.watch import payload_bytes
-from cityedge.protocol.commands import seal_command
-from cityedge.protocol.entries import command_result
+from cityedge.protocol.commands import command_digest, seal_command
+from cityedge.protocol.entries import ResultEntry, command_result
 from cityedge.protocol.keys import PublicKey, SigningKey
 from cityedge.protocol.topics import ANY, DEFAULT_PREFIX, topic_for
 from cityedge.protocol.trust_store import TRUST_UPDATE_OP, TrustedKey, parse_trust_update
@@ -94,9 +94,12 @@ async def send_command(
     result the gateway signs on `…/cmd/result`, verified with `trusted` gateway keys.
 
     Without `site`, it is read from the gateway's retained state message.
-    Results that fail verification are logged and ignored. Raises NoResult when
-    nothing verified arrives within `within` seconds (connecting included),
-    SiteNotFound, or BrokerError.
+    A result is ours when its digest is the digest of the payload we published
+    (docs/protocol.md §8.3), never by the command id alone: a forged command that
+    copies our id is answered under its own digest. Results that fail
+    verification are logged and ignored. Raises NoResult when nothing verified
+    arrives within `within` seconds (connecting included), SiteNotFound, or
+    BrokerError.
     """
     url = as_broker_url(broker_url)
     verifier = as_verifier(trusted, prefix)
@@ -115,12 +118,12 @@ async def send_command(
                 site = await _find_site(client, messages, verifier, prefix, command.target, left)
             result_topic = topic_for(prefix, site, command.target, "result")
             await client.subscribe(result_topic, qos=1, timeout=left())
+            payload = seal_command(key, command)
+            digest = command_digest(payload)
             await client.publish(
-                topic_for(prefix, site, command.target, "command"),
-                seal_command(key, command),
-                qos=1,
+                topic_for(prefix, site, command.target, "command"), payload, qos=1,
                 timeout=left(),
-            )
+            )  # fmt: skip
             log.info("central.command.sent", id=command.id, target=command.target, op=command.op)
             while True:
                 try:
@@ -137,11 +140,20 @@ async def send_command(
                     log.warning("central.result.ignored", reason=verdict.reason,
                                 detail=verdict.detail)  # fmt: skip
                     continue
-                for entry in verdict.message.results:
-                    if entry["command_id"] == command.id:
-                        return command_result(entry)
+                answer = match_result(verdict.message.results, digest)
+                if answer is not None:
+                    return answer
     except aiomqtt.MqttError as exc:
         raise BrokerError(f"{url}: {exc}") from None
+
+
+def match_result(entries: Sequence[ResultEntry], digest: bytes) -> CommandResult | None:
+    """The result among `entries` that answers the payload with `digest`, if any.
+    `busy` is returned too: the command was not taken, and may be sent again."""
+    for entry in entries:
+        if entry["digest"] == digest:
+            return command_result(entry)
+    return None
 
 
 async def _find_site(

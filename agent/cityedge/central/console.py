@@ -72,7 +72,9 @@ def _entry_text(entry: Entry) -> str:
     if isinstance(entry, Reading):
         unit = f" {entry.unit}" if entry.unit else ""
         quality = "" if entry.quality is Quality.GOOD else f" [{entry.quality}]"
-        value = json.dumps(entry.value) if isinstance(entry.value, str) else entry.value
+        value: object = json.dumps(entry.value) if isinstance(entry.value, str) else entry.value
+        if isinstance(entry.value, bool):  # as every `cityedge` command shows a flag
+            value = "on" if entry.value else "off"
         return f"{entry.device}.{entry.point} = {value}{unit}{quality}"
     if isinstance(entry, Event):
         state = {True: " raised", False: " cleared", None: ""}[entry.active]
@@ -84,9 +86,8 @@ def _entry_text(entry: Entry) -> str:
         matched = {True: " (matches)", False: " (DIFFERS)", None: ""}[entry["readback_matched"]]
         readback = f" readback={entry['readback']!r}{matched}"
     data = f" {_compact(entry['data'])}" if entry["data"] else ""
-    return (
-        f"result {entry['command_id'] or '(id unknown)'}: {entry['code']}{detail}{readback}{data}"
-    )
+    name = entry["command_id"] or "(unverified)"
+    return f"result {name} [{entry['digest'].hex()}]: {entry['code']}{detail}{readback}{data}"
 
 
 def _command_line(command: Command, topic: str) -> str:

@@ -10,6 +10,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 
 def lean_daemon_imports() -> None:
@@ -30,8 +31,15 @@ def restrict_umask() -> int:
     return previous | DAEMON_UMASK
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """A usage mistake is one line and exit status 2, as in every other command."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
 def run_daemon(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="cityedge run", description="Run the agent in the foreground (systemd runs this)."
     )
     parser.add_argument(

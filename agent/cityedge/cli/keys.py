@@ -41,9 +41,10 @@ def _key_path(path: Path | None, central: bool, config: Path | None) -> Path:
     if config is None:
         return DEFAULT_GATEWAY_KEY
     from cityedge.gateway.config import ConfigError, load_config
+    from cityedge.gateway.credentials import gateway_key_path
 
     try:
-        return load_config(config).config.signing_key_path
+        return gateway_key_path(load_config(config).config.signing_key_path)
     except ConfigError as err:
         typer.echo(err.render(), err=True)
         raise typer.Exit(2) from None
@@ -95,6 +96,7 @@ def show(
     ] = None,
     central: CentralFlag = False,
     config: ConfigOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
     """Print a key's id and public key (never the private key)."""
     from cityedge.protocol.key_files import load_public_key, load_signing_key
@@ -104,6 +106,9 @@ def show(
     try:
         if _holds_private_key(target):
             key = load_signing_key(target)
+            if as_json:
+                _json({"file": str(target), "key_id": key.key_id, "public": key.public_text()})
+                return
             typer.echo(f"private key file: {target}")
             typer.echo(f"key id:     {key.key_id}")
             typer.echo(f"public key: {key.public_text()}")
@@ -111,7 +116,10 @@ def show(
         public = load_public_key(str(target))
     except KeyFileError as err:
         raise _fail(str(err)) from None
-    typer.echo(f"public key of: {str(target)[:60]}")
+    if as_json:
+        _json({"file": None, "key_id": public.key_id, "public": public_text(public)})
+        return
+    typer.echo(f"public key of: {target!s}")
     typer.echo(f"key id:     {public.key_id}")
     typer.echo(f"public key: {public_text(public)}")
 
@@ -120,16 +128,24 @@ def show(
 def rotate(
     config: Annotated[
         Path,
-        typer.Option("--config", "-c", help="The agent config (gateway id, key path, state dir)."),
-    ],
+        typer.Option(
+            "--config",
+            "-c",
+            envvar="CITYEDGE_CONFIG",
+            help="The agent config (gateway id, key path, state dir).",
+        ),
+    ] = Path("/etc/cityedge/agent.toml"),
 ) -> None:
     """Replace this gateway's key with a new one, announced by the old one.
 
     The agent carries the announcement in its retained state message from its
     next start on (restart it: `systemctl restart cityedge`); the command post
     then trusts the new key for this gateway without an enrolment of its own.
+    The key rotated is the one the agent loads: the configured file, or where the
+    shipped unit keeps it (/etc/cityedge/credentials/gateway.key).
     """
     from cityedge.gateway.config import ConfigError, load_config
+    from cityedge.gateway.credentials import gateway_key_path
     from cityedge.protocol.keys import KeyFileError
     from cityedge.protocol.trust_store import rotate_gateway_key
 
@@ -145,16 +161,21 @@ def rotate(
         typer.echo(err.render(), err=True)
         raise typer.Exit(2) from None
     try:
-        old_id, new = rotate_gateway_key(
-            cfg.signing_key_path, cfg.gateway.state_dir, cfg.gateway.id
-        )
+        key_path = gateway_key_path(cfg.signing_key_path)
+        old_id, new = rotate_gateway_key(key_path, cfg.gateway.state_dir, cfg.gateway.id)
     except (KeyFileError, OSError) as err:
         raise _fail(str(err)) from None
-    typer.echo(f"rotated gateway key {cfg.signing_key_path} (mode 0600)")
+    typer.echo(f"rotated gateway key {key_path} (mode 0600)")
     typer.echo(f"old key id: {old_id}")
     typer.echo(f"new key id: {new.key_id}")
     typer.echo(f"public key: {new.public_text()}")
     typer.echo("restart the agent: it announces the new key, signed by the old one")
+
+
+def _json(data: object) -> None:
+    import json
+
+    typer.echo(json.dumps(data, indent=2))
 
 
 def _holds_private_key(path: Path) -> bool:

@@ -20,7 +20,7 @@ from cityedge.gateway.lighting.program import Lighting, load_lighting
 from cityedge.gateway.policy import Policy, load_policy
 from cityedge.gateway.registry import known_kinds, section_model
 from cityedge.protocol.topics import DEFAULT_PREFIX
-from cityedge.sdk.driver import DriverEnv, DriverSection
+from cityedge.sdk.driver import SHIPPED_CONFIG_DIR, DriverEnv, DriverSection
 from cityedge.sdk.problems import FileProblems, describe_value, error_lines
 from cityedge.sdk.tables import Field, Invalid, Table, check_table
 
@@ -35,6 +35,14 @@ class GatewaySection(Table):
     latitude: float | None = Field(default=None, ge=-90, le=90)
     longitude: float | None = Field(default=None, ge=-180, le=180)
     timezone: str = "UTC"
+    # Site folders of device profiles, searched before the shipped ones (ASCII under <dir>/ascii/)
+    profile_dirs: list[Path] = Field(default_factory=list)
+
+    @check_table
+    def _profile_dirs_exist(self) -> None:
+        missing = [str(d) for d in self.profile_dirs if not d.is_dir()]
+        if missing:
+            raise ValueError(f"profile_dirs: not a folder: {', '.join(missing)}")
 
 
 class UplinkSection(Table):
@@ -54,6 +62,8 @@ class UplinkSection(Table):
     batch_interval: Seconds = 0.2
     inflight: Annotated[int, Field(ge=1, le=1000)] = 64
     backlog_share: Annotated[float, Field(gt=0, le=1)] = 0.5
+    # After a (re)connect the backlog waits for the first live message, this long at most.
+    live_first_wait: Annotated[float, Field(ge=0, le=60)] = 2.0
     reconnect_min: Seconds = 0.5
     reconnect_max: Seconds = 60.0
 
@@ -73,6 +83,9 @@ class KeysSection(Table):
     # kind per window, and at most `refusal_answers` results per kind per window.
     refusal_window: Seconds = 60.0
     refusal_answers: Annotated[int, Field(ge=0, le=10_000)] = 10
+    # How far a command's `issued` may lie ahead of our clock and its `expires` behind
+    # it before it is not-yet-valid / expired (docs/protocol.md §8.2).
+    clock_allowance: Annotated[float, Field(ge=0, le=600)] = 30.0
 
 
 class OutboxSection(Table):
@@ -128,6 +141,10 @@ class AgentConfig(Table):
     def driver_sections(self) -> list[tuple[str, DriverSection]]:
         return [(kind, s) for kind, sections in self.drivers.items() for s in sections]
 
+    @property
+    def profile_dirs(self) -> tuple[Path, ...]:
+        return _profile_dirs(self.gateway.profile_dirs)
+
 
 @dataclass(frozen=True)
 class LoadedConfig:
@@ -139,6 +156,7 @@ class LoadedConfig:
         return DriverEnv(
             state_dir=self.config.gateway.state_dir,
             config_dir=self.path.parent,
+            profile_dirs=self.config.profile_dirs,
         )
 
 
@@ -160,6 +178,11 @@ def validate_config(raw: Mapping[str, Any], source: str = "<config>") -> AgentCo
         drivers_raw = {}
     kinds = known_kinds()
     names: dict[str, str] = {}
+    # Profiles are resolved while driver tables validate: site folders first.
+    gateway_raw = raw.get("gateway")
+    site_dirs = gateway_raw.get("profile_dirs") if isinstance(gateway_raw, dict) else None
+    site = [Path(d) for d in site_dirs if isinstance(d, str)] if isinstance(site_dirs, list) else []
+    context = {"profile_dirs": _profile_dirs(site)}
     for kind, entries in drivers_raw.items():
         if kind not in kinds:
             problems.append(f"drivers.{kind}: unknown driver {kind!r} (known: {', '.join(kinds)})")
@@ -173,7 +196,7 @@ def validate_config(raw: Mapping[str, Any], source: str = "<config>") -> AgentCo
         model = section_model(kind)
         for i, entry in enumerate(entries):
             try:
-                section = model.parse(entry)
+                section = model.parse(entry, context=context)
             except Invalid as err:
                 problems += error_lines(err, ("drivers", kind, i))
                 continue
@@ -277,6 +300,10 @@ _PATH_KEYS = frozenset(
 )
 
 
+def _profile_dirs(site: list[Path]) -> tuple[Path, ...]:
+    return (*site, SHIPPED_CONFIG_DIR / "profiles")
+
+
 def _resolve_paths(node: Any, base: Path) -> Any:
     """Make relative file paths absolute against the config file's directory."""
     if isinstance(node, dict):
@@ -284,6 +311,8 @@ def _resolve_paths(node: Any, base: Path) -> Any:
         for key, value in node.items():
             if key in _PATH_KEYS and isinstance(value, str) and _is_file_path(key, value):
                 out[key] = str(base / value) if not Path(value).is_absolute() else value
+            elif key == "profile_dirs" and isinstance(value, list):
+                out[key] = [str(base / v) if isinstance(v, str) else v for v in value]
             elif key == "trust" and isinstance(value, list):
                 from cityedge.protocol.keys import looks_like_key_text
 

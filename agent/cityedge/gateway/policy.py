@@ -87,7 +87,7 @@ class Policy(Table):
         if point.kind == "text" and not isinstance(value, str):
             return f"{point.name!r} takes text"
         if point.kind in ("int", "float") and (isinstance(value, bool | str)):
-            return f"{point.name!r} takes a number"
+            return f"{point.name!r} takes a number, got {type(value).__name__} {value!r:.40}"
         if isinstance(value, float) and not math.isfinite(value):
             return f"{value} is not a finite number"
         if point.kind == "int" and isinstance(value, float) and not value.is_integer():

@@ -103,6 +103,7 @@ class Agent:
             outbox=self.outbox,
             replay=ReplayCache(cfg.gateway.state_dir / "replay.db"),
             throttle=SecurityThrottle(cfg.keys.refusal_window, cfg.keys.refusal_answers),
+            clock_allowance=cfg.keys.clock_allowance,
             catalogue=self.devices,
             write=self.write,
             read=self.read_point,
@@ -133,7 +134,7 @@ class Agent:
         self.lighting = self._lighting()
         if self.lighting is not None:
             self.pipeline.observers.append(self.lighting.observe)
-            self.commands.operations["lighting.program"] = self.lighting.push
+            self.commands.register("lighting.program", self.lighting.push)
         self._clock_at_start: ClockState | None = None  # asked in run(), before drivers poll
         # A rotated gateway key travels with the old key's word for it (docs/protocol.md §12).
         self.key_announcements = announcements_for(cfg.gateway.state_dir, self.key)
@@ -416,12 +417,15 @@ class Agent:
 
 
 def run_agent(config_path: Path) -> int:
-    from cityedge.gateway.config import check_secret_files, load_config
+    from cityedge.gateway.validation import validate_file
     from cityedge.sdk.logs import configure_logging
 
-    loaded = load_config(config_path)
-    check_secret_files(loaded.config, str(loaded.path))
+    # The same validation as `cityedge config check`: what one accepts, the other runs.
+    checked = validate_file(config_path)
+    loaded = checked.loaded
     configure_logging(loaded.config.logging.level, loaded.config.logging.format)
+    for warning in checked.warnings:
+        log.warning("config.warning", config=str(loaded.path), problem=warning)
     agent = Agent(loaded)
     # What start-up built (modules, profiles, the config) lives as long as the agent:
     # out of the collector's sight, the periodic full collections stay short.

@@ -6,6 +6,8 @@ loop. The outbox has sealed every message already; sending order after every
 (re)connect:
 
 1. live messages (sealed after this connection came up) first, alarms first;
+   the backlog waits for the first of them (`live_first_wait` at most), so the
+   command post hears what is happening now before what it missed;
 2. the backlog (everything sealed before, including messages sent earlier but
    never acknowledged, with the same bytes) behind them, oldest first, limited
    to a share of the in-flight window so that live traffic always has room.
@@ -43,6 +45,7 @@ from cityedge.protocol.mqtt import MQTT_SOCKET_OPTIONS
 from cityedge.protocol.sealing import seal_object
 from cityedge.protocol.topics import topic_for
 from cityedge.sdk.backoff import Backoff
+from cityedge.sdk.logs import Throttled
 
 log = structlog.get_logger(__name__)
 
@@ -101,6 +104,8 @@ class Uplink:
         self._client: aiomqtt.Client | None = None
         self._receiving: CommandClient | None = None  # the session's client, for PUBACKs
         self._live_after = 0
+        # shed commands come in bursts (a backlog): first loudly, then a count a minute
+        self._shed_log = Throttled(log, "uplink.command.shed", key_field="topic")
 
     # --- called from elsewhere in the agent -------------------------------------
 
@@ -238,7 +243,7 @@ class Uplink:
         """A command beyond the window (a broker that ignores Receive Maximum): answered
         `busy` so that the command post sends it again, and acknowledged."""
         self.stats.commands_shed += 1
-        log.warning("uplink.command.shed", topic=str(message.topic), window=COMMAND_WINDOW)
+        self._shed_log(str(message.topic), window=COMMAND_WINDOW, total=self.stats.commands_shed)
         if self._on_busy is not None and isinstance(message.payload, bytes | bytearray):
             try:
                 self._on_busy(bytes(message.payload))
@@ -327,6 +332,9 @@ class Uplink:
         inflight: dict[asyncio.Task[None], tuple[bool, float]] = {}
         backlog_busy = 0
         topics = {kind: self.topic(kind) for kind in ENTRY_KINDS}
+        # Live data first: no backlog before the first live message, or this deadline.
+        backlog_from = loop.time() + cfg.live_first_wait
+        live_sent = False
 
         def fail(exc: Exception) -> None:
             if not failure.done():
@@ -370,11 +378,17 @@ class Uplink:
             backlog_busy -= backlog
             self._wake.set()  # a slot is free
 
+        def held() -> bool:
+            """Whether the backlog still waits for the first live message."""
+            return not live_sent and loop.time() < backlog_from
+
         def pick() -> tuple[Sealed, bool] | None:
+            nonlocal live_sent
             message = self.outbox.next_message(live_after=self._live_after, backlog=False)
             if message is not None:
+                live_sent = True
                 return message, False
-            if backlog_busy >= backlog_slots:
+            if backlog_busy >= backlog_slots or held():
                 return None
             message = self.outbox.next_message(live_after=self._live_after, backlog=True)
             return (message, True) if message is not None else None
@@ -390,8 +404,12 @@ class Uplink:
                     await self._wake.wait()
                     continue
                 # idle: wait for a commit; the timeout is a safety net, not the pace
+                # (or the end of the backlog's wait for live data)
+                idle = cfg.batch_interval * 5
+                if held():
+                    idle = min(idle, max(0.0, backlog_from - loop.time()))
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(cfg.batch_interval * 5):
+                    async with asyncio.timeout(idle):
                         await self._wake.wait()
             failure.result()
         finally:

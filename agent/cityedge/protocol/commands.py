@@ -7,7 +7,7 @@ gateway's checks, not this module's.
 
 from __future__ import annotations
 
-import contextlib
+import hashlib
 from collections.abc import Mapping
 from typing import Final
 
@@ -25,7 +25,7 @@ from cityedge.protocol.decoding import (
     show,
     unpack,
 )
-from cityedge.protocol.entries import carryable, finite, pack_total
+from cityedge.protocol.entries import DIGEST_BYTES, carryable, finite, pack_total
 from cityedge.protocol.keys import PublicKey, SigningKey
 from cityedge.protocol.opening import open_envelope
 from cityedge.protocol.sealing import COMMAND_CONTEXT, wrap
@@ -65,25 +65,29 @@ def seal_command(key: SigningKey, cmd: Command) -> bytes:
 def open_command(
     payload: bytes, trusted: Mapping[str, PublicKey], *, max_size: int = MAX_COMMAND_BYTES
 ) -> Command:
-    """Verify and decode a command; raises `EnvelopeError` (too-large, malformed,
-    unsupported-version, unknown-key, bad-signature) carrying the command's id as far
-    as it could be read. Expiry, target and replay are the gateway's checks.
+    """Verify and decode a command: checks 1-7 of docs/protocol.md §4.1 (size,
+    envelope, version, key, signature, body); raises `EnvelopeError`, carrying the
+    command's id only once the signature verified. Whether the operation exists,
+    target, validity and replay are the gateway's checks (gateway.commands).
 
     Every byte is decoded at most once: the size is checked before anything, the
     envelope and the body are each unpacked once, refused or not."""
-    try:
-        kid, body = open_envelope(payload, trusted, max_size, COMMAND_CONTEXT)
-    except EnvelopeError as err:
-        if err.body is not None:  # unknown key, bad signature: the (unverified) body's id
-            with contextlib.suppress(EnvelopeError):
-                err.command_id = _peek_id(unpack(err.body, "body"))
-        raise
+    # An unverified command's id is never read: its answer names it by digest only,
+    # so a forged copy cannot make the gateway sign anything under a real command's id.
+    kid, body = open_envelope(payload, trusted, max_size, COMMAND_CONTEXT)
     fields = unpack(body, "body")
     try:
         return _read_command(fields, kid)
     except EnvelopeError as err:
-        err.command_id = _peek_id(fields)
+        err.command_id = _peek_id(fields)  # signed by a trusted key: its id is genuine
+        err.key_id = kid
         raise
+
+
+def command_digest(payload: bytes) -> bytes:
+    """What a result names its command by: the first 16 bytes of SHA-256 over the
+    command payload exactly as received (docs/protocol.md §8.3)."""
+    return hashlib.sha256(payload).digest()[:DIGEST_BYTES]
 
 
 def _peek_id(fields: object) -> str:

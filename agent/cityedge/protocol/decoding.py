@@ -47,9 +47,11 @@ class Reason(StrEnum):
 
 
 _RESULT_CODE_BY_REASON: dict[str, ResultCode] = {
+    Reason.TOO_LARGE: ResultCode.TOO_LARGE,
+    Reason.UNSUPPORTED_VERSION: ResultCode.UNSUPPORTED_VERSION,
     Reason.UNKNOWN_KEY: ResultCode.UNKNOWN_KEY,
-    # Result codes are a closed v1 enumeration: these answer `unknown-key`, and the
-    # detail starts with the precise reason.
+    # A key the trust store knows but will not use answers `unknown-key`; the detail
+    # and the security event's data.reason give the precise reason (docs/protocol.md §8.2).
     Reason.REVOKED_KEY: ResultCode.UNKNOWN_KEY,
     Reason.RETIRED_KEY: ResultCode.UNKNOWN_KEY,
     Reason.EXPIRED_KEY: ResultCode.UNKNOWN_KEY,

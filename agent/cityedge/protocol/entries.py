@@ -45,12 +45,14 @@ from cityedge.sdk.model import CommandResult, Event, Quality, Reading, ResultCod
 ENTRY_KINDS: Final = ("telemetry", "event", "result")  # body.data is an array of entries
 OBJECT_KINDS: Final = ("state",)  # body.data is a map
 MESSAGE_KINDS: Final = ENTRY_KINDS + OBJECT_KINDS
+DIGEST_BYTES: Final = 16  # a result's command digest: SHA-256 of the command payload, cut
 
 
 class ResultEntry(TypedDict):
     """A command result as carried in a `result` message."""
 
     command_id: str
+    digest: bytes  # of the command payload answered (docs/protocol.md §8.3)
     code: ResultCode
     ts: float
     detail: str
@@ -106,6 +108,7 @@ def command_result(entry: ResultEntry) -> CommandResult:
         readback=entry["readback"],
         readback_matched=entry["readback_matched"],
         data=entry["data"],
+        command_digest=entry["digest"],
     )
 
 
@@ -143,15 +146,19 @@ def event_entry(e: Event) -> bytes:
 
 
 def result_entry(r: CommandResult, ts: float) -> bytes:
-    """`[command_id, code, ts, detail, readback, readback_matched, data]`; trailing
-    defaults ("", nil, nil, {}) are left out. Id and detail are cut to their limits."""
+    """`[command_id, digest, code, ts, detail, readback, readback_matched, data]`;
+    trailing defaults ("", nil, nil, {}) are left out. Id and detail are cut to their
+    limits. The digest names the exact command payload answered."""
+    if type(r.command_digest) is not bytes or len(r.command_digest) != DIGEST_BYTES:
+        raise ValueError(f"result {r.command_id}: command_digest must be {DIGEST_BYTES} bytes")
     readback = r.readback
     if readback is not None and type(readback) not in VALUE_TYPES:
         readback = _point_value(readback)
     if r.readback_matched is not None and type(r.readback_matched) is not bool:
         raise ValueError(f"result {r.command_id}: readback_matched must be a bool or None")
     fields: list[Any] = [
-        str(r.command_id)[:MAX_COMMAND_ID], ResultCode(r.code).value, finite(ts, "result ts"),
+        str(r.command_id)[:MAX_COMMAND_ID], r.command_digest, ResultCode(r.code).value,
+        finite(ts, "result ts"),
         str(r.detail)[:MAX_DETAIL], readback, r.readback_matched, carryable(r.data, 0),
     ]  # fmt: skip
     return pack_total(_trim(fields, ("", None, None, {})))
@@ -256,17 +263,21 @@ def _decode_event(entry: Any, where: str) -> Event:
 
 
 def _decode_result(entry: Any, where: str) -> ResultEntry:
-    f = read_array(entry, where, 3, 7)
+    f = read_array(entry, where, 4, 8)
+    digest = f[1]
+    if type(digest) is not bytes or len(digest) != DIGEST_BYTES:
+        raise malformed(f"{where}.digest: expected {DIGEST_BYTES} bytes of bin, got {show(digest)}")
     return ResultEntry(
         command_id=read_text(f[0], f"{where}.command_id", limit=MAX_COMMAND_ID),
-        code=read_choice(ResultCode, f[1], f"{where}.code"),
-        ts=read_time(f[2], f"{where}.ts"),
-        detail=read_text(f[3], f"{where}.detail", limit=MAX_DETAIL) if len(f) > 3 else "",
-        readback=read_optional_value(f[4], f"{where}.readback") if len(f) > 4 else None,
+        digest=digest,
+        code=read_choice(ResultCode, f[2], f"{where}.code"),
+        ts=read_time(f[3], f"{where}.ts"),
+        detail=read_text(f[4], f"{where}.detail", limit=MAX_DETAIL) if len(f) > 4 else "",
+        readback=read_optional_value(f[5], f"{where}.readback") if len(f) > 5 else None,
         readback_matched=(
-            read_optional_bool(f[5], f"{where}.readback_matched") if len(f) > 5 else None
+            read_optional_bool(f[6], f"{where}.readback_matched") if len(f) > 6 else None
         ),
-        data=read_plain_map(f[6], f"{where}.data") if len(f) > 6 else {},
+        data=read_plain_map(f[7], f"{where}.data") if len(f) > 7 else {},
     )
 
 

@@ -22,14 +22,39 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from cityedge.sdk.model import DeviceHealth, DeviceInfo, Emit, Reading, Value
 from cityedge.sdk.tables import Field, Table
 
-SHIPPED_CONFIG_DIR = Path(__file__).resolve().parents[3] / "config"
-"""`config/` of the source tree: shipped device profiles and codecs live there."""
+
+def shipped_config_dir() -> Path:
+    """The folder of shipped device profiles, LoRaWAN device types and example configs.
+
+    It is the data package `cityedge.shipped`: the repository's `config/` folder,
+    which setup.py maps onto that name, so a wheel carries it and an editable
+    install points at the checkout. A zipped install has no folder to search.
+    """
+    try:
+        root = resources.files("cityedge.shipped")
+    except ModuleNotFoundError:
+        # An editable install made before config/ became package data maps no such name.
+        raise RuntimeError(
+            "cityedge.shipped (the shipped profiles and example configs) is not installed: "
+            "reinstall cityedge (in a checkout: pip install -e .)"
+        ) from None
+    if not isinstance(root, Path):
+        raise RuntimeError(
+            f"cityedge.shipped is not a folder on disk ({root!r}): install cityedge "
+            "as files (pip install), not as a zip archive"
+        )
+    return root
+
+
+SHIPPED_CONFIG_DIR = shipped_config_dir()
+"""Where the shipped device profiles and codecs are; see `shipped_config_dir`."""
 
 
 class DriverSection(Table):

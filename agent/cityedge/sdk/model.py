@@ -174,10 +174,13 @@ class InvalidValue(DeviceError):
 
 
 class ResultCode(StrEnum):
-    """Outcome of a command, in the order the checks run (docs/protocol.md)."""
+    """Outcome of a command, in the order the checks run (docs/protocol.md §4.1, §8.2).
+    The one registry of result codes: the doc's table is checked against it."""
 
     BUSY = "busy"  # not taken: the gateway could not hold it now; send it again
+    TOO_LARGE = "too-large"
     MALFORMED = "malformed"
+    UNSUPPORTED_VERSION = "unsupported-version"
     UNKNOWN_KEY = "unknown-key"
     BAD_SIGNATURE = "bad-signature"
     WRONG_TARGET = "wrong-target"
@@ -213,6 +216,9 @@ class CommandResult:
     readback: Value | None = None
     readback_matched: bool | None = None
     data: dict[str, Any] = field(default_factory=dict)
+    # The first 16 bytes of SHA-256 over the command's payload as received: what the
+    # result answers (docs/protocol.md §8.3). Set by the command handler, not operations.
+    command_digest: bytes = b""
 
 
 def now_wall() -> float:

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
 import secrets
 import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import TextIO
 
 from cityedge.drivers.lorawan.config import Section as LoRaSection
 from cityedge.drivers.lorawan.keyring import OtaaDevice, Session, key_file_entry, load_keyring
@@ -24,6 +26,7 @@ from cityedge.protocol.key_files import create_key, load_signing_key
 from cityedge.sdk.driver import SHIPPED_CONFIG_DIR
 from cityedge.street.broker import Broker
 from cityedge.street.lorawan import LoRaStreet
+from cityedge.street.show_task import ShowTask
 
 DEMO_CONFIG = SHIPPED_CONFIG_DIR / "demo.toml"
 
@@ -32,7 +35,8 @@ def say(text: str) -> None:
     print(text, flush=True)  # noqa: T201  (the demo talks to a person)
 
 
-def run_demo(*, config: Path = DEMO_CONFIG, duration: float = 0.0) -> int:
+def run_demo(*, config: Path = DEMO_CONFIG, duration: float = 0.0, log: bool = False) -> int:
+    """The street, its agent and a command post; a live view of it (`log`: every line)."""
     try:
         loaded = load_config(config)
     except ConfigError as err:
@@ -41,6 +45,10 @@ def run_demo(*, config: Path = DEMO_CONFIG, duration: float = 0.0) -> int:
     cfg = loaded.config
     state = cfg.gateway.state_dir
     state.mkdir(parents=True, exist_ok=True)
+    lock = _hold_lock(state / "demo.lock")
+    if isinstance(lock, str):  # before anything of the running demo's is touched
+        print(f"cityedge: {lock}", file=sys.stderr)  # noqa: T201
+        return 1
     key_path = cfg.signing_key_path
     key = load_signing_key(key_path) if key_path.exists() else create_key(key_path)
     say(f"gateway {cfg.gateway.id} key {key.key_id} ({key_path})")
@@ -62,7 +70,7 @@ def run_demo(*, config: Path = DEMO_CONFIG, duration: float = 0.0) -> int:
         return 1
     say(f"broker: mosquitto on 127.0.0.1:{cfg.uplink.port}")
     try:
-        return asyncio.run(_street(loaded, key.public_text(), central_path, duration))
+        return asyncio.run(_street(loaded, key.public_text(), central_path, duration, log))
     except KeyboardInterrupt:
         return 0
     finally:
@@ -70,7 +78,32 @@ def run_demo(*, config: Path = DEMO_CONFIG, duration: float = 0.0) -> int:
         say("demo stopped")
 
 
-async def _street(loaded: LoadedConfig, trust: str, central_key: Path, duration: float) -> int:
+def _hold_lock(path: Path) -> TextIO | str:
+    """The demo's lock on its state dir, held while it runs (the open file); or why not.
+
+    A second demo on the same state would delete the LoRaWAN counters of the running
+    one, then fail to bind its ports."""
+    handle = path.open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        holder = handle.read().strip() or "?"
+        handle.close()
+        return (
+            f"a demo is already running (pid {holder}, state {path.parent}); "
+            "stop it first (Ctrl-C in its terminal), or give this one its own -c config"
+        )
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
+async def _street(
+    loaded: LoadedConfig, trust: str, central_key: Path, duration: float, log: bool
+) -> int:
     from cityedge.street.modbus import ModbusStreet
 
     cfg = loaded.config
@@ -91,20 +124,28 @@ async def _street(loaded: LoadedConfig, trust: str, central_key: Path, duration:
     async with ModbusStreet(lampposts, meters, base_port=base_port) as street:
         say(f"street: {len(street.devices)} simulated Modbus devices on loopback")
         log_path = cfg.gateway.state_dir / "agent.log"
-        with log_path.open("ab") as log:
+        with log_path.open("ab") as agent_log:
             agent = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "cityedge.cli", "run", "-c", str(loaded.path),
-                stdout=log, stderr=subprocess.STDOUT,
+                stdout=agent_log, stderr=subprocess.STDOUT,
             )  # fmt: skip
         say(f"agent: pid {agent.pid}, log {log_path}")
-        say("command post: `cityedge central watch` verifies every message (Ctrl-C stops)\n")
-        console = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "cityedge.cli", "central", "watch",
-            "--broker", f"mqtt://127.0.0.1:{cfg.uplink.port}", "--trust", trust,
-            "--command-key", str(central_key.with_suffix(".pub")),
-        )  # fmt: skip
-        commander = asyncio.create_task(_dim_a_lamppost(loaded, trust, central_key))
+        view: ShowTask | None = None
+        console = None
+        if log:  # the firehose: every verified reading, event and result, one a line
+            say("command post: `cityedge central watch` verifies every message (Ctrl-C stops)\n")
+            console = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "cityedge.cli", "central", "watch",
+                "--broker", f"mqtt://127.0.0.1:{cfg.uplink.port}", "--trust", trust,
+                "--command-key", str(central_key.with_suffix(".pub")), "--gap-grace", "10",
+            )  # fmt: skip
+        else:
+            say("command post: verifying every message; the street below (Ctrl-C stops, "
+                "--log for every line)\n")  # fmt: skip
+            view = ShowTask(cfg.uplink.port, trust, central_key.with_suffix(".pub"))
+        commander = asyncio.create_task(_dim_a_lamppost(loaded, trust, central_key, view))
         radio = [asyncio.create_task(street_lora.run()) for street_lora in _lora_streets(loaded)]
+        showing = asyncio.create_task(view.run(stop)) if view else None
         try:
             if duration > 0:
                 with contextlib.suppress(TimeoutError):
@@ -123,12 +164,16 @@ async def _street(loaded: LoadedConfig, trust: str, central_key: Path, duration:
             except TimeoutError:
                 agent.kill()
             await asyncio.sleep(1.0)
-            with contextlib.suppress(ProcessLookupError):
-                console.send_signal(signal.SIGINT)
-            try:
-                await asyncio.wait_for(console.wait(), 10)
-            except TimeoutError:
-                console.kill()
+            if console is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    console.send_signal(signal.SIGINT)
+                try:
+                    await asyncio.wait_for(console.wait(), 10)
+                except TimeoutError:
+                    console.kill()
+            if view is not None and showing is not None:
+                view.stop.set()
+                await asyncio.wait_for(asyncio.gather(showing, return_exceptions=True), 10)
     return 0
 
 
@@ -172,15 +217,22 @@ def _lora_streets(loaded: LoadedConfig) -> list[LoRaStreet]:
     return streets
 
 
-async def _dim_a_lamppost(loaded: LoadedConfig, trust: str, central_key: Path) -> None:
+async def _dim_a_lamppost(
+    loaded: LoadedConfig, trust: str, central_key: Path, view: ShowTask | None
+) -> None:
     """Show the command path too: a signed dimming command, and its signed answer."""
     cfg = loaded.config
     await asyncio.sleep(4)
-    say("\ncommand post: dimming lamppost-001 to 40 % (signed command)")
+    if view is None:
+        say("\ncommand post: dimming lamppost-001 to 40 % (signed command)")
+    else:
+        view.view.command = "dimming lamppost-001 to 40 % (signed command sent)"
     sender = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "cityedge.cli", "central", "send",
         "--broker", f"mqtt://127.0.0.1:{cfg.uplink.port}", "--key", str(central_key),
         "--trust", trust, "--site", cfg.gateway.site, "--timeout", "15",
         cfg.gateway.id, "lamppost-001", "write", "point=dimming", "value=40",
+        stdout=None if view is None else subprocess.DEVNULL,
+        stderr=None if view is None else subprocess.DEVNULL,
     )  # fmt: skip
     await sender.wait()

@@ -29,6 +29,7 @@ class Fault(StrEnum):
     EXCEPTION = "exception"  # every request answered with exception 4 (device failure)
     TRUNCATED = "truncated"  # the last bytes of every reply are lost
     BAD_CRC = "bad-crc"  # RTU replies arrive whole, with a wrong CRC (TCP: no effect)
+    WRONG_TID = "wrong-tid"  # TCP replies carry another transaction id (RTU: no effect)
 
 
 class SimulatedDevice:
@@ -43,6 +44,7 @@ class SimulatedDevice:
         self.unit = unit
         self.fault: Fault | None = None
         self.mangle: Callable[[bytes], bytes] | None = None  # for fuzzing the client
+        self.write_delay = 0.0  # s the answer to a write is held back, once it is applied
         self.reads = 0
         self.writes = 0
         self.random = random.Random(seed)
@@ -104,6 +106,8 @@ class SimulatedDevice:
             return struct.pack(">HHHB", tid, proto, len(pdu) + 1, unit) + pdu
         if self.fault is Fault.TRUNCATED:
             return frame[:-1]
+        if self.fault is Fault.WRONG_TID and len(frame) > 2:
+            return ((int.from_bytes(frame[:2], "big") + 1) & 0xFFFF).to_bytes(2, "big") + frame[2:]
         return frame
 
     def reply_rtu(self, frame: bytes) -> bytes:

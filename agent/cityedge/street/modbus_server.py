@@ -31,7 +31,8 @@ class DeviceModel(Protocol):
     Coils and discrete inputs travel as 0/1 integers. `reply` gets each
     response frame (Modbus TCP, MBAP header included) and returns the bytes to
     send: the frame, nothing (a silent device) or garbage; `reply_rtu` does
-    the same for an RTU frame (unit id to CRC).
+    the same for an RTU frame (unit id to CRC). An optional `write_delay` (s)
+    holds back the answer to a write once it is applied.
     """
 
     unit: int
@@ -76,6 +77,13 @@ class _ModelContext(ModbusBaseDeviceContext):
         except ExceptionReply as exc:
             return ExcCodes(exc.code)
         return [bool(v) for v in values] if kind.is_bit else values
+
+    async def async_setValues(self, func_code: int, address: int, values: Any) -> Any:
+        answer = self.setValues(func_code, address, values)
+        delay = getattr(self.model, "write_delay", 0.0)  # applied now, answered late
+        if delay:
+            await asyncio.sleep(delay)
+        return answer
 
     def setValues(self, func_code: int, address: int, values: Any) -> Any:
         kind = _WRITE_KIND.get(func_code)

@@ -6,10 +6,13 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
+
+from cityedge.sdk.exits import ExitCode
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -21,7 +24,12 @@ if TYPE_CHECKING:
     S = TypeVar("S", bound=Shape)
 
 DEFAULT_CONFIG = Path("/etc/cityedge/agent.toml")
-EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE = 1, 2, 3
+# The table every `cityedge` command shares (docs/cli.md).
+EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE = (
+    ExitCode.PROBLEM,
+    ExitCode.BAD_INPUT,
+    ExitCode.NO_ANSWER,
+)
 
 ConfigOption = Annotated[
     Path | None,
@@ -112,6 +120,53 @@ def console() -> Console:
 
     # Not on a terminal: no hard wrapping at 80 columns, so lines stay greppable.
     return Console(highlight=False, soft_wrap=not sys.stdout.isatty())
+
+
+def on_terminal() -> bool:
+    return sys.stdout.isatty()
+
+
+def print_table(
+    columns: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    *,
+    title: str | None = None,
+    right: Collection[str] = (),
+    styles: Sequence[Sequence[str | None]] | None = None,
+) -> None:
+    """Every cell in full: on a terminal a table that wraps (never `lamppost-…`), else
+    one line per row with tab-separated cells and a header line (`cut -f1` works)."""
+    if not on_terminal():
+        if title:
+            typer.echo(f"# {title}")
+        typer.echo("\t".join(c.lower().replace(" ", "_") for c in columns))
+        for row in rows:
+            typer.echo("\t".join(cell.replace("\t", " ") or "-" for cell in row))
+        return
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column, overflow="fold", justify="right" if column in right else "left")
+    for i, row in enumerate(rows):
+        cells = []
+        for j, cell in enumerate(row):
+            style = styles[i][j] if styles else None
+            cells.append(f"[{style}]{escape(cell)}[/]" if style else escape(cell))
+        table.add_row(*cells)
+    console().print(table)
+
+
+def outbox_summary(depth: int, rows: Mapping[str, int] | Mapping[int, int]) -> str:
+    """`empty`, or what waits: by priority on disk, and what is not committed yet."""
+    if depth == 0:
+        return "empty"
+    committed = sum(rows.values())
+    parts = [f"priority {k}: {v}" for k, v in rows.items()]
+    if depth > committed:
+        parts.append(f"{depth - committed} not yet on disk")
+    return f"{depth} entries waiting ({', '.join(parts)})"
 
 
 def quiet_logs() -> None:

@@ -47,8 +47,8 @@ def check(
 ) -> None:
     """On-device diagnostics, agent running or not: ✔ / ⚠ / ✘ with a remedy each.
 
-    Groups: config keys clock disk outbox broker certificates serial modbus lorawan ble.
-    Exit status: 0 all ok, 1 a warning, 2 a failure."""
+    Groups: agent config keys clock disk outbox broker certificates serial modbus lorawan ble.
+    Exit status: 0 all ok, 1 a warning or a failure (`--json` says which), 2 bad options."""
     from cityedge.gateway.diagnostics.context import CheckContext
     from cityedge.gateway.diagnostics.runner import UnknownGroup, run_checks, selected
     from cityedge.sdk.checks import worst
@@ -72,17 +72,29 @@ def check(
     status = worst(results)
     if as_json:
         print_json({"status": status.label, "results": [r.to_json() for r in results]})
-        raise typer.Exit(int(status))
+        raise typer.Exit(_exit_code(status))
+    from rich.markup import escape
+
     out = console()
     colours = {"ok": "green", "warn": "yellow", "fail": "red"}
+    # Each result and remedy is one line, never broken by us: the terminal wraps it
+    # for the eye, and a path or a command copied from it stays whole.
     for r in results:
         colour = colours[r.status.label]
-        out.print(f"[{colour}]{r.status.mark}[/] [bold]{r.name}[/]  {r.detail}", overflow="fold")
+        line = f"[{colour}]{r.status.mark}[/] [bold]{r.name}[/]  {escape(r.detail)}"
+        out.print(line, soft_wrap=True)
         if r.remedy and r.status.label != "ok":
-            out.print(f"    → {r.remedy}", style="dim", overflow="fold")
+            out.print(f"    → {escape(r.remedy)}", style="dim", soft_wrap=True)
     counts = {s: sum(1 for r in results if r.status.label == s) for s in ("ok", "warn", "fail")}
     out.print(f"{counts['ok']} ok, {counts['warn']} warning(s), {counts['fail']} failure(s)")
-    raise typer.Exit(int(status))
+    raise typer.Exit(_exit_code(status))
+
+
+def _exit_code(status: Any) -> int:
+    from cityedge.sdk.checks import Status
+    from cityedge.sdk.exits import ExitCode
+
+    return ExitCode.OK if status is Status.OK else ExitCode.PROBLEM
 
 
 def _record(ctx: Any, results: list[Any]) -> None:

@@ -17,7 +17,10 @@ from cityedge.gateway.cli.common import (
     client,
     clock_time,
     console,
+    on_terminal,
+    outbox_summary,
     print_json,
+    print_table,
     shaped,
     shaped_each,
     shown,
@@ -25,8 +28,6 @@ from cityedge.gateway.cli.common import (
 )
 
 if TYPE_CHECKING:
-    from rich.console import Console
-
     from cityedge.gateway.control.status import OverrideStatus
 
 
@@ -55,89 +56,96 @@ def status(
     if up.last_error:
         line += f" — last error: {up.last_error}"
     box = st.outbox
-    rows = ", ".join(f"{k} {v}" for k, v in box.rows.items()) or "empty"
-    oldest = "—" if box.oldest_age is None else format_duration(box.oldest_age)
+    oldest = "" if box.oldest_age is None else f" · oldest {format_duration(box.oldest_age)}"
     counts = st.devices
     synced = {
         True: "[green]synchronised[/]",
         False: "[red]NOT synchronised[/]",
         None: "[yellow]unknown[/]",
     }[st.clock.synchronised]
-    grid = Table.grid(padding=(0, 2))
-    grid.add_row("Uplink", f"{line}  → {up.broker}")
-    grid.add_row(
-        "Outbox",
-        f"{box.depth} rows ({rows}) · {size(box.bytes)} · oldest {oldest} · "
-        f"{box.sealed_unacked} sent, awaiting ack",
-    )
-    grid.add_row(
-        "Devices",
-        f"[green]{counts.up} up[/], [red]{counts.down} down[/], "
-        f"[yellow]{counts.degraded} degraded[/], {counts.unknown} unknown "
-        f"({counts.total})",
-    )
-    grid.add_row("Clock", f"{synced} ({st.clock.source})")
-    out.print(grid)
+    waiting = outbox_summary(box.depth, box.rows)
+    if box.depth:
+        waiting += f" · {size(box.bytes)}{oldest}"
+    rows = {
+        "Uplink": f"{line}  → {up.broker}",
+        "Outbox": f"{waiting} · {box.sealed_unacked} sent, awaiting ack",
+        "Devices": f"[green]{counts.up} up[/], [red]{counts.down} down[/], "
+        f"[yellow]{counts.degraded} degraded[/], {counts.unknown} unknown ({counts.total})",
+        "Clock": f"{synced} ({st.clock.source})",
+    }
+    if on_terminal():
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(no_wrap=True)
+        grid.add_column(overflow="fold")
+        for name, text in rows.items():
+            grid.add_row(name, text)
+        out.print(grid)
+    else:  # one line each, never folded at 80 columns
+        for name, text in rows.items():
+            out.print(f"{name:<8} {text}")
     if st.drivers:
-        table = Table(title="Drivers", title_justify="left")
-        for column in ("Driver", "Kind", "Task", "Devices", "Restarts", "Last error"):
-            table.add_column(column)
-        for d in st.drivers:
-            states = ", ".join(f"{n} {s}" for s, n in sorted(d.states.items()))
-            task = "[green]running[/]" if d.running else "[red]stopped[/]"
-            table.add_row(
-                d.name, d.kind or "?", task, states or "0", str(d.restarts), d.last_error or ""
-            )
-        out.print(table)
+        print_table(
+            ("Driver", "Kind", "Task", "Devices", "Restarts", "Last error"),
+            [
+                [
+                    d.name, d.kind or "?", "running" if d.running else "stopped",
+                    ", ".join(f"{n} {s}" for s, n in sorted(d.states.items())) or "0",
+                    str(d.restarts), d.last_error or "",
+                ]
+                for d in st.drivers
+            ],
+            title="Drivers",
+            styles=[[None, None, "green" if d.running else "red"] + [None] * 3 for d in st.drivers],
+        )  # fmt: skip
     if st.overrides:
-        _print_overrides(out, st.overrides)
+        _print_overrides(st.overrides)
 
 
-def _print_overrides(out: Console, overrides: Sequence[OverrideStatus]) -> None:
-    from rich.table import Table
-
+def _print_overrides(overrides: Sequence[OverrideStatus]) -> None:
     from cityedge.gateway.control.values import format_duration
 
-    table = Table(title="[yellow]Local overrides in force[/]", title_justify="left")
-    for column in ("Point", "Value", "Restores", "Ends", "By"):
-        table.add_column(column)
+    rows = []
     for o in overrides:
         ends = f"{clock_time(o.until)} (in {format_duration(o.remaining)})"
         if o.restoring:
-            ends = f"[red]restoring[/] ({o.last_error or 'pending'})"
-        table.add_row(f"{o.device}.{o.point}", str(o.value), str(o.previous), ends, o.user)
-    out.print(table)
+            ends = f"restoring ({o.last_error or 'pending'})"
+        rows.append([f"{o.device}.{o.point}", shown(o.value), shown(o.previous), ends, o.user])
+    print_table(("Point", "Value", "Restores", "Ends", "By"), rows,
+                title="Local overrides in force")  # fmt: skip
 
 
 def devices(
     config: ConfigOption = None, socket: SocketOption = None, as_json: JsonFlag = False
 ) -> None:
-    """Every device: driver, state, last seen, latency, errors."""
+    """Every device: driver, state, last seen, latency, errors.
+
+    Links that are not devices (a LoRaWAN packet forwarder) are listed apart: the
+    devices are exactly those `cityedge read` knows."""
     data = call(client(socket, config), "devices")
     if as_json:
         print_json(data)
         return
-    from rich.table import Table
-
     from cityedge.gateway.control.status import DeviceStatus
 
-    table = Table()
-    for column in ("Device", "Type", "Driver", "State", "Last seen", "Latency", "Errors"):
-        table.add_column(column, justify="right" if column in ("Latency", "Errors") else "left")
-    for d in shaped_each(DeviceStatus, data):
-        style = STATE_STYLE.get(d.state, "")
-        latency = "—" if d.latency_ms is None else f"{d.latency_ms:.0f} ms"
-        errors = ", ".join(f"{k} {v}" for k, v in sorted(d.errors.items())) or "0"
-        table.add_row(
-            d.device,
-            d.type or "?",
-            d.driver,
-            f"[{style}]{d.state}[/]" if style else d.state,
-            ago(d.last_seen),
-            latency,
-            errors,
-        )
-    console().print(table)
+    everything = shaped_each(DeviceStatus, data)
+    columns = ("Device", "Type", "Driver", "State", "Last seen", "Latency", "Errors")
+    for title, group in (
+        (f"{sum(1 for d in everything if d.type)} devices", [d for d in everything if d.type]),
+        ("Links (radio gateways: not devices, not readable)",
+         [d for d in everything if not d.type]),
+    ):  # fmt: skip
+        if not group and title.startswith("Links"):
+            continue
+        rows = [
+            [
+                d.device, d.type or "-", d.driver, d.state, ago(d.last_seen),
+                "-" if d.latency_ms is None else f"{d.latency_ms:.0f} ms",
+                ", ".join(f"{k} {v}" for k, v in sorted(d.errors.items())) or "0",
+            ]
+            for d in group
+        ]  # fmt: skip
+        styles = [[None, None, None, STATE_STYLE.get(d.state)] + [None] * 3 for d in group]
+        print_table(columns, rows, title=title, right=("Latency", "Errors"), styles=styles)
 
 
 def read(
@@ -154,13 +162,11 @@ def read(
     if as_json:
         print_json(data)
         return
-    from rich.table import Table
-
-    table = Table(
-        title=f"{data['device']} ({data['type']}, driver {data['driver']})", title_justify="left"
+    print_table(
+        ("Point", "Value", "Unit", "Read at"),
+        [
+            [r["point"], shown(r["value"]), r["unit"] or "", clock_time(r["ts"])]
+            for r in data["readings"]
+        ],
+        title=f"{data['device']} ({data['type']}, driver {data['driver']})",
     )
-    for column in ("Point", "Value", "Unit", "Read at"):
-        table.add_column(column)
-    for r in data["readings"]:
-        table.add_row(r["point"], shown(r["value"]), r["unit"] or "", clock_time(r["ts"]))
-    console().print(table)

@@ -17,6 +17,7 @@ from cityedge.gateway.cli.common import (
     console,
     fail,
     load,
+    outbox_summary,
     print_json,
     size,
 )
@@ -52,13 +53,12 @@ def outbox(
         return
     from cityedge.gateway.control.values import format_duration
 
-    rows = ", ".join(f"{k} {v}" for k, v in data["rows"].items()) or "empty"
-    oldest = "—" if data["oldest_age"] is None else format_duration(data["oldest_age"])
+    oldest = "-" if data["oldest_age"] is None else format_duration(data["oldest_age"])
     where = "agent" if data["source"] == "agent" else "file (agent not running)"
     typer.echo(
         f"outbox {data['path']} (from the {where})\n"
-        f"  rows     {data['depth']} ({rows})\n"
-        f"  bytes    {size(data['bytes'])}\n"
+        f"  waiting  {outbox_summary(data['depth'], data['rows'])}\n"
+        f"  file     {size(data['bytes'])}\n"
         f"  oldest   {oldest}\n"
         f"  sealed   {data['sealed_unacked']} sent, awaiting ack; last sequence {data['last_seq']}"
     )

@@ -54,9 +54,9 @@ def erase(targets: list[Path]) -> list[Path]:
 
 
 def wipe(
-    config: Annotated[Path, typer.Option("--config", "-c", help="Agent config file.")] = Path(
-        "/etc/cityedge/agent.toml"
-    ),
+    config: Annotated[
+        Path, typer.Option("--config", "-c", help="Agent config file.", envvar="CITYEDGE_CONFIG")
+    ] = Path("/etc/cityedge/agent.toml"),
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Erase the outbox, keys, trust store, replay cache and all state (decommissioning)."""

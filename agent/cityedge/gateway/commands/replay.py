@@ -1,5 +1,7 @@
-"""Command ids already seen, kept in SQLite until they expire: a replayed command
-is refused even after a restart or a power cut."""
+"""Command ids seen, with the digest of the payload that carried them, kept in SQLite
+until they expire: a replayed command is refused even after a restart or a power
+cut, and a second copy of the very same bytes is told from a new payload that
+reuses an id (docs/protocol.md §8.3)."""
 
 from __future__ import annotations
 
@@ -8,7 +10,9 @@ from pathlib import Path
 
 
 class ReplayCache:
-    """Command ids seen, kept until their expiry (plus skew) in SQLite: survives restarts."""
+    """Command ids recorded, each with its payload digest, until `until` (the command's
+    expiry plus the clock allowance); purged past that. Only commands that passed
+    every check before it are recorded: a refused id is not remembered."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -16,18 +20,23 @@ class ReplayCache:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")  # a replay window must not reopen on power loss
         self._db.execute(
-            "CREATE TABLE IF NOT EXISTS seen (id TEXT PRIMARY KEY, until REAL NOT NULL)"
+            "CREATE TABLE IF NOT EXISTS recorded "
+            "(id TEXT PRIMARY KEY, digest BLOB NOT NULL, until REAL NOT NULL)"
         )
 
-    def seen_before(self, command_id: str, until: float) -> bool:
-        """Record `command_id`; True if it was already recorded."""
+    def record(self, command_id: str, digest: bytes, until: float) -> bytes | None:
+        """Record `command_id`; None if it is new, else the digest it was first seen with."""
         cur = self._db.execute(
-            "INSERT OR IGNORE INTO seen (id, until) VALUES (?, ?)", (command_id, until)
+            "INSERT OR IGNORE INTO recorded (id, digest, until) VALUES (?, ?, ?)",
+            (command_id, digest, until),
         )
-        return cur.rowcount == 0
+        if cur.rowcount == 1:
+            return None
+        row = self._db.execute("SELECT digest FROM recorded WHERE id = ?", (command_id,)).fetchone()
+        return bytes(row[0]) if row else b""
 
-    def purge(self, now: float) -> int:
-        return self._db.execute("DELETE FROM seen WHERE until < ?", (now,)).rowcount
+    def purge(self, before: float) -> int:
+        return self._db.execute("DELETE FROM recorded WHERE until < ?", (before,)).rowcount
 
     def close(self) -> None:
         self._db.close()

@@ -72,6 +72,7 @@ class Override:
     restore_failures: int = 0
     last_error: str | None = None
     next_attempt: float = 0.0
+    cleared_by: str | None = None  # who ended it early (`cityedge write --end`), if anyone
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -222,6 +223,7 @@ class Overrides:
             raise ControlError(f"no override in force on {device}.{point}")
         override.until = min(override.until, self.now())
         override.next_attempt = 0.0
+        override.cleared_by = peer.user
         log.warning("control.override_ended", device=device, point=point, **peer.audit())
         self._save()
         self._changed.set()
@@ -297,13 +299,15 @@ class Overrides:
             False,
             {
                 "point": override.point,
-                "restored": override.previous,
                 "value": override.value,
+                "previous": override.previous,  # written back: the override is over
                 "started": override.started,
                 "user": override.user,
                 "uid": override.uid,
                 "failures": override.restore_failures,
-                "ended": "restored",
+                # how it ended, never a bare flag: a previous value `false` read as a failure
+                "ended": "cleared" if override.cleared_by else "expired",
+                **({"cleared_by": override.cleared_by} if override.cleared_by else {}),
             },
         )
         return 1

@@ -192,7 +192,8 @@ def status(agent: AgentView, clock: ClockState, in_force: Sequence[OverrideStatu
         uplink=uplink(agent),
         outbox=outbox(agent.outbox.stats(), now),
         drivers=tuple(drivers(agent, health)),
-        devices=device_counts(health),
+        # the devices `read` knows: a radio link (a LoRaWAN forwarder) has health, not a place here
+        devices=device_counts([h for h in health if h.device in agent.devices()]),
         clock=clock,
         overrides=tuple(in_force),
         tasks=tuple(tasks(agent)),

@@ -9,7 +9,7 @@ import stat
 from pathlib import Path
 
 from cityedge.gateway.config import ConfigError, load_config
-from cityedge.gateway.credentials import gateway_key_path
+from cityedge.gateway.credentials import gateway_key_path, unit_credential
 from cityedge.gateway.diagnostics.context import CheckContext
 from cityedge.gateway.diagnostics.outbox_file import OutboxFileError, quick_check
 from cityedge.protocol.key_files import load_signing_key
@@ -18,27 +18,39 @@ from cityedge.sdk.checks import CheckResult, fail, ok, warn
 
 
 async def check_config(ctx: CheckContext) -> list[CheckResult]:
-    try:
-        ctx.loaded = await asyncio.to_thread(load_config, ctx.config_path)
+    from cityedge.gateway.validation import validate_file
+
+    try:  # the very validation `cityedge run` makes
+        checked = await asyncio.to_thread(validate_file, ctx.config_path)
     except ConfigError as err:
+        try:  # `run` refuses it; if its tables are sound, the other checks still look
+            ctx.loaded = await asyncio.to_thread(load_config, ctx.config_path)
+            skipped = ""
+        except ConfigError:
+            ctx.loaded, skipped = None, " (checks that need the config were skipped)"
         shown = "; ".join(err.problems[:3]) + (" …" if len(err.problems) > 3 else "")
         return [
             fail(
                 "config",
-                f"{ctx.config_path}: {shown} (checks that need the config were skipped)",
+                f"{ctx.config_path}: {shown}{skipped}",
                 f"fix the key(s) named; `cityedge config check {ctx.config_path}` lists every "
                 "problem",
             )
         ]
+    ctx.loaded = checked.loaded
     cfg = ctx.loaded.config
     devices = sum(len(getattr(s, "devices", []) or []) for _, s in cfg.driver_sections())
-    return [
+    results = [
         ok(
             "config",
             f"{ctx.config_path}: gateway {cfg.gateway.id} at {cfg.gateway.site}, "
             f"{len(cfg.driver_sections())} driver section(s), {devices} device(s)",
         )
     ]
+    for warning in checked.warnings:
+        key, _, why = warning.partition(": ")
+        results.append(warn("config", f"{key}: {why}", f"reconsider {key} in {ctx.config_path}"))
+    return results
 
 
 async def check_keys(ctx: CheckContext) -> list[CheckResult]:
@@ -47,13 +59,20 @@ async def check_keys(ctx: CheckContext) -> list[CheckResult]:
         return []
     results: list[CheckResult] = []
     path = gateway_key_path(cfg.signing_key_path)
+    where = " (the unit's credential)" if path == unit_credential() else ""
     try:
         key = await asyncio.to_thread(load_signing_key, path)
     except KeyFileError as err:
         remedy = err.remedy or f"restore the gateway key at {path} (mode 0600, owner cityedge)"
+        if not path.exists():  # one key per gateway: restore it rather than make another
+            remedy = (
+                f"no key at {path} nor at {unit_credential()} (the unit's LoadCredential=): "
+                "restore the enrolled key from its backup there; only a new gateway gets a "
+                f"new one (`cityedge keys init --out {unit_credential()}`, then enrol it)"
+            )
         results.append(fail("keys.signing", f"{err.where}: {err.problem}", remedy))
     else:
-        results.append(ok("keys.signing", f"{path}: key id {key.key_id}, mode 0600"))
+        results.append(ok("keys.signing", f"{path}{where}: key id {key.key_id}, mode 0600"))
     if cfg.uplink.key_file is not None:
         results.append(_secret_file("keys.tls", cfg.uplink.key_file, "TLS private key"))
     if cfg.uplink.password_file is not None:

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 import structlog
 
+from cityedge.gateway.diagnostics.agent import check_agent
 from cityedge.gateway.diagnostics.broker import check_broker, check_certificates
 from cityedge.gateway.diagnostics.context import CheckContext
 from cityedge.gateway.diagnostics.field import check_serial_ports, driver_group
@@ -32,6 +33,7 @@ log = structlog.get_logger(__name__)
 Check = Callable[[CheckContext], Awaitable[list[CheckResult]]]
 
 CHECKS: tuple[tuple[str, Check], ...] = (
+    ("agent", check_agent),  # first: every answer below reads differently without it
     ("config", check_config),
     ("keys", check_keys),
     ("clock", check_clock),

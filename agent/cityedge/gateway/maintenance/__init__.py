@@ -11,12 +11,12 @@ an SSH tunnel, or the cabinet's service port). Routes:
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import time
 from typing import TYPE_CHECKING
 
 import structlog
 
+from cityedge.gateway import validation
 from cityedge.gateway.config import ConfigError
 from cityedge.gateway.control import snapshot
 from cityedge.gateway.control.protocol import encode
@@ -26,6 +26,7 @@ from cityedge.gateway.diagnostics.clock import ClockSource, system_clock
 from cityedge.gateway.maintenance.http import Request, Responder, Response
 from cityedge.gateway.maintenance.metrics import AgentCollector, exposition, registry_for
 from cityedge.gateway.maintenance.page import render
+from cityedge.sdk.backoff import Backoff
 
 if TYPE_CHECKING:
     from cityedge.gateway.control.server import ControlServer
@@ -39,23 +40,10 @@ KEY = "control.maintenance_address"
 
 def parse_address(text: str) -> tuple[str, int]:
     """`host:port` or `[v6]:port`; ConfigError names the key and the value."""
-    host, sep, port_text = text.rpartition(":")
-    bracketed = host.startswith("[") and host.endswith("]")
-    if bracketed:
-        host = host[1:-1]
-    problem = None
-    if not sep or not host or not port_text.isdigit() or int(port_text) > 65535:
-        problem = f"expected HOST:PORT such as 127.0.0.1:8080, got {text!r}"
-    elif bracketed or ":" in host:
-        try:
-            ipaddress.IPv6Address(host)
-        except ValueError:
-            problem = f"{host!r} is not an IPv6 address"
-        if not bracketed:
-            problem = f"an IPv6 address goes in brackets: [{host}]:{port_text}"
-    if problem:
-        raise ConfigError("<config>", [f"{KEY}: {problem}"])
-    return host, int(port_text)
+    try:
+        return validation.parse_address(text)
+    except validation.AddressProblem as exc:
+        raise ConfigError("<config>", [f"{KEY}: {exc}"]) from None
 
 
 class MaintenancePage:
@@ -88,12 +76,30 @@ class MaintenancePage:
         )
         self.bound_port: int | None = None
         self.listening = asyncio.Event()
+        self.failures = 0  # binds that failed (the port in use): for tests and metrics
 
-    async def run(self) -> None:
-        try:
-            await self.responder.serve(self.host, self.port, self._started)
-        finally:
-            self.listening.clear()
+    async def run(self, retry_first: float = 1.0, retry_ceiling: float = 60.0) -> None:
+        """Serve until cancelled. An address that cannot be bound (the port in use,
+        not this machine's) is one error line; the agent runs on without its page and
+        tries again with backoff, saying so only when the reason changes."""
+        backoff = Backoff(retry_first, retry_ceiling)
+        said: str | None = None
+        while True:
+            try:
+                await self.responder.serve(self.host, self.port, self._started)
+                return
+            except OSError as exc:
+                reason = exc.strerror or str(exc)
+                delay = backoff.next()
+                if reason != said:
+                    log.error("maintenance.unavailable", address=f"{self.host}:{self.port}",
+                              error=reason, retry_s=round(delay, 1),
+                              remedy=f"free the port or change {KEY}")  # fmt: skip
+                    said = reason
+                self.failures += 1
+            finally:
+                self.listening.clear()
+            await asyncio.sleep(delay)
 
     def _started(self, port: int) -> None:
         self.bound_port = port

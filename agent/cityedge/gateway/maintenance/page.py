@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from cityedge.gateway.control.values import format_duration
+from cityedge.gateway.maintenance.verdict import problem_first, trouble, verdict
 
 if TYPE_CHECKING:
     from cityedge.gateway.control.status import (
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from cityedge.gateway.diagnostics.record import CheckRecord
 
 REFRESH_SECONDS = 15
+STALE_CHECK_SECONDS = 15 * 60  # a check older than this reads "stale", its marks greyed
 
 STYLE = """
 :root{color-scheme:light dark;--ok:#1a7f37;--warn:#9a6700;--fail:#cf222e;--mute:#6e7781}
@@ -43,6 +45,11 @@ th,td{text-align:left;padding:6px 8px;border-bottom:1px solid #8883;white-space:
 td.wrap{white-space:normal;min-width:12em}
 th{font-weight:600;color:var(--mute)}
 footer{margin-top:2em;color:var(--mute);font-size:.8rem}
+#verdict{font-size:1.15rem;font-weight:600;margin:.3em 0 .6em;overflow-wrap:anywhere}
+#devices{list-style:none;padding:0;margin:.4em 0}
+#devices li{padding:8px 0;border-bottom:1px solid #8883;overflow-wrap:anywhere}
+.state{font-weight:600;margin-left:.4em}.why{margin:.15em 0}
+.stale{color:var(--mute)}
 #checks{list-style:none;padding:0;margin:.4em 0}
 #checks li{padding:6px 0;border-bottom:1px solid #8883;overflow-wrap:anywhere}
 """
@@ -73,13 +80,14 @@ def render(
         f'<meta http-equiv=refresh content="{REFRESH_SECONDS}">',
         f"<title>{e(gateway.id)} · cityedge</title><style>{STYLE}</style></head><body>",
         f"<h1>{e(gateway.id)}</h1>",
+        _verdict(status, devices, now),
         f"<div class=sub>site {e(gateway.site)} · cityedge {e(status.version)} · "
         f"up {e(format_duration(status.uptime))}</div>",
         _cards(status, now),
         _overrides(status.overrides, now),
         _devices(devices, now),
         _drivers(status.drivers),
-        _check(last_check, now),
+        _check(last_check, devices, now),
         f"<footer>Read-only. Generated {e(time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(now)))}"
         f" · <a href=/metrics>metrics</a></footer></body></html>",
     ]
@@ -108,8 +116,11 @@ def _cards(status: Status, now: float) -> str:
         ),
         (
             "Outbox",
-            f"{box.depth} rows",
-            f"{_size(box.bytes)} · oldest {oldest_text}",
+            "empty" if box.depth == 0 else f"{box.depth} waiting",
+            "nothing waits to go up"
+            if box.depth == 0
+            else (f"{_size(box.bytes)} · " if box.bytes else "not yet on disk · ")
+            + f"oldest {oldest_text}",
         ),
         (
             "Devices",
@@ -125,28 +136,37 @@ def _cards(status: Status, now: float) -> str:
     return f"<h2>Health</h2><div class=cards>{inner}</div>"
 
 
+def _verdict(status: Status, devices: Sequence[DeviceStatus], now: float) -> str:
+    text, cls = verdict(devices)
+    line = f"<p id=verdict class={cls}>{e(text)}</p>"
+    up = status.uplink
+    if up.state != "up":
+        line += (
+            f"<p class=fail>Uplink {e(up.state)} for {e(format_duration(now - up.since))}"
+            + (f": {e(up.last_error)}" if up.last_error else "")
+            + " — readings wait in the outbox</p>"
+        )
+    return line
+
+
 def _devices(devices: Sequence[DeviceStatus], now: float) -> str:
     if not devices:
         return "<h2>Devices</h2><p class=mute>No devices configured.</p>"
-    rows = []
-    for d in devices:
+    items = []
+    for d in problem_first(devices):
         cls = STATE_CLASS.get(d.state, "mute")
-        latency = "—" if d.latency_ms is None else f"{d.latency_ms:.0f} ms"
-        errors = ", ".join(f"{k} {v}" for k, v in sorted(d.errors.items())) or "0"
-        rows.append(
-            f"<tr id='device-{e(d.device)}'><td>{e(d.device)}</td>"
-            f"<td class={cls}>{e(d.state)}</td><td>{e(ago(d.last_seen, now))}</td>"
-            f"<td>{e(latency)}</td><td>{e(errors)}</td><td>{e(d.type)}</td>"
-            f"<td>{e(d.driver)}</td></tr>"
+        found = trouble(d)
+        why = f"<div class='why {cls}'>{e(found.what)}: {e(found.why)}</div>" if found else ""
+        latency = "" if d.latency_ms is None else f" · {d.latency_ms:.0f} ms"
+        kind = e(d.type) if d.type else "radio link"
+        items.append(
+            f"<li id='device-{e(d.device)}'><b>{e(d.device)}</b>"
+            f"<span class='state {cls}'>{e(d.state)}</span>{why}"
+            f"<div class=sub>last seen {e(ago(d.last_seen, now))}{e(latency)} · {kind} · "
+            f"{e(d.driver)}</div></li>"
         )
-    head = "".join(
-        f"<th>{h}</th>"
-        for h in ("Device", "State", "Last seen", "Latency", "Errors", "Type", "Driver")
-    )
-    return (
-        f"<h2>Devices ({len(devices)})</h2><div class=scroll><table id=devices>"
-        f"<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></div>"
-    )
+    real = sum(1 for d in devices if d.type)
+    return f"<h2>Devices ({real})</h2><ul id=devices>{''.join(items)}</ul>"
 
 
 def _drivers(drivers: Sequence[DriverStatus]) -> str:
@@ -169,8 +189,8 @@ def _overrides(overrides: Sequence[OverrideStatus], now: float) -> str:
     if not overrides:
         return ""
     rows = "".join(
-        f"<tr><td>{e(o.device)}.{e(o.point)}</td><td>{e(o.value)}</td>"
-        f"<td>{e(o.previous)}</td><td>{e(format_duration(o.until - now))}</td>"
+        f"<tr><td>{e(o.device)}.{e(o.point)}</td><td>{e(_value(o.value))}</td>"
+        f"<td>{e(_value(o.previous))}</td><td>{e(format_duration(o.until - now))}</td>"
         f"<td>{e(o.user)}</td></tr>"
         for o in overrides
     )
@@ -181,27 +201,47 @@ def _overrides(overrides: Sequence[OverrideStatus], now: float) -> str:
     )
 
 
-def _check(last: CheckRecord | None, now: float) -> str:
+def _check(last: CheckRecord | None, devices: Sequence[DeviceStatus], now: float) -> str:
     if not last:
         return (
             "<h2>Last check</h2><p class=mute>No check recorded yet: "
             "run <code>cityedge check</code> on the gateway.</p>"
         )
+    # Results that no longer hold: old, or a device changed state since they were taken.
+    changed = [d.device for d in devices if d.since is not None and d.since > last.ts]
+    stale = now - last.ts > STALE_CHECK_SECONDS or bool(changed)
     mark, cls = CHECK_MARK.get(last.status.label, ("?", "mute"))
     items = []
     for r in last.results:
         m, c = CHECK_MARK.get(r.status.label, ("?", "mute"))
+        if stale:
+            m, c = "·", "stale"  # no ✔ for what may no longer be true
         remedy = f"<div class=sub>→ {e(r.remedy)}</div>" if r.remedy else ""
         items.append(
             f"<li><span class={c}>{m}</span> <b>{e(r.name)}</b>"
             f"<div>{e(r.detail)}</div>{remedy}</li>"
         )
     by = f" by {e(last.user)}" if last.user else ""
+    if stale:
+        since = f"; since then {e(', '.join(changed))} changed state" if changed else ""
+        return (
+            f"<h2>Last check <span class=stale>(stale)</span></h2>"
+            f"<div class='sub stale' id=check-age>stale: {e(ago(last.ts, now))}{by}{since} — "
+            f"run <code>cityedge check</code> again</div>"
+            f"<ul id=checks class=stale>{''.join(items)}</ul>"
+        )
     return (
         f"<h2>Last check <span class={cls}>{mark}</span></h2>"
-        f"<div class=sub>{e(ago(last.ts, now))}{by}</div>"
+        f"<div class=sub id=check-age>{e(ago(last.ts, now))}{by}</div>"
         f"<ul id=checks>{''.join(items)}</ul>"
     )
+
+
+def _value(value: object) -> object:
+    """Flags read on/off, as in the CLI."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return value
 
 
 def _size(n: int) -> str:

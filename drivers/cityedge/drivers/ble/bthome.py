@@ -1,7 +1,8 @@
 """BTHome v2: the service data (UUID 0xFCD2) of a sensor's advertisement, both ways.
 
 Format: https://bthome.io/format/ and https://bthome.io/encryption/. The payload is
-a device-information byte (bit 0 encrypted, bit 2 trigger-based, bits 5-7 version)
+a device-information byte (bit 0 encrypted, bit 2 trigger-based, bits 5-7 version;
+bits 1, 3 and 4 reserved: a frame that sets one is refused)
 followed by objects: one id byte, then a little-endian value whose size and
 factor the id defines. Encrypted payloads carry AES-CCM ciphertext, a 4-byte
 counter and a 4-byte MIC; the nonce is MAC + UUID (D2 FC) + info byte + counter.
@@ -27,6 +28,10 @@ UUID = "0000fcd2-0000-1000-8000-00805f9b34fb"
 """The BTHome service-data UUID as bleak spells it (16-bit 0xFCD2, little-endian D2 FC)."""
 _UUID_BYTES = b"\xd2\xfc"
 MAX_PAYLOAD = 255  # an extended advertisement's service data cannot be longer
+# Device-info bits 1, 3 and 4 are reserved in v2: a frame that sets one is laid out
+# in a way we do not know (a draft firmware put its MAC after the info byte; read as
+# objects, those bytes made -294 °C), so it is refused rather than decoded wrong.
+RESERVED_INFO_BITS = 0b0001_1010
 
 Kind = Literal["number", "binary", "packet_id", "button", "dimmer", "text", "raw", "timestamp"]
 
@@ -229,6 +234,13 @@ def decode(data: bytes, *, mac: bytes | None = None, bindkey: bytes | None = Non
     version = info >> 5
     if version != 2:
         raise BTHomeError("version", f"BTHome version {version} (device info 0x{info:02x})")
+    if info & RESERVED_INFO_BITS:
+        bits = ", ".join(str(b) for b in range(8) if info & RESERVED_INFO_BITS & (1 << b))
+        raise BTHomeError(
+            "reserved",
+            f"device info 0x{info:02x} sets reserved bit {bits}: a layout this decoder does "
+            "not know (bit 1 was 'MAC included' in a BTHome v2 draft); refused, not guessed",
+        )
     encrypted = bool(info & 0x01)
     counter: int | None = None
     if encrypted:

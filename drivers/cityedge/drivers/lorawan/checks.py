@@ -1,13 +1,16 @@
-"""`cityedge check`'s LoRaWAN group: does the running agent hear a packet forwarder?
+"""`cityedge check`'s LoRaWAN group: is the forwarder list set (GWMP has no
+authentication: without a list, any sender on the network may take the few places
+kept for forwarders), and does the running agent hear a packet forwarder?
 
-Only the running agent can tell (the forwarder sends to its UDP listener), so
-without one the answer is a warning, not a guess.
+Only the running agent can tell the latter (the forwarder sends to its UDP
+listener), so without one the answer is a warning, not a guess.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from cityedge.drivers.lorawan.config import Section
 from cityedge.sdk.checks import AgentError, CheckEnv, CheckResult, fail, ok, warn
 from cityedge.sdk.driver import DriverSection
 
@@ -17,9 +20,33 @@ REMEDY = (
 )
 
 
+LIST_REMEDY = (
+    "list the concentrator's gateway EUI (gateway_ID in its global_conf.json) under "
+    'forwarders = ["…"] in the [[drivers.lorawan]] table: docs/lorawan.md'
+)
+
+
+def allowlists(sections: Sequence[DriverSection]) -> list[CheckResult]:
+    """A warning per LoRaWAN table whose `forwarders` list is empty."""
+    out = []
+    for section in sections:
+        if isinstance(section, Section) and not section.forwarders:
+            out.append(warn(
+                f"lorawan.{section.name}.forwarders",
+                f"no forwarders listed: the first {section.max_forwarders} gateway EUIs heard "
+                f"on {section.listen}:{section.port} are taken, whoever sends them",
+                LIST_REMEDY,
+            ))  # fmt: skip
+    return out
+
+
 async def checks(sections: Sequence[DriverSection], ctx: CheckEnv) -> list[CheckResult]:
     if not sections:
         return []
+    return allowlists(sections) + await _heard(ctx)
+
+
+async def _heard(ctx: CheckEnv) -> list[CheckResult]:
     agent = await ctx.agent()
     if agent is None:
         return [

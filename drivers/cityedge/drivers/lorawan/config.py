@@ -29,7 +29,11 @@ class Section(DriverSection):
     # an OTAA device that joins here. 000000/000001 are for private networks.
     net_id: str = Field(default="000000", pattern=r"^[0-9A-Fa-f]{6}$")
     device_types: list[Path] = Field(default_factory=list)  # folders besides config/lorawan/
-    forwarders: list[str] = Field(default_factory=list)  # gateway EUIs allowed to send; empty: any
+    # The gateway EUIs allowed to send: in production, the cabinet's concentrator(s).
+    # Empty (a bench, tests): the first `max_forwarders` EUIs heard, no others; `cityedge
+    # check` warns.
+    forwarders: list[str] = Field(default_factory=list)
+    max_forwarders: Annotated[int, Field(ge=1, le=64)] = 8
     dedup_window: Annotated[float, Field(gt=0, le=5)] = 0.2  # copies of a frame arrive within
     silent_intervals: Annotated[float, Field(ge=1, le=1000)] = 3.0  # alarm after N intervals
     queue_size: Annotated[int, Field(ge=10, le=100_000)] = 2000  # frames between socket and decoder

@@ -168,8 +168,9 @@ class LoRaWANDriver:
         queue: asyncio.Queue[tuple[bytes, Radio]] = asyncio.Queue(self.section.queue_size)
         antennas = self.antennas = Antennas(self.section.dedup_window, queue)
         listener = ForwarderListener(
-            antennas.add, frozenset(self.section.forwarders), on_stat=self._stat
-        )
+            antennas.add, frozenset(self.section.forwarders), on_stat=self._stat,
+            max_forwarders=self.section.max_forwarders,
+        )  # fmt: skip
         transport, _ = await loop.create_datagram_endpoint(
             lambda: listener, local_addr=(self.section.listen, self.section.port)
         )
@@ -217,6 +218,9 @@ class LoRaWANDriver:
     async def _watch_silence(self, decoder: UplinkDecoder, emit: Emit) -> None:
         while True:
             await asyncio.sleep(self.stat_flush)
+            decoder.flush_logs()
+            if self.listener is not None:
+                self.listener.flush_logs()
             items: list[Reading | Event] = [*self._forwarder_readings, *decoder.check_silence()]
             self._forwarder_readings = []
             if items:
@@ -273,6 +277,8 @@ class LoRaWANDriver:
             out.update(self.decoder.refused)
             out["joined"] = self.decoder.joined
             out["acks-sent"] = self.decoder.acks_sent
+            out["mac-answers"] = self.decoder.mac_answers
+            out.update({f"mac.{k}": v for k, v in self.decoder.mac_commands.items()})
         if self.listener is not None:
             out.update({f"datagram.{k}": v for k, v in self.listener.stats.dropped.items()})
         if self.antennas is not None:

@@ -297,12 +297,17 @@ def build_downlink(
     ack: bool = False,
     fport: int | None = None,
     payload: bytes = b"",
+    fopts: bytes = b"",
 ) -> bytes:
-    """An unconfirmed downlink from the network: here, the ACK of a confirmed uplink."""
+    """An unconfirmed downlink from the network: the ACK of a confirmed uplink, MAC
+    command answers in FOpts (in clear, as LoRaWAN 1.0 sends them), or both."""
     if fport is None and payload:
         raise ValueError("a payload needs an FPort")
-    frame = struct.pack("<BIBH", MType.UNCONFIRMED_DOWN << 5, dev_addr, 0x20 if ack else 0,
-                        fcnt32 & 0xFFFF)  # fmt: skip
+    if len(fopts) > 15 or (fopts and fport == 0):
+        raise ValueError("FOpts holds at most 15 bytes, and never beside FPort 0")
+    fctrl = (0x20 if ack else 0) | len(fopts)
+    frame = struct.pack("<BIBH", MType.UNCONFIRMED_DOWN << 5, dev_addr, fctrl,
+                        fcnt32 & 0xFFFF) + fopts  # fmt: skip
     if fport is not None:
         key = nwk_skey if fport == 0 else app_skey
         frame += bytes([fport]) + crypt_frm_payload(key, dev_addr, fcnt32, payload, uplink=False)

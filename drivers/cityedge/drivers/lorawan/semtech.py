@@ -13,7 +13,9 @@ Downstream, to the address the forwarder's PULL_DATA came from (join accepts):
 
 `parse_datagram` is pure; `ForwarderListener` is the asyncio endpoint that
 acknowledges, counts and drops what is malformed, and hands every good `rxpk`
-on. Nothing a datagram holds can raise past it.
+on. Nothing a datagram holds can raise past it, and nothing a stranger sends
+grows it: only listed forwarders (or, with no list, the first `max_forwarders`
+gateway EUIs heard) are answered and remembered; the rest are counted by reason.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from typing import Any, Final, cast
 
 import structlog
 
+from cityedge.sdk.logs import Throttled
+
 log = structlog.get_logger(__name__)
 
 VERSION: Final = 2
@@ -41,6 +45,7 @@ SPREADING_FACTORS: Final = range(5, 13)
 BANDWIDTHS: Final = (125, 250, 500, 203, 406, 812)  # kHz: sub-GHz, then 2.4 GHz
 MAX_RXPK: Final = 256  # entries per datagram; a forwarder sends a few
 MAX_COUNTER: Final = 2**32  # the forwarder's stat counters are uint32
+MAX_FORWARDERS: Final = 8  # gateway EUIs remembered when none are listed
 
 
 class GwmpError(ValueError):
@@ -303,7 +308,10 @@ class ForwarderListener(asyncio.DatagramProtocol):
     """Acknowledges forwarders and hands each good rxpk to `deliver(eui, packet)`.
 
     `deliver` must not block: the driver puts into a bounded queue and counts what
-    does not fit. `allowed`: gateway EUIs accepted; empty accepts any.
+    does not fit. `allowed`: the gateway EUIs accepted (production); empty accepts
+    the first `max_forwarders` heard (a bench, the demo) and refuses every other
+    (`too-many-forwarders`). A refused EUI is neither answered nor remembered: a
+    flood of made-up EUIs costs a counter, not memory.
     """
 
     def __init__(
@@ -312,21 +320,33 @@ class ForwarderListener(asyncio.DatagramProtocol):
         allowed: frozenset[str] = frozenset(),
         clock: Callable[[], float] = time.time,
         on_stat: Callable[[str, Stat], None] | None = None,
+        max_forwarders: int = MAX_FORWARDERS,
     ) -> None:
         self.deliver = deliver
         self.on_stat = on_stat
         self.allowed = allowed
+        self.max_forwarders = max_forwarders
         self.clock = clock
         self.stats = ListenerStats()
         self.forwarders: dict[str, Forwarder] = {}
         self.transport: asyncio.DatagramTransport | None = None
         self._token = 0
+        self._dropped_log = Throttled(log, "lorawan.datagram.dropped")
+        self._tx_log = Throttled(log, "lorawan.downlink.not_sent", key_field="error")
+        self._socket_log = Throttled(log, "lorawan.socket.error", key_field="kind")
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
         self.stats.datagrams += 1
+        if (
+            len(data) >= 12
+            and data[0] == VERSION
+            and data[3] in (PUSH_DATA, PULL_DATA, TX_ACK)
+            and not self._admits(data[4:12].hex().upper())
+        ):
+            return  # a stranger's payload is not even parsed
         try:
             datagram = parse_datagram(data)
         except GwmpError as exc:
@@ -334,9 +354,6 @@ class ForwarderListener(asyncio.DatagramProtocol):
             return
         except Exception as exc:  # a parser bug must not silence the listener
             self._drop("parser-error", f"{type(exc).__name__}: {exc}")
-            return
-        if self.allowed and datagram.eui not in self.allowed:
-            self._drop("unknown-forwarder", f"gateway EUI {datagram.eui} is not in forwarders")
             return
         if self.transport is not None and datagram.kind in (PUSH_DATA, PULL_DATA):
             answer = PUSH_ACK if datagram.kind == PUSH_DATA else PULL_ACK
@@ -352,7 +369,7 @@ class ForwarderListener(asyncio.DatagramProtocol):
             forwarder.pull_address = addr
         if datagram.tx_error not in (None, "NONE"):
             self.stats.tx_errors[str(datagram.tx_error)] += 1
-            log.warning("lorawan.downlink.not_sent", eui=datagram.eui, error=datagram.tx_error)
+            self._tx_log(str(datagram.tx_error), eui=datagram.eui)
         if datagram.stat is not None:
             forwarder.stat = datagram.stat
             if self.on_stat is not None:
@@ -381,11 +398,33 @@ class ForwarderListener(asyncio.DatagramProtocol):
         self.stats.downlinks += 1
         return True
 
+    def _admits(self, eui: str) -> bool:
+        """Whether a datagram from gateway `eui` is read at all; a refusal is counted."""
+        if eui in self.forwarders:
+            return True
+        if self.allowed:
+            if eui in self.allowed:
+                return True
+            self._drop("unknown-forwarder", f"gateway EUI {eui} is not in forwarders")
+            return False
+        if len(self.forwarders) < self.max_forwarders:
+            return True
+        self._drop(
+            "too-many-forwarders",
+            f"gateway EUI {eui}: {self.max_forwarders} forwarders heard already; "
+            "list the cabinet's own in forwarders",
+        )
+        return False
+
     def _drop(self, reason: str, detail: str) -> None:
+        # every drop counted; logged first loudly, then as a count per interval
         self.stats.dropped[reason] += 1
-        # the first few of each reason are logged; after that they are counted only
-        if self.stats.dropped[reason] <= 5:
-            log.warning("lorawan.datagram.dropped", reason=reason, detail=detail)
+        self._dropped_log(reason, detail=detail)
+
+    def flush_logs(self) -> None:
+        """Log the counts of drops and errors not logged one by one (periodically)."""
+        for throttled in (self._dropped_log, self._tx_log, self._socket_log):
+            throttled.flush()
 
     def error_received(self, exc: Exception) -> None:
-        log.warning("lorawan.socket.error", error=str(exc))
+        self._socket_log(type(exc).__name__, error=str(exc))

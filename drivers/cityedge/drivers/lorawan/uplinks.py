@@ -2,8 +2,9 @@
 
 For each frame (already collapsed across antennas and forwarders), in order:
 parse → find the session by DevAddr → rebuild the 32-bit counter and refuse
-replays → verify the MIC → commit the counter → decrypt → decode with the
-device type's codec → readings, radio health, alarms. A frame refused at any
+replays → verify the MIC → commit the counter → MAC commands (FOpts or FPort 0;
+LinkCheckReq and DeviceTimeReq answered in RX1, `maccommands`) → decrypt →
+decode with the device type's codec → readings, radio health, alarms. A frame refused at any
 step is counted by reason and never becomes a reading. Pure of I/O except the
 counter store, so the tests and the benchmark drive it directly.
 """
@@ -32,6 +33,14 @@ from cityedge.drivers.lorawan.frames import (
 )
 from cityedge.drivers.lorawan.joins import RX1_DELAY, JoinRefused, JoinServer
 from cityedge.drivers.lorawan.keyring import Keyring, OtaaDevice, Session
+from cityedge.drivers.lorawan.maccommands import (
+    DEVICE_TIME,
+    LINK_CHECK,
+    device_time_ans,
+    link_check_ans,
+    parse_mac_commands,
+)
+from cityedge.sdk.logs import Throttled
 from cityedge.sdk.model import (
     DeviceHealth,
     DeviceInfo,
@@ -116,7 +125,11 @@ class UplinkDecoder:
         # False when no forwarder can take it. Set by the driver once it listens.
         self.downlink: Callable[[Radio, bytes, int], bool] | None = None
         self.acks_sent = 0
+        self.mac_answers = 0  # downlinks that carried MAC command answers
+        self.mac_commands: Counter[str] = Counter()  # by name: link-check-req, dev-status-ans…
         self.refused: Counter[str] = Counter()  # by reason: bad-mic, replay, unknown-device…
+        # anyone in radio range can send frames: each reason logged once, then counted
+        self._refused_log = Throttled(log, "lorawan.frame.refused", level="info")
         self.decoded = 0
         self.joined = 0
         self._started = clock()
@@ -173,8 +186,12 @@ class UplinkDecoder:
         self.refused[reason] += 1
         if device is not None:
             device.health.count_error(reason)
-        log.info("lorawan.frame.refused", driver=self.driver, reason=reason, detail=detail)
+        self._refused_log(reason, driver=self.driver, detail=detail)
         return []
+
+    def flush_logs(self) -> None:
+        """Log the count of refusals not logged one by one (called periodically)."""
+        self._refused_log.flush()
 
     def decode(self, payload: bytes, radio: Radio) -> list[Reading | Event]:
         now = self.clock()
@@ -204,8 +221,9 @@ class UplinkDecoder:
             verdict = Verdict(fcnt32, replay=False, lost=0)
         self.counters.accept(up.dev_addr, verdict.fcnt32)
         device.reacks = 0
-        if up.confirmed:
-            self._ack(device, up.dev_addr, radio)
+        answers = self._mac_commands(device, up, verdict.fcnt32, radio, now)
+        if up.confirmed or answers:
+            self._ack(device, up.dev_addr, radio, ack=up.confirmed, fopts=answers)
 
         device.frames += 1
         device.lost += verdict.lost
@@ -242,17 +260,45 @@ class UplinkDecoder:
             out += self._alarms(device, point.name, point.value, now)
         return out
 
-    def _ack(self, device: _Device, dev_addr: int, radio: Radio) -> None:
-        """A confirmed uplink wants an ACK in RX1, or the device sends it again."""
+    def _ack(self, device: _Device, dev_addr: int, radio: Radio, *, ack: bool = True,
+             fopts: bytes = b"") -> None:  # fmt: skip
+        """A confirmed uplink wants an ACK in RX1, or the device sends it again; MAC
+        command answers ride in the same downlink's FOpts."""
         if self.downlink is None:
             return
         session = device.session
-        frame = build_downlink(dev_addr, self.counters.next_down(dev_addr),
-                               session.nwk_skey, session.app_skey, ack=True)  # fmt: skip
+        frame = build_downlink(dev_addr, self.counters.next_down(dev_addr), session.nwk_skey,
+                               session.app_skey, ack=ack, fopts=fopts)  # fmt: skip
         if self.downlink(radio, frame, RECEIVE_DELAY1_US):
-            self.acks_sent += 1
+            self.acks_sent += ack
+            self.mac_answers += len(fopts) > 0
         else:
             self.refused["no-downlink"] += 1
+
+    def _mac_commands(
+        self, device: _Device, up: Uplink, fcnt32: int, radio: Radio, now: float
+    ) -> bytes:
+        """Parse the frame's MAC commands (FOpts, or FPort 0 under the NwkSKey), count
+        them, and return the answers to send: LinkCheckAns, DeviceTimeAns."""
+        if up.fopts:
+            raw = up.fopts
+        elif up.fport == 0:
+            raw = crypt_frm_payload(device.session.nwk_skey, up.dev_addr, fcnt32, up.frm_payload)
+        else:
+            return b""
+        parsed = parse_mac_commands(raw)
+        if parsed.unknown is not None or parsed.truncated is not None:
+            what = (f"command id {parsed.unknown:#04x}" if parsed.unknown is not None
+                    else f"{parsed.truncated} cut short")  # fmt: skip
+            self._refuse("mac-command", f"{device.session.name}: {what}", device)
+        answers = b""
+        for command in parsed.commands:
+            self.mac_commands[command.name] += 1
+            if command.cid == LINK_CHECK:
+                answers += link_check_ans(radio.snr, radio.spreading_factor, len(radio.forwarders))
+            elif command.cid == DEVICE_TIME:
+                answers += device_time_ans(now)
+        return answers[:15]  # FOpts' limit; both answers together take 9 bytes
 
     def _retransmission(self, device: _Device, up: Uplink, fcnt32: int, radio: Radio) -> bool:
         """The last confirmed uplink again, authentic: our ACK was lost on the air.

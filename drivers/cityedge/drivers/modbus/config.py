@@ -50,7 +50,7 @@ class TcpDevice(Table):
     unit: Annotated[int, Field(ge=0, le=247)] = 1
     poll_interval: Annotated[float, Field(gt=0, le=86400)] = 1.0
     timeout: Annotated[float, Field(gt=0, le=60)] = 1.0  # per request (and per connect)
-    retries: Annotated[int, Field(ge=0, le=10)] = 1  # extra attempts after a timeout/bad reply
+    retries: Annotated[int, Field(ge=0, le=10)] = 1  # of a read after a timeout/bad reply
     backoff_max: Annotated[float, Field(gt=0, le=3600)] = 30.0  # longest wait while down
 
     @property

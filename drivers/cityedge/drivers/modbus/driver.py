@@ -25,16 +25,18 @@ from typing import TypeVar
 
 import structlog
 
+from cityedge.drivers.modbus.answers import BadAnswers
 from cityedge.drivers.modbus.budget import LineReport
 from cityedge.drivers.modbus.buses import Bus, SerialBus, tcp_buses
 from cityedge.drivers.modbus.codec import DecodeError, decode, encode
 from cityedge.drivers.modbus.config import RtuDevice, RtuSection, Section, TcpDevice, TcpSection
-from cityedge.drivers.modbus.errors import BadReply, ExceptionReply, reason_of
+from cityedge.drivers.modbus.errors import BadReply, ExceptionReply, WriteUnconfirmed, reason_of
 from cityedge.drivers.modbus.link import Link
 from cityedge.drivers.modbus.planner import ReadRequest, plan
 from cityedge.drivers.modbus.points import Point
 from cityedge.drivers.modbus.profile import Profile
 from cityedge.drivers.modbus.rota import Rota
+from cityedge.drivers.modbus.writes import settle_unconfirmed
 from cityedge.drivers.serialline.port import PortError
 from cityedge.sdk.backoff import Backoff, next_due
 from cityedge.sdk.health import HealthTracker, unreachable_event
@@ -67,6 +69,7 @@ class _Device:
     bus: Bus
     tracker: HealthTracker
     timeout: float  # per request
+    answers: BadAnswers
     alarms: dict[str, bool] = field(default_factory=dict)  # last state of alarm points
 
     @property
@@ -89,7 +92,8 @@ class ModbusDriver:
                 where = f"{section.port} unit {rtu.unit}"
                 tracker = HealthTracker("modbus", rtu.name, self.name, where, where_key="endpoint")
                 timeout = rtu.timeout or section.timeout
-                self._devices[rtu.name] = _Device(rtu, rtu.profile, bus, tracker, timeout)
+                self._devices[rtu.name] = _Device(rtu, rtu.profile, bus, tracker, timeout,
+                                                  BadAnswers(rtu.name, self.name))  # fmt: skip
         elif isinstance(section, TcpSection):
             buses = tcp_buses(section.devices)
             self._buses = list(buses.values())
@@ -97,7 +101,8 @@ class ModbusDriver:
                 bus = buses[tcp.endpoint]
                 where = bus.link.endpoint
                 tracker = HealthTracker("modbus", tcp.name, self.name, where, where_key="endpoint")
-                self._devices[tcp.name] = _Device(tcp, tcp.profile, bus, tracker, tcp.timeout)
+                self._devices[tcp.name] = _Device(tcp, tcp.profile, bus, tracker, tcp.timeout,
+                                                  BadAnswers(tcp.name, self.name))  # fmt: skip
         else:
             raise TypeError(f"not a Modbus section: {type(section).__name__}")
         self._catalogue = {
@@ -153,17 +158,17 @@ class ModbusDriver:
             raise PointNotWritable(f"{device}.{point} is read-only")
         words = encode(target, value)  # InvalidValue names the point and why
         multiple = dev.profile.write_multiple
-        await self._transact(
-            dev,
-            lambda link: link.write(
-                target.register,
-                target.address,
-                words,
-                unit=dev.config.unit,
-                timeout=dev.timeout,
-                multiple=multiple,
-            ),
-        )
+        try:
+            await self._transact(
+                dev,
+                lambda link: link.write(target.register, target.address, words,
+                                        unit=dev.config.unit, timeout=dev.timeout,
+                                        multiple=multiple),
+                resend=False,  # a write may have been applied even if its answer was lost
+            )  # fmt: skip
+        except WriteUnconfirmed as exc:
+            read = ReadRequest(target.register, target.address, target.size, (target.name,))
+            await settle_unconfirmed(device, target, words, exc, lambda: self._read(dev, read))
         log.info("modbus.write", device=device, point=point, value=value, registers=words)
 
     def health(self) -> list[DeviceHealth]:
@@ -194,12 +199,14 @@ class ModbusDriver:
         answered = 0
         trouble: str | None = None
         down: DeviceUnreachable | None = None
+        faults: dict[str, str] = {}  # bad answers, by reason (device.bad_answer)
         for request in dev.profile.requests:
             try:
                 words = await self._read(dev, request)
             except (BadReply, ExceptionReply) as exc:  # it answered, but not well
                 answered += 1
                 trouble = str(exc)
+                faults.setdefault(exc.reason, trouble)
                 continue
             except DeviceUnreachable as exc:
                 down = exc
@@ -212,6 +219,7 @@ class ModbusDriver:
                 except DecodeError as exc:
                     dev.tracker.failed("decode", str(exc))
                     trouble = str(exc)
+                    faults.setdefault("decode", trouble)
                     continue
                 items.append(Reading(dev.name, point.name, value, ts, point.unit))
                 if point.alarm is not None:
@@ -223,7 +231,8 @@ class ModbusDriver:
             state, detail = DeviceState.DEGRADED, str(down or trouble)
         else:
             state, detail = DeviceState.UP, None
-        return items + self._settle(dev, state, detail, down)
+        items += self._settle(dev, state, detail, down)
+        return items + dev.answers.after_poll(faults, answered=down is None)
 
     def _settle(
         self, dev: _Device, state: DeviceState, detail: str | None, down: DeviceUnreachable | None
@@ -355,22 +364,30 @@ class ModbusDriver:
             ),
         )
 
-    async def _transact(self, dev: _Device, op: Callable[[Link], Awaitable[T]]) -> T:
+    async def _transact(
+        self, dev: _Device, op: Callable[[Link], Awaitable[T]], *, resend: bool = True
+    ) -> T:
         """One request under the bus lock, retried on timeouts and bad replies;
-        every attempt and every failure counted."""
+        every attempt and every failure counted. With `resend` False (writes) only a
+        failure to connect is retried (nothing was sent); once the request went out,
+        a missing or garbled answer is `WriteUnconfirmed`, never a second send."""
         attempts = dev.config.retries + 1
         pause = dev.profile.request_pause
         for attempt in range(1, attempts + 1):
             async with dev.bus.lock:
                 dev.tracker.sent()
                 started = time.perf_counter()
+                sent = False
                 try:
                     await dev.bus.link.open(dev.timeout)
                     started = time.perf_counter()  # connecting is not part of the latency
+                    sent = True
                     result = await op(dev.bus.link)
                 except (ExceptionReply, BadReply) as exc:  # it answered, just not well
                     dev.tracker.answered((time.perf_counter() - started) * 1000)
                     dev.tracker.failed(exc.reason, str(exc))
+                    if isinstance(exc, BadReply) and not resend:
+                        raise WriteUnconfirmed(str(exc)) from exc
                     if isinstance(exc, ExceptionReply) or attempt == attempts:
                         raise  # an exception reply is the device's last word: no retry
                     continue
@@ -379,6 +396,8 @@ class ModbusDriver:
                     # health counts it by its own reason (absent, hangup, …)
                     reason = "port" if isinstance(exc, PortError) else reason_of(exc)
                     dev.tracker.failed(reason, str(exc))
+                    if sent and not resend:
+                        raise WriteUnconfirmed(str(exc)) from exc
                     if attempt == attempts or isinstance(exc, PortError):
                         raise  # a lost port is the line's to reopen, not this request's
                     continue

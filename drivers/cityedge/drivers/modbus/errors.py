@@ -3,10 +3,13 @@
 
 * `LinkTimeout` ("timeout") and `LinkDown` ("connection"): `DeviceUnreachable`;
 * `BadReply` ("decode"): an answer that is not what was asked; transient too.
-  On a serial line also `CrcError` ("crc") and `TruncatedReply` ("truncated");
+  On TCP also `ForeignReply` ("not-ours": another transaction's id); on a serial
+  line also `CrcError` ("crc") and `TruncatedReply` ("truncated");
 * `PortError` (from `serialline.port`): the serial port is gone or unusable;
   the driver counts it as "port";
-* `ExceptionReply` ("exception-<code>"): the device said no: `DeviceRejected`.
+* `ExceptionReply` ("exception-<code>"): the device said no: `DeviceRejected`;
+* `WriteUnconfirmed`: a write sent whose answer never came back whole; raised
+  only when a read-back could not show it applied (`DeviceUnreachable`).
 
 pymodbus's exceptions are translated into these at the link's edge (`tcp`, `rtu`).
 """
@@ -43,6 +46,13 @@ class BadReply(DeviceUnreachable):
     reason = "decode"
 
 
+class ForeignReply(BadReply):
+    """A whole reply, but to another transaction (TCP: its transaction id, unit or
+    protocol id is not the request's): a confused gateway or device."""
+
+    reason = "not-ours"
+
+
 class CrcError(BadReply):
     """A whole reply arrived, but its CRC does not match: noise on the line."""
 
@@ -53,6 +63,14 @@ class TruncatedReply(BadReply):
     """Part of a reply arrived, then silence: bytes lost on the line."""
 
     reason = "truncated"
+
+
+class WriteUnconfirmed(DeviceUnreachable):
+    """A write went out and no proper answer came back (a timeout, a reply that was
+    not ours, the connection lost): the device may have applied it. It is never
+    sent again blindly; the driver reads the point back to tell (`writes.py`)."""
+
+    reason = "unconfirmed"
 
 
 class ExceptionReply(DeviceRejected):

@@ -239,6 +239,20 @@ def _check_together(points: list[Point], limits: Limits, problems: list[str]) ->
             )
         seen.setdefault(point.name, i)
 
+    # Two multi-register values sharing some registers but not all: one of the
+    # addresses is wrong (a uint32 at 10 and another at 11 both read register 11).
+    wide = [(i, p) for i, p in enumerate(points) if p.size > 1]
+    for n, (i, p) in enumerate(wide):
+        for j, q in wide[:n]:
+            same = (p.address, p.end) == (q.address, q.end)
+            overlap = p.register is q.register and p.address < q.end and q.address < p.end
+            if overlap and not same and not (p.writable and q.writable):  # those: below
+                problems.append(
+                    f"points[{i}].address: {p.name!r} ({p.type}, {p.register} "
+                    f"{p.address}-{p.end - 1}) overlaps {q.name!r} (points[{j}], {q.type}, "
+                    f"{q.address}-{q.end - 1}): each would read the other's registers"
+                )
+
     writable = [(i, p) for i, p in enumerate(points) if p.writable]
     for n, (i, p) in enumerate(writable):
         for j, q in writable[:n]:

@@ -14,7 +14,13 @@ from typing import Any
 
 from pymodbus.exceptions import ModbusException
 
-from cityedge.drivers.modbus.errors import BadReply, ExceptionReply, LinkDown, LinkTimeout
+from cityedge.drivers.modbus.errors import (
+    BadReply,
+    ExceptionReply,
+    ForeignReply,
+    LinkDown,
+    LinkTimeout,
+)
 from cityedge.drivers.modbus.link import Link, decode_reply
 from cityedge.sdk.model import DeviceUnreachable
 
@@ -139,7 +145,12 @@ class TcpLink(Link):
         tid, protocol, _, answered_by = struct.unpack_from(">HHHB", frame)
         function = frame[7]
         reply = decode_reply(frame[7:]) if function & 0x7F == request.function_code else None
-        if tid != self._tid or protocol != 0 or answered_by != unit or reply is None:
+        if tid != self._tid or protocol != 0 or answered_by != unit:
+            self._drop()
+            raise ForeignReply(f"{self.endpoint}: {what}: another transaction's answer "
+                               f"(id {tid}, unit {answered_by}, protocol {protocol}; "
+                               f"expected id {self._tid}, unit {unit}, protocol 0)")  # fmt: skip
+        if reply is None:
             self._drop()
             raise BadReply(f"{self.endpoint}: {what}: not our answer: {frame[:12].hex()}")
         if reply.isError():

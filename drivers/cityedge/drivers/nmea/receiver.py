@@ -1,6 +1,7 @@
 """A GPS receiver's sentences → readings and fix events. Pure: time is passed in.
 
-A receiver sends a burst of sentences per fix ("epoch"): GGA, RMC, VTG, GSA…
+A receiver sends a burst of sentences per fix ("epoch"): GGA, RMC, VTG, GSA,
+GLL, ZDA…
 in an order of its own. Sentences are gathered until the epoch ends — a
 sentence stamped with another UTC time, or a second GGA/RMC/VTG, or (from the
 driver) a quiet gap after the burst — and the epoch then becomes one set of
@@ -11,16 +12,18 @@ clock. A change of fix is emitted at once, whatever the interval.
 
 Points (docs/serial.md): latitude, longitude (°), altitude (m), speed (km/h),
 heading (° true), fix (GGA quality, 0 = no fix), fix_mode (GSA 1/2/3),
-satellites, hdop, and clock_hint: the UTC time of a valid RMC as unix seconds,
-for the agent's clock-fault handling. Without a fix there is no position,
-altitude, speed, heading or clock hint — `fix` = 0 says why.
+satellites, hdop, and clock_hint: the UTC time of a valid RMC (else of a ZDA in
+an epoch with a fix) as unix seconds, for the agent's clock-fault handling. A
+receiver set to send GLL instead of GGA/RMC still gives fix and position.
+Without a fix there is no position, altitude, speed, heading or clock hint —
+`fix` = 0 says why.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from cityedge.drivers.nmea.sentence import Gga, Gsa, Rmc, Sentence, Vtg
+from cityedge.drivers.nmea.sentence import Gga, Gll, Gsa, Rmc, Sentence, Vtg, Zda
 from cityedge.sdk.model import Event, PointInfo, Reading, Severity, now_wall
 
 FIX_LOST = "gps.fix_lost"
@@ -54,6 +57,8 @@ class _Epoch:
     gga: Gga | None = None
     rmc: Rmc | None = None
     vtg: Vtg | None = None
+    gll: Gll | None = None
+    zda: Zda | None = None
     gsa: list[Gsa] = field(default_factory=list)
 
     def has(self, sentence: Sentence) -> bool:
@@ -64,6 +69,10 @@ class _Epoch:
                 return self.rmc is not None
             case Vtg():
                 return self.vtg is not None
+            case Gll():
+                return self.gll is not None
+            case Zda():
+                return self.zda is not None
         return False  # several GSA per epoch is normal (one per constellation)
 
     def add(self, sentence: Sentence) -> None:
@@ -74,6 +83,10 @@ class _Epoch:
                 self.rmc = sentence
             case Vtg():
                 self.vtg = sentence
+            case Gll():
+                self.gll = sentence
+            case Zda():
+                self.zda = sentence
             case Gsa():
                 self.gsa.append(sentence)
         stamp = getattr(sentence, "time", None)
@@ -82,7 +95,7 @@ class _Epoch:
 
     @property
     def empty(self) -> bool:
-        return self.gga is None and self.rmc is None and self.vtg is None and not self.gsa
+        return not (self.gga or self.rmc or self.vtg or self.gll or self.zda or self.gsa)
 
 
 class Receiver:
@@ -170,12 +183,14 @@ class Receiver:
 
 def _values(epoch: _Epoch, previous_fix: int | None) -> dict[str, float | int]:
     """The readings one epoch supports, by the rules in the module docstring."""
-    gga, rmc, vtg = epoch.gga, epoch.rmc, epoch.vtg
+    gga, rmc, vtg, gll = epoch.gga, epoch.rmc, epoch.vtg, epoch.gll
     out: dict[str, float | int] = {}
     if gga is not None:
         fix: int | None = gga.quality
     elif rmc is not None:
         fix = 1 if rmc.valid else 0
+    elif gll is not None:  # a receiver set to GLL only: its status is all we know
+        fix = 1 if gll.valid else 0
     elif epoch.gsa and max(g.mode for g in epoch.gsa) == 1:
         fix = 0
     else:
@@ -195,7 +210,7 @@ def _values(epoch: _Epoch, previous_fix: int | None) -> dict[str, float | int]:
         out["hdop"] = hdop
 
     if fix:
-        position = _position(gga, rmc)
+        position = _position(gga, rmc, gll)
         if position is not None:
             out["latitude"], out["longitude"] = position
         if gga is not None and gga.altitude is not None:
@@ -214,13 +229,18 @@ def _values(epoch: _Epoch, previous_fix: int | None) -> dict[str, float | int]:
             out["heading"] = heading
         if rmc is not None and rmc_ok and rmc.utc is not None:
             out["clock_hint"] = rmc.utc
+        elif epoch.zda is not None and epoch.zda.utc is not None:
+            out["clock_hint"] = epoch.zda.utc  # with a fix: the receiver's time is GNSS time
     return {k: round(v, _DECIMALS[k]) if k in _DECIMALS else v for k, v in out.items()}
 
 
-def _position(gga: Gga | None, rmc: Rmc | None) -> tuple[float, float] | None:
-    """GGA's position when it has one, else a valid RMC's."""
+def _position(gga: Gga | None, rmc: Rmc | None, gll: Gll | None) -> tuple[float, float] | None:
+    """GGA's position when it has one, else a valid RMC's, else a valid GLL's."""
     if gga is not None and gga.latitude is not None and gga.longitude is not None:
         return gga.latitude, gga.longitude
-    if rmc is not None and rmc.valid and rmc.latitude is not None and rmc.longitude is not None:
-        return rmc.latitude, rmc.longitude
+    for other in (rmc, gll):
+        if other is None or not other.valid:
+            continue
+        if other.latitude is not None and other.longitude is not None:
+            return other.latitude, other.longitude
     return None

@@ -1,10 +1,12 @@
 """NMEA 0183 sentences → typed values. Pure: no I/O, no clock.
 
 `parse_sentence(line)` checks the frame (`$`, printable ASCII, length, `*hh`
-checksum) and decodes the four sentences a vehicle gateway needs — GGA (fix
-data), RMC (position, velocity, time), VTG (course and speed), GSA (fix mode,
-dilution) — from any talker (GP, GN, GL, GA, GB, BD, GQ…). Other well-formed
-sentences (GSV, GLL, TXT, proprietary `$P…`) return None: valid, not needed.
+checksum) and decodes the sentences a vehicle gateway needs — GGA (fix data),
+RMC (position, velocity, time), VTG (course and speed), GSA (fix mode,
+dilution), GLL (position and time: receivers set to send it instead of GGA/RMC),
+ZDA (UTC date and time, local zone) — from any talker (GP, GN, GL, GA, GB, BD,
+GQ…). Other well-formed sentences (GSV, TXT, proprietary `$P…`) return None:
+valid, not needed.
 Anything else raises `SentenceError` with a short `reason` for the health
 counters and a detail naming the field.
 """
@@ -98,7 +100,28 @@ class Gsa:
     vdop: float | None
 
 
-Sentence = Gga | Rmc | Vtg | Gsa
+@dataclass(frozen=True, slots=True)
+class Gll:
+    """Geographic position, latitude/longitude, with its UTC time of day."""
+
+    talker: str
+    latitude: float | None
+    longitude: float | None
+    time: float | None
+    valid: bool  # status A, and the NMEA 2.3 mode indicator not N
+
+
+@dataclass(frozen=True, slots=True)
+class Zda:
+    """UTC date and time (and the local zone the receiver was set to)."""
+
+    talker: str
+    time: float | None  # seconds since UTC midnight
+    utc: float | None  # unix seconds, when the date is there too
+    zone_minutes: int | None  # local zone offset from UTC, minutes (informative)
+
+
+Sentence = Gga | Rmc | Vtg | Gsa | Gll | Zda
 
 
 def checksum(body: bytes) -> int:
@@ -311,9 +334,46 @@ def _gsa(talker: str, f: _Fields) -> Gsa:
     )
 
 
+def _gll(talker: str, f: _Fields) -> Gll:
+    f.need(6)
+    status = f.choice(5, "status", "AV")
+    mode = f.choice(6, "mode", "ADEFMNPRS") if len(f.values) > 6 else ""
+    return Gll(
+        talker=talker,
+        latitude=f.angle(0, "latitude", 2, "NS"),
+        longitude=f.angle(2, "longitude", 3, "EW"),
+        time=f.time(4),
+        valid=status == "A" and mode != "N",
+    )
+
+
+def _zda(talker: str, f: _Fields) -> Zda:
+    f.need(4)
+    time = f.time(0)
+    day = f.integer(1, "day", 1, 31)
+    month = f.integer(2, "month", 1, 12)
+    year = f.integer(3, "year", 1980, 2999)  # four digits here, unlike RMC
+    utc = None
+    if day is not None and month is not None and year is not None:
+        try:
+            midnight = datetime(year, month, day, tzinfo=UTC).timestamp()
+        except ValueError:
+            raise f.bad(1, "day", "a day of that month") from None
+        utc = None if time is None else midnight + time
+    hours = f.number(4, "zone hours", -13, 13) if len(f.values) > 4 else None
+    minutes = f.integer(5, "zone minutes", 0, 59) if len(f.values) > 5 else None
+    zone = None
+    if hours is not None:
+        sign = -1 if f.text(4).startswith("-") else 1
+        zone = int(hours) * 60 + sign * (minutes or 0)
+    return Zda(talker=talker, time=time, utc=utc, zone_minutes=zone)
+
+
 _PARSERS: dict[str, Callable[[str, _Fields], Sentence]] = {
     "GGA": _gga,
     "RMC": _rmc,
     "VTG": _vtg,
     "GSA": _gsa,
+    "GLL": _gll,
+    "ZDA": _zda,
 }

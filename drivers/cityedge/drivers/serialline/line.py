@@ -116,9 +116,11 @@ class SerialLine:
         return dropped
 
     def _on_bytes(self, data: bytes) -> None:
-        overlong = self._framer.overlong
+        before = self._framer.overlong
         lines = self._framer.feed(data)
-        if self._framer.overlong != overlong:
+        # one report per line dropped, however the bytes were cut into reads: one
+        # read may hold several overlong lines, or the next read the rest of one
+        for _ in range(self._framer.overlong - before):
             self._dropped("overlong", f"line longer than {self._framer.max_line} bytes dropped")
         for line in lines:
             self.lines_in += 1
