@@ -59,7 +59,7 @@ JSON_TOPIC = "v1/gateway/telemetry"  # ThingsBoard's gateway API topic
 
 # --- v1, as it was: kept here only, to measure against -------------------------------
 
-V1_CONTEXT = b"cityedge/v1/gateway-message\x00"
+V1_CONTEXT = b"cityedge/v2/gateway-message\x00"
 _V1_KEYS = {k: msgpack.packb(k) for k in ("v", "gw", "site", "kind", "seq", "ts", "hist", "data")}
 
 
