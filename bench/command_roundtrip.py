@@ -78,8 +78,8 @@ async def persistent_round_trips(
     broker: Broker, central: SigningKey, gateway: SigningKey, count: int, op: str = "write"
 ) -> list[float]:
     verifier = Verifier({gateway.key_id: gateway.public_key})
-    command_topic = topic_for("cityedge/v1", "bench", "gw-bench", "command")
-    result_topic = topic_for("cityedge/v1", "bench", "gw-bench", "result")
+    command_topic = topic_for("cityedge/v2", "bench", "gw-bench", "command")
+    result_topic = topic_for("cityedge/v2", "bench", "gw-bench", "result")
     times: list[float] = []
     # A central platform's client keeps its connection and turns Nagle off, as ours does.
     central_client = aiomqtt.Client(

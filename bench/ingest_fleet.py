@@ -51,7 +51,7 @@ from cityedge.street.fleet import SimulatedGateway, publish_reliably
 
 ROOT = Path(__file__).resolve().parents[1]
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
-PREFIX = "cityedge/v1"
+PREFIX = "cityedge/v2"
 
 
 def build_fleet(count: int, seed: int) -> list[SimulatedGateway]:

@@ -212,12 +212,17 @@ async def test_stalled_broker_bounds_memory(site: Site) -> None:
 async def test_full_store_evicts_with_events_and_keeps_running(tmp_path: Path) -> None:
     key = create_key(tmp_path / "state" / "keys" / "gateway.key")
     with Broker(workdir=tmp_path / "broker") as broker:
-        async with ModbusStreet(lampposts=3, meters=0) as street:
+        # ten lampposts: v2 messages are small, three would take a minute to fill 64 KiB
+        async with ModbusStreet(lampposts=10, meters=0) as street:
             config = write_config(tmp_path, broker.port, street, outbox={"max_bytes": 64 * 1024})
             async with CommandPost(broker.port, key.public_key) as post:
                 broker.stop()  # offline: the store fills
                 with AgentProcess(config) as agent:
                     await asyncio.sleep(8)
+                    for _ in range(100):  # bounded: until the store has evicted, 50 s at most
+                        if '"outbox.evicted"' in agent.logs():
+                            break
+                        await asyncio.sleep(0.5)
                     assert agent.running()
                     broker.start()  # the command post's persistent session comes back too
                     ok = await post.wait_for(

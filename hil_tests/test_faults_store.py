@@ -25,6 +25,7 @@ import msgpack
 import pytest
 
 from cityedge.gateway.outbox import stored_messages
+from cityedge.protocol.readings import decode_block
 from hil_tests.fault_site import Row, Site, record, write_config
 from tests.support.agent_process import AgentProcess
 from tests.support.outbox_probe import committed_readings as committed
@@ -40,7 +41,7 @@ def held(db: Path) -> dict[int, list[Key]]:
         for seq, kind, _prio, payload in stored_messages(conn):
             if kind == "telemetry":
                 data = msgpack.unpackb(msgpack.unpackb(payload)["body"])["data"]
-                out[seq] = [(str(e[0]), str(e[1]), float(e[3])) for e in data]
+                out[seq] = [(r.device, r.point, r.ts) for r in decode_block(data)]
         return out
     finally:
         conn.close()

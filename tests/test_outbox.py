@@ -19,6 +19,7 @@ from cityedge.gateway.outbox import Entry, Outbox, Sealed, stored_messages
 from cityedge.protocol.entries import reading_entry
 from cityedge.protocol.keys import SigningKey
 from cityedge.protocol.opening import open_message
+from cityedge.protocol.readings import decode_block
 from cityedge.protocol.sealing import message_sealer
 from cityedge.sdk.model import Reading
 
@@ -43,8 +44,14 @@ def entry(text: str) -> bytes:
     return bytes(msgpack.packb(text))
 
 
+def reading(text: str, ts: float | None = None) -> bytes:
+    """A telemetry entry that names itself: its point is `text` (`carried` gives it back)."""
+    return reading_entry(Reading("dev", text, 0, time.time() if ts is None else ts))
+
+
 def tele(i: int, ts: float | None = None) -> Entry:
-    return Entry("telemetry", 1, time.time() if ts is None else ts, entry(f"t{i:06d}"))
+    ts = time.time() if ts is None else ts
+    return Entry("telemetry", 1, ts, reading(f"t{i:06d}", ts))
 
 
 def alarm(i: int) -> Entry:
@@ -57,8 +64,16 @@ def body(message: Sealed | bytes) -> dict[str, Any]:
     return decoded
 
 
-def carried(messages: list[Sealed]) -> list[Any]:
-    return [e for m in messages for e in body(m)["data"]]
+def carried(messages: list[Sealed] | list[bytes]) -> list[Any]:
+    """The entries of `messages`: events and results as stored, readings by point name."""
+    out: list[Any] = []
+    for m in messages:
+        fields = body(m)
+        if fields["kind"] == "telemetry":
+            out += [r.point for r in decode_block(fields["data"])]
+        else:
+            out += fields["data"]
+    return out
 
 
 def drain(box: Outbox, *, live_after: int = 0, backlog: bool = False) -> list[Sealed]:
@@ -158,7 +173,8 @@ def test_byte_bound_evicts_oldest_telemetry_first_and_says_so(tmp_path: Path) ->
     box = open_box(tmp_path / "o.db", max_bytes=64 * 1024)
     box.add([alarm(i) for i in range(10)])
     start = time.time() - 1000
-    box.add([Entry("telemetry", 1, start + i * 0.1, entry("x" * 100)) for i in range(2000)])
+    box.add([Entry("telemetry", 1, start + i * 0.1, reading(os.urandom(50).hex(), start + i * 0.1))
+             for i in range(2000)])  # fmt: skip
     box.commit()
     stats = box.stats()
     assert stats.bytes <= 64 * 1024
@@ -211,7 +227,7 @@ def test_full_disk_keeps_running_evicts_and_recovers(tmp_path: Path) -> None:
     box._db.execute("PRAGMA max_page_count = 40")  # a tiny disk: real SQLITE_FULL errors
     for round_ in range(30):
         box.add(
-            [Entry("telemetry", 1, time.time(), entry(os.urandom(100).hex())) for _ in range(50)]
+            [Entry("telemetry", 1, time.time(), reading(os.urandom(100).hex())) for _ in range(50)]
         )
         box.add([alarm(round_)])
         box.commit()
@@ -231,7 +247,8 @@ def test_full_disk_keeps_running_evicts_and_recovers(tmp_path: Path) -> None:
 CHILD = """
 import sys, time
 from pathlib import Path
-import msgpack
+from cityedge.protocol.entries import reading_entry
+from cityedge.sdk.model import Reading
 from cityedge.protocol.sealing import message_sealer
 from cityedge.protocol.keys import SigningKey
 from cityedge.gateway.outbox import Outbox, Entry
@@ -240,7 +257,9 @@ box = Outbox.open(Path(sys.argv[1]), seal=seal, max_bytes=1 << 30, max_age=1e9)
 box.online = sys.argv[3] == "online"
 i = int(sys.argv[2])
 while True:
-    box.add([Entry("telemetry", 1, time.time(), msgpack.packb(i + k)) for k in range(50)])
+    box.add([Entry("telemetry", 1, time.time(), reading_entry(Reading("d", str(i + k), i + k,
+                                                                      time.time())))
+             for k in range(50)])
     box.commit()
     print(i + 49, flush=True)   # committed: accepted
     i += 50
@@ -276,7 +295,7 @@ def test_kill9_at_random_moments_loses_no_committed_entry(tmp_path: Path) -> Non
         last_seq = box.last_seq()
         box.close()
     db = sqlite3.connect(path)
-    stored = {e for *_, payload in stored_messages(db) for e in body(payload)["data"]}
+    stored = {int(e) for e in carried([payload for *_, payload in stored_messages(db)])}
     db.close()
     assert len(accepted) > 500
     assert accepted - stored == set()  # every accepted entry is in a message still to send
@@ -302,7 +321,8 @@ def test_operation_sequences_keep_the_invariants(tmp_path_factory: Any, ops: lis
             counter += 1
             new = tele(counter) if op == "add" else alarm(counter)
             box.add([new])
-            buffered.append(msgpack.unpackb(new.body))
+            decoded = msgpack.unpackb(new.body)
+            buffered.append(decoded[1] if new.kind == "telemetry" else decoded)
         elif op == "commit":
             box.commit()
             committed |= set(buffered)
@@ -316,7 +336,7 @@ def test_operation_sequences_keep_the_invariants(tmp_path_factory: Any, ops: lis
                 on_the_way[message.seq] = message
         elif op == "ack" and on_the_way:
             message = on_the_way.pop(min(on_the_way))
-            delivered |= set(body(message)["data"])
+            delivered |= set(carried([message]))
             box.ack([message])
         elif op == "reconnect":
             box.release()
@@ -339,9 +359,9 @@ def test_operation_sequences_keep_the_invariants(tmp_path_factory: Any, ops: lis
 
 
 def test_a_window_is_cut_into_messages_at_the_limits(tmp_path: Path) -> None:
-    box = open_box(tmp_path / "o.db", chunk_entries=500, chunk_bytes=4000)
-    box.add([tele(i) for i in range(1200)])  # 8 bytes each: 500 entries = 4,000 bytes
-    box.add([Entry("telemetry", 1, time.time(), entry("x" * 3000)) for _ in range(3)])
+    box = open_box(tmp_path / "o.db", chunk_entries=500, chunk_bytes=11500)
+    box.add([tele(i) for i in range(1200)])  # 23 bytes each: 500 entries = 11,500 bytes
+    box.add([Entry("telemetry", 1, time.time(), reading("x" * 8000)) for _ in range(3)])
     box.commit()
     messages = drain(box)
     assert [m.entry_count for m in messages] == [500, 500, 200, 1, 1, 1]
@@ -375,7 +395,7 @@ def test_a_store_in_the_first_layout_is_sealed_in_order(tmp_path: Path) -> None:
     db.execute("INSERT INTO messages VALUES (41, 'telemetry', 1, ?, 1)", (b"sent-before",))
     db.executemany(
         "INSERT INTO rows (kind, priority, ts, body) VALUES (?, ?, ?, ?)",
-        [("telemetry", 1, 1e9 + i, entry(f"t{i:06d}")) for i in range(30)]
+        [("telemetry", 1, 1e9 + i, reading(f"t{i:06d}", 1e9 + i)) for i in range(30)]
         + [("event", 3, 2e9, entry("a"))],
     )
     db.commit()
@@ -407,7 +427,7 @@ def test_a_store_in_the_chunk_layout_is_sealed_in_order(tmp_path: Path) -> None:
         INSERT INTO meta VALUES ('seq', 7);
         """
     )
-    chunk = b"".join(entry(f"t{i:06d}") for i in range(3))
+    chunk = b"".join(reading(f"t{i:06d}", 1e9 + i) for i in range(3))
     db.execute(
         "INSERT INTO chunks (kind, priority, first_ts, last_ts, count, sizes, body) "
         "VALUES ('telemetry', 1, 1e9, 1e9 + 2, 3, x'', ?)",

@@ -32,7 +32,7 @@ async def test_send_learns_the_site_from_telemetry_when_no_state_is_retained(
 
         async def gateway() -> None:  # telemetry only, never a retained state
             async with aiomqtt.Client("127.0.0.1", broker.port, identifier="gw") as client:
-                await client.subscribe("cityedge/v1/+/gw-000/cmd", qos=1)
+                await client.subscribe("cityedge/v2/+/gw-000/cmd", qos=1)
 
                 async def listen() -> None:
                     async for message in client.messages:
@@ -55,7 +55,7 @@ async def test_send_learns_the_site_from_telemetry_when_no_state_is_retained(
                 await send_command(broker.url, command_key, command, trusted=trusted, within=4)
 
             async def delivered() -> bool:
-                return seen == ["cityedge/v1/town-09/gw-000/cmd"]
+                return seen == ["cityedge/v2/town-09/gw-000/cmd"]
 
             await wait_until(delivered, 10, "the command on the gateway's topic")
         finally:
@@ -80,7 +80,7 @@ async def test_watch_session_gets_what_arrived_while_it_was_away(tmp_path: Path)
         first = _watch(broker, trust)  # creates the session and subscribes
 
         async def subscribed() -> bool:
-            return "console-1" in broker.log_path.read_text() and "cityedge/v1/+/+/#" in (
+            return "console-1" in broker.log_path.read_text() and "cityedge/v2/+/+/#" in (
                 broker.log_path.read_text())  # fmt: skip
 
         await wait_until(subscribed, 30, "watch subscribed")

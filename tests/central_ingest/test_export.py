@@ -61,7 +61,7 @@ async def _fill(store_url: str) -> None:
     payload = seal(key, gateway="gw-1", site="north", kind="telemetry", seq=1, ts=T0,
                    historical=False, entries=[reading_entry(r) for r in _readings()])  # fmt: skip
     decoded = Decoder(Verifier({key.key_id: key.public_key})).decode(
-        "cityedge/v1/north/gw-1/telemetry", payload
+        "cityedge/v2/north/gw-1/telemetry", payload
     )
     assert isinstance(decoded, Decoded)
     store = open_store(store_url)

@@ -32,12 +32,12 @@ def _amqp_match(binding: str, key: str) -> bool:
 def test_the_round_trip_keeps_the_topic_and_the_site_filter_holds(
     site: str, other: str, gateway: str, kind: str
 ) -> None:
-    topic = topic_for("cityedge/v1", site, gateway, kind)
+    topic = topic_for("cityedge/v2", site, gateway, kind)
     key = to_dotted(topic)
     assert from_dotted(key) == topic
     assert parse_topic(from_dotted(key)).gateway == gateway
-    assert any(_amqp_match(b, key) for b in dotted_filters("cityedge/v1", site))
-    assert any(_amqp_match(b, key) for b in dotted_filters("cityedge/v1"))
+    assert any(_amqp_match(b, key) for b in dotted_filters("cityedge/v2", site))
+    assert any(_amqp_match(b, key) for b in dotted_filters("cityedge/v2"))
     if other != site:
-        assert not any(_amqp_match(b, key) for b in dotted_filters("cityedge/v1", other))
-    assert len(mqtt_filters("cityedge/v1", site)) == len(GATEWAY_KINDS)
+        assert not any(_amqp_match(b, key) for b in dotted_filters("cityedge/v2", other))
+    assert len(mqtt_filters("cityedge/v2", site)) == len(GATEWAY_KINDS)

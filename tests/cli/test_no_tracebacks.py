@@ -98,7 +98,8 @@ def test_a_second_demo_refuses_cleanly_and_leaves_the_first_alone(tmp_path: Path
         assert "a demo is already running" in second.stderr
         assert f"pid {first.pid}" in second.stderr
         assert second.stderr.count("\n") == 1 and "Traceback" not in second.stderr
-        assert {p: p.stat().st_ino for p in state.glob("lorawan-*.db")} == counters
+        # the first demo may open more counters meanwhile; none of those it had is gone or new
+        assert {p: p.stat().st_ino for p in counters if p.exists()} == counters
         assert first.poll() is None  # the first demo runs on
     finally:
         first.terminate()

@@ -53,7 +53,7 @@ class Site:
 
     async def publish_raw(self, payload: bytes) -> None:
         async with aiomqtt.Client("127.0.0.1", self.broker.port, timeout=5) as client:
-            await client.publish("cityedge/v1/town-01/gw-test/cmd", payload, qos=1)
+            await client.publish("cityedge/v2/town-01/gw-test/cmd", payload, qos=1)
 
     def writes(self) -> int:
         return sum(self.street.write_requests(d.name) for d in self.street.devices)

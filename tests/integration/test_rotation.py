@@ -61,7 +61,7 @@ class Site:
 
     async def publish(self, topic: str, payload: bytes) -> None:
         async with aiomqtt.Client("127.0.0.1", self.broker.port, timeout=5) as client:
-            await client.publish(f"cityedge/v1/{SITE}/{GW}/{topic}", payload, qos=1)
+            await client.publish(f"cityedge/v2/{SITE}/{GW}/{topic}", payload, qos=1)
 
     async def restart(self) -> None:
         online = sum(s.get("status") == "online" for s in self.post.states)
@@ -205,7 +205,7 @@ async def test_bad_command_flood_yields_bounded_results_and_events(site: Site) -
             payload = bytearray(seal_command(site.first, cmd))
             payload[-3] ^= 0xFF  # inside the signature
             forged_digests.add(command_digest(bytes(payload)))
-            await client.publish(f"cityedge/v1/{SITE}/{GW}/cmd", bytes(payload), qos=1)
+            await client.publish(f"cityedge/v2/{SITE}/{GW}/cmd", bytes(payload), qos=1)
     # Commands are handled in order: once this one is answered, the flood was handled.
     marker = new_command(site.first, GW, "ping")
     assert (await site.send_command(site.first, marker)).code == ResultCode.DONE

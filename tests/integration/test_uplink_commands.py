@@ -27,7 +27,7 @@ from tests.integration.conftest import ConfigWriter
 from tests.support.agent_process import AgentProcess
 from tests.support.command_post import CommandPost
 
-CMD_TOPIC = "cityedge/v1/town-01/gw-test/cmd"
+CMD_TOPIC = "cityedge/v2/town-01/gw-test/cmd"
 BACKLOG = 1500  # over the old 1,000-message queue: enough to lose commands before the fix
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from cityedge.gateway.outbox import Entry
-from tests.test_outbox import alarm, carried, drain, entry, open_box
+from tests.test_outbox import alarm, carried, drain, open_box, reading
 
 
 @pytest.fixture
@@ -39,7 +39,7 @@ def small_fs(tmp_path: Path) -> Iterator[Path]:
 
 
 def window(n: int) -> list[Entry]:
-    return [Entry("telemetry", 1, time.time(), entry(os.urandom(100).hex())) for _ in range(n)]
+    return [Entry("telemetry", 1, time.time(), reading(os.urandom(100).hex())) for _ in range(n)]
 
 
 def test_a_full_filesystem_evicts_alarms_at_once_and_keeps_accepting(small_fs: Path) -> None:

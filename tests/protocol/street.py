@@ -20,7 +20,7 @@ from cityedge.protocol.sealing import seal, seal_object
 from cityedge.sdk.model import CommandResult, ResultCode
 
 ROOT = Path(__file__).resolve().parents[2]
-PREFIX = "cityedge/v1"
+PREFIX = "cityedge/v2"
 SITE = "old-town"
 GATEWAY = "gw-17"
 

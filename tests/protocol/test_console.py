@@ -139,7 +139,7 @@ async def test_watch_prints_verified_readings_and_says_why_it_rejects(
     assert "#4 (historical) meter-1.energy = 1234 Wh [clock-unsynced]" in out
     assert "GAP old-town/gw-17: missing #2..#3 (2) so far" in out
     assert 'event lamppost.lamp_failure from lamppost-03 alarm raised {"lamp":2}' in out
-    assert "REJECTED cityedge/v1/old-town/gw-18/telemetry: wrong-gateway" in out
+    assert "REJECTED cityedge/v2/old-town/gw-18/telemetry: wrong-gateway" in out
     assert f"unknown-key — key {STRANGER.key_id} is not trusted here" in out
     assert sum(line.startswith("REJECTED") for line in lines) == 3
     assert code == 1, err  # something was rejected
@@ -158,7 +158,7 @@ async def test_watch_json_lines_and_clean_exit(broker: Broker, gw_key: SigningKe
         "--timeout",
         "60",
         "--prefix",
-        "cityedge/v1",
+        "cityedge/v2",
     )
     state = seal_object(
         gw_key,

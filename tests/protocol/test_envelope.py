@@ -4,6 +4,9 @@ the same bytes a MessagePack library would write, and strict decoding names the 
 from __future__ import annotations
 
 import math
+import struct
+import zlib
+from dataclasses import replace
 from enum import IntEnum
 from pathlib import Path
 from typing import Any
@@ -18,10 +21,10 @@ from cityedge.protocol.decoding import EnvelopeError, Reason
 from cityedge.protocol.entries import command_result, event_entry, reading_entry, result_entry
 from cityedge.protocol.keys import SigningKey
 from cityedge.protocol.opening import open_message
+from cityedge.protocol.readings import array_header
 from cityedge.protocol.sealing import (
     COMMAND_CONTEXT,
     MESSAGE_CONTEXT,
-    _array_header,
     seal,
     seal_object,
 )
@@ -41,7 +44,9 @@ TRUST = {GW.key_id: GW.public_key}
 CP_TRUST = {CP.key_id: CP.public_key}
 
 
-def sealed(kind: str, entries: list[bytes], *, seq: int = 1, hist: bool = False) -> bytes:
+def sealed(
+    kind: str, entries: list[bytes], *, seq: int = 1, hist: bool = False, compress: bool = True
+) -> bytes:
     return seal(
         GW,
         gateway="gw-1",
@@ -51,13 +56,20 @@ def sealed(kind: str, entries: list[bytes], *, seq: int = 1, hist: bool = False)
         ts=1700000000.5,
         historical=hist,
         entries=entries,
+        compress=compress,
     )
+
+
+def as_carried(readings: list[Reading]) -> list[Reading]:
+    """What a v2 message gives back: the same readings in the same order, their
+    times to the millisecond."""
+    return [replace(r, ts=round(r.ts * 1000) / 1000) for r in readings]
 
 
 def resign(body: Any, key: SigningKey = GW, context: bytes = MESSAGE_CONTEXT) -> bytes:
     raw = body if isinstance(body, bytes) else msgpack.packb(body)
     return bytes(
-        msgpack.packb({"v": 1, "kid": key.key_id, "body": raw, "sig": key.sign(context + raw)})
+        msgpack.packb({"v": 2, "kid": key.key_id, "body": raw, "sig": key.sign(context + raw)})
     )
 
 
@@ -214,30 +226,62 @@ def test_command_round_trip_and_kid_comes_from_the_envelope() -> None:
 
 @pytest.mark.parametrize("n", [0, 1, 15, 16, 17, 300])
 def test_sealed_body_is_byte_identical_to_a_library_encoding(n: int) -> None:
-    readings = [Reading(f"lamppost-{i:02d}", "power", i * 0.5, 1.0 + i, "W") for i in range(n)]
+    # the readings block built here from the rules of docs/protocol.md §6.1, by hand
+    readings = [Reading(f"lamppost-{i % 7:02d}", "power", i * 0.5, 1.0 + i // 7, "W")
+                for i in range(n)]  # fmt: skip
     entries = [reading_entry(r) for r in readings]
-    payload = sealed("telemetry", entries, seq=77)
+    payload = sealed("telemetry", entries, seq=77, compress=False)
     body = msgpack.unpackb(payload)["body"]
+    devices = list(dict.fromkeys(r.device for r in readings))
+    points = list(dict.fromkeys((0 if r.value * 2 % 2 == 0 else 1) for r in readings))
+    groups: dict[tuple[int, int], list[Any]] = {}
+    for r in readings:
+        k = 0 if r.value * 2 % 2 == 0 else 1
+        row = groups.setdefault((devices.index(r.device), round(r.ts * 1000) - 1000), [])
+        row += [points.index(k), int(r.value * 10**k)]
+    block = [1000 if n else 0, devices, [["power", "W", k] for k in points],
+             [[d, dt, 0, *row] for (d, dt), row in groups.items()]]  # fmt: skip
     expected = msgpack.packb(
         {
-            "v": 1,
+            "v": 2,
             "gw": "gw-1",
             "site": "old-town",
             "kind": "telemetry",
             "seq": 77,
             "ts": 1700000000.5,
             "hist": False,
-            "data": [msgpack.unpackb(e) for e in entries],
+            "data": block,
         }
     )
     assert body == expected
-    assert open_message(payload, TRUST).readings == readings
+    assert open_message(payload, TRUST).readings == as_carried(readings)
+    compressed = sealed("telemetry", entries, seq=77)
+    assert open_message(compressed, TRUST).readings == as_carried(readings)
+    if n >= 17:
+        assert len(compressed) < len(payload)  # deflate pays on a realistic message
 
 
 @pytest.mark.parametrize("n", [0, 15, 16, 0xFFFF, 0x10000, 0xFFFFFFFF])
 def test_array_headers_match_msgpack(n: int) -> None:
     packer = msgpack.Packer()
-    assert _array_header(n) == packer.pack_array_header(n)
+    assert array_header(n) == packer.pack_array_header(n)
+
+
+def test_floats_travel_scaled_then_float32_then_float64() -> None:
+    values = [230.1, 0.347, 230.0, -1.5, 0.1 + 0.2, 2.0**-30, 1e300, -0.0, math.inf, 3.4028234e38]
+    readings = [Reading("d", f"p{i}", v, 1.0) for i, v in enumerate(values)]
+    payload = sealed("telemetry", [reading_entry(r) for r in readings], compress=False)
+    block = msgpack.unpackb(msgpack.unpackb(payload)["body"])["data"]
+    assert [p[2] if len(p) > 2 else None for p in block[2]] == [1, 3, 0, 1] + [None] * 6
+    assert block[3][0][3:][1::2][:4] == [2301, 347, 230, -15]
+    raw = msgpack.unpackb(payload)["body"]
+    for v in (2.0**-30, -0.0, math.inf):  # float32 holds these exactly: ca + 4 bytes
+        assert b"\xca" + struct.pack(">f", v) in raw
+    for v in (0.1 + 0.2, 1e300):  # these need all 64 bits
+        assert b"\xcb" + struct.pack(">d", v) in raw
+    got = open_message(payload, TRUST).readings
+    assert [(type(r.value), r.value) for r in got] == [(float, v) for v in values]
+    assert math.copysign(1.0, got[7].value) == -1.0  # type: ignore[arg-type]
 
 
 names = st.text(min_size=0, max_size=20)
@@ -259,11 +303,20 @@ readings_st = st.builds(
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(readings_st, max_size=40), st.integers(0, (1 << 63) - 1), st.booleans())
-def test_any_readings_round_trip(readings: list[Reading], seq: int, hist: bool) -> None:
-    payload = sealed("telemetry", [reading_entry(r) for r in readings], seq=seq, hist=hist)
+@given(
+    st.lists(readings_st, max_size=40), st.integers(0, (1 << 63) - 1), st.booleans(), st.booleans()
+)
+def test_any_readings_round_trip(
+    readings: list[Reading], seq: int, hist: bool, compress: bool
+) -> None:
+    readings = [replace(r, ts=r.ts % 60 + 1.7e9) for r in readings]  # a message spans a minute
+    entries = [reading_entry(r) for r in readings]
+    payload = sealed("telemetry", entries, seq=seq, hist=hist, compress=compress)
     message = open_message(payload, TRUST)
-    assert message.readings == readings
+    assert message.readings == as_carried(readings)
+    assert [type(r.value) for r in message.readings] == [
+        type(r.value) for r in as_carried(readings)
+    ]
     assert (message.seq, message.historical) == (seq, hist)
 
 
@@ -290,6 +343,7 @@ def test_encoders_refuse_only_what_code_gets_wrong() -> None:
         Reading("d", "s", b"\x01", 1.0),  # type: ignore[arg-type]
     ]
     got = open_message(sealed("telemetry", [reading_entry(r) for r in odd]), TRUST).readings
+    got.sort(key=lambda r: r.point)
     assert [(type(r.value), r.value) for r in got] == [
         (float, 2.5),
         (int, 100),
@@ -328,11 +382,16 @@ def good_body() -> dict[str, Any]:
     return body_of(sealed("telemetry", [reading_entry(Reading("d", "p", 1.0, 2.0))]))
 
 
+def block(*groups: list[Any], points: Any = (["p"],), devices: Any = ("d",), t0: Any = 0) -> Any:
+    return [t0, list(devices), list(points), list(groups)]
+
+
 @pytest.mark.parametrize(
     ("change", "reason", "where"),
     [
         ({"extra": 1}, Reason.MALFORMED, "unexpected extra"),
-        ({"v": 2}, Reason.UNSUPPORTED_VERSION, "body.v is 2"),
+        ({"v": 3}, Reason.UNSUPPORTED_VERSION, "body.v is 3"),
+        ({"v": 1}, Reason.UNSUPPORTED_VERSION, "body.v is 1"),
         ({"kind": "command"}, Reason.MALFORMED, "body.kind"),
         ({"seq": -1}, Reason.MALFORMED, "body.seq"),
         ({"seq": 1.0}, Reason.MALFORMED, "body.seq"),
@@ -342,14 +401,31 @@ def good_body() -> dict[str, Any]:
         ({"gw": "gw/1"}, Reason.MALFORMED, "body.gw"),
         ({"site": ""}, Reason.MALFORMED, "body.site"),
         ({"data": {}}, Reason.MALFORMED, "body.data"),
-        ({"data": [["d", "p", 1.0, 2.0], ["d", "p"]]}, Reason.MALFORMED, r"body.data\[1\]"),
-        ({"data": [["d", "p", None, 2.0]]}, Reason.MALFORMED, r"body.data\[0\].value"),
-        ({"data": [["d", "p", 1, 2.0, "W", "great"]]}, Reason.MALFORMED, r"\[0\].quality"),
-        ({"data": [["d", 5, 1, 2.0]]}, Reason.MALFORMED, r"\[0\].point"),
-        ({"data": [["d", "p", 1, 2.0, "W", "good", 7]]}, Reason.MALFORMED, r"body.data\[0\]"),
-        ({"data": [["d", "p", msgpack.ExtType(5, b"x"), 2.0]]}, Reason.MALFORMED, "value"),
+        ({"data": [["d", "p", 1.0, 2.0]]}, Reason.MALFORMED, r"body.data: expected an array of 4"),
+        ({"data": block(t0=1.5)}, Reason.MALFORMED, r"body.data\[0\] \(t0\)"),
+        ({"data": block(devices=["d", 7])}, Reason.MALFORMED, r"\(devices\)\[1\]"),
+        ({"data": block(devices=["d", "d"])}, Reason.MALFORMED, "device is listed twice"),
+        ({"data": block(points=[[]])}, Reason.MALFORMED, r"\(points\)\[0\]"),
+        ({"data": block(points=[["p", 5]])}, Reason.MALFORMED, r"\[0\]\.unit"),
+        ({"data": block(points=[["p", None, 16]])}, Reason.MALFORMED, r"\[0\]\.scale"),
+        ({"data": block(points=[["p"], ["p", None]])}, Reason.MALFORMED, "listed twice"),
+        ({"data": block([0, 0, 0, 0])}, Reason.MALFORMED, r"\(groups\)|\[3\]\[0\]"),
+        ({"data": block([0, 0, 0, 0, None])}, Reason.MALFORMED, r"\[3\]\[0\]\[4\] \(value\)"),
+        ({"data": block([1, 0, 0, 0, 1])}, Reason.MALFORMED, r"\[3\]\[0\]\[0\] \(device\)"),
+        ({"data": block([0, -1, 0, 0, 1])}, Reason.MALFORMED, r"\[3\]\[0\]\[1\] \(dt\)"),
+        ({"data": block([0, 0, 3, 0, 1])}, Reason.MALFORMED, r"\[3\]\[0\]\[2\] \(quality\)"),
+        ({"data": block([0, 0, 0, 1, 1])}, Reason.MALFORMED, r"\[3\]\[0\]\[3\] \(point\)"),
+        ({"data": block([0, 0, 0, 0, 1.5], points=[["p", None, 1]])}, Reason.MALFORMED,
+         "is scaled"),
+        ({"data": block([0, 0, 0, 0, msgpack.ExtType(5, b"x")])}, Reason.MALFORMED, "value"),
+        ({"data": b"not deflate"}, Reason.MALFORMED, "not a zlib stream"),
+        ({"data": zlib.compress(msgpack.packb(block()))[:-3]}, Reason.MALFORMED, "truncated"),
+        ({"data": zlib.compress(msgpack.packb(block())) + b"x"}, Reason.MALFORMED,
+         "after the zlib"),
+        ({"data": zlib.compress(bytes(2 << 20))}, Reason.MALFORMED, "inflates beyond"),
+        ({"data": zlib.compress(msgpack.packb(block()) + b"x")}, Reason.MALFORMED, "MessagePack"),
     ],
-)
+)  # fmt: skip
 def test_a_validly_signed_but_malformed_body_is_refused_naming_the_field(
     change: dict[str, Any], reason: Reason, where: str
 ) -> None:
@@ -367,10 +443,12 @@ def test_missing_body_field_is_named() -> None:
 
 
 def test_integer_timestamps_are_accepted() -> None:
-    body = good_body() | {"ts": 1700000000, "data": [["d", "p", 1, 1700000000]]}
+    body = good_body() | {"ts": 1700000000, "data": block([0, 250, 1, 0, 1], t0=1700000000000)}
     message = open_message(resign(body), TRUST)
     assert message.ts == 1700000000.0 and isinstance(message.ts, float)
-    assert message.readings[0].ts == 1700000000.0
+    assert message.readings == [
+        Reading("d", "p", 1, 1700000000.25, None, Quality.CLOCK_UNSYNCED)
+    ]  # fmt: skip
 
 
 def test_envelope_checks_and_their_reasons() -> None:
@@ -411,7 +489,7 @@ def test_contexts_keep_messages_and_commands_apart() -> None:
     # and a body that would pass as either kind still needs the right context
     body = msgpack.packb(
         {
-            "v": 1,
+            "v": 2,
             "kind": "command",
             "id": "c",
             "target": "gw-1",
@@ -429,7 +507,7 @@ def test_contexts_keep_messages_and_commands_apart() -> None:
 
 def command_body(**change: Any) -> dict[str, Any]:
     return {
-        "v": 1,
+        "v": 2,
         "kind": "command",
         "id": "c",
         "target": "gw-1",

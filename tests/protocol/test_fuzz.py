@@ -3,6 +3,7 @@ never another exception. One flipped byte anywhere is always refused."""
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import msgpack
@@ -106,7 +107,7 @@ COMMAND_BODY = msgpack.unpackb(bytes.fromhex(BUILT["command"]["body_hex"]))
 def signed(body: bytes, *, command: bool = False) -> bytes:
     key, context = (CP, COMMAND_CONTEXT) if command else (GW, MESSAGE_CONTEXT)
     return bytes(
-        msgpack.packb({"v": 1, "kid": key.key_id, "body": body, "sig": key.sign(context + body)})
+        msgpack.packb({"v": 2, "kid": key.key_id, "body": body, "sig": key.sign(context + body)})
     )
 
 
@@ -121,12 +122,17 @@ def test_validly_signed_bodies_with_any_field_changed_open_or_are_refused(
     body = dict(COMMAND_BODY if command else BODY)
     field = data.draw(st.sampled_from(sorted(body)))
     if field == "data" and data.draw(st.booleans()):
-        entries = [list(e) for e in body["data"]]
-        i = data.draw(st.integers(0, len(entries) - 1))
-        j = data.draw(st.integers(0, len(entries[i])))
-        replacement = data.draw(plain_values)
-        entries[i][j : j + 1] = [replacement] if data.draw(st.booleans()) else []
-        body["data"] = entries
+        # down a random path of arrays (a block's tables and groups), then one item
+        # there replaced or removed
+        body["data"] = copy.deepcopy(body["data"])
+        node = body["data"]
+        while True:
+            j = data.draw(st.integers(0, len(node)))
+            if j < len(node) and isinstance(node[j], list) and data.draw(st.booleans()):
+                node = node[j]
+                continue
+            node[j : j + 1] = [data.draw(plain_values)] if data.draw(st.booleans()) else []
+            break
     elif data.draw(st.booleans()):
         body[field] = data.draw(plain_values)
     else:

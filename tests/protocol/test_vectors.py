@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import asdict
 from typing import Any
 
 import msgpack
@@ -63,7 +64,7 @@ def test_vectors_check_out_independently(published: dict[str, dict[str, Any]], n
     Ed25519PublicKey.from_public_bytes(raw).verify(signature, context + body)
     payload = bytes.fromhex(v["payload_hex"])
     assert msgpack.unpackb(payload) == {
-        "v": 1,
+        "v": 2,
         "kid": v["signer"]["key_id"],
         "body": body,
         "sig": signature,
@@ -110,6 +111,10 @@ def test_vectors_open_with_our_code(published: dict[str, dict[str, Any]], name: 
     )
     if name == "state":
         assert message.state == expected["data"]
+    elif name == "telemetry":  # the readings listed beside the block, exactly, in order
+        assert [{**asdict(r), "quality": r.quality.value} for r in message.readings] == v[
+            "readings"
+        ]
     else:
         assert len(message.entries) == len(expected["data"])
 

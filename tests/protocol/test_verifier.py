@@ -22,7 +22,7 @@ GW17 = SigningKey.from_seed(bytes([17]) * 32)
 GW18 = SigningKey.from_seed(bytes([18]) * 32)
 CP = SigningKey.from_seed(bytes([1]) * 32)
 KEYS = {GW17.key_id: GW17.public_key, GW18.key_id: GW18.public_key}
-BASE = "cityedge/v1/old-town"
+BASE = "cityedge/v2/old-town"
 
 
 def telemetry(
@@ -142,7 +142,7 @@ def test_state_is_accepted_without_sequence_tracking() -> None:
     [
         (topic("gw-18"), telemetry(1), "wrong-topic", "gateway 'gw-17' (topic says 'gw-18')"),
         (topic(suffix="events"), telemetry(1), "wrong-topic", "kind 'telemetry'"),
-        ("cityedge/v1/new-town/gw-17/telemetry", telemetry(1), "wrong-topic", "site"),
+        ("cityedge/v2/new-town/gw-17/telemetry", telemetry(1), "wrong-topic", "site"),
         ("elsewhere/old-town/gw-17/telemetry", telemetry(1), "wrong-topic", "not under"),
         (topic(suffix="telemetry/extra"), telemetry(1), "wrong-topic", "unknown suffix"),
         (f"{BASE}/gw+1/telemetry", telemetry(1), "wrong-topic", "site and gateway"),
@@ -201,7 +201,7 @@ def test_gateway_trust_specs(tmp_path: object) -> None:
 
 def test_topics() -> None:
     assert topic_for("p/q", "s", "g", "result") == "p/q/s/g/cmd/result"
-    assert watch_filter("cityedge/v1") == "cityedge/v1/+/+/#"
+    assert watch_filter("cityedge/v2") == "cityedge/v2/+/+/#"
     parsed = parse_topic("p/q/s/g/cmd/result", "p/q")
     assert (parsed.site, parsed.gateway, parsed.kind) == ("s", "g", "result")
     assert str(parsed) == "p/q/s/g/cmd/result"
@@ -254,7 +254,7 @@ def test_tracker_never_accepts_twice_and_stays_bounded(
 
 def test_messages_are_decoded_only_after_the_signature() -> None:
     # a body that would blow up a lax decoder is never looked at without a valid signature
-    body = msgpack.packb({"v": 1, "gw": "gw-17"})
-    outer = msgpack.packb({"v": 1, "kid": GW17.key_id, "body": body, "sig": b"\0" * 64})
+    body = msgpack.packb({"v": 2, "gw": "gw-17"})
+    outer = msgpack.packb({"v": 2, "kid": GW17.key_id, "body": body, "sig": b"\0" * 64})
     verdict = Verifier(KEYS).verify(topic(), outer)
     assert verdict.reason == "bad-signature"

@@ -16,6 +16,7 @@ from typing import Any
 import msgpack
 
 from cityedge.protocol.commands import command_digest, seal_command
+from cityedge.protocol.decoding import ENVELOPE_VERSION
 from cityedge.protocol.entries import event_entry, reading_entry, result_entry
 from cityedge.protocol.keys import SigningKey
 from cityedge.protocol.sealing import COMMAND_CONTEXT, MESSAGE_CONTEXT, seal, seal_object
@@ -43,7 +44,7 @@ COMMAND_POST_SEED = bytes.fromhex(
 )
 STRANGER_SEED = bytes(range(32))  # a key nobody trusts
 
-PREFIX = "cityedge/v1"
+PREFIX = "cityedge/v2"
 SITE = "demo-town"
 GATEWAY = "gw-17"
 TS = 1700000000.25
@@ -66,6 +67,12 @@ def plain(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: plain(v) for k, v in value.items()}
     return value
+
+
+def reading_json(entry: list[Any]) -> dict[str, Any]:
+    """A reading as the readings block carries it, from its outbox form."""
+    fields = entry + [None, "good"][len(entry) - 4 :]
+    return dict(zip(("device", "point", "value", "ts", "unit", "quality"), fields, strict=True))
 
 
 def _signer(key: SigningKey, seed: bytes) -> dict[str, str]:
@@ -122,18 +129,19 @@ def build() -> dict[str, dict[str, Any]]:
         ts=TS + 0.5,
         historical=False,
         entries=readings,
+        compress=False,  # too small for deflate to pay; readings/ has compressed ones
     )
     vectors["telemetry"] = _vector(
         "telemetry",
-        "Three readings, live: a float with unit, a bool without, "
-        "an int with unit and a non-default quality.",
+        "Three readings, live: a scaled float with unit, a bool without, "
+        "an int with unit and a non-default quality, as one readings block.",
         f"{base}/telemetry",
         gw,
         GATEWAY_SEED,
         MESSAGE_CONTEXT,
         payload,
-        readings,
     )
+    vectors["telemetry"]["readings"] = [reading_json(msgpack.unpackb(e)) for e in readings]
 
     events = [
         event_entry(
@@ -180,7 +188,17 @@ def build() -> dict[str, dict[str, Any]]:
         events,
     )
 
-    state = {"status": "online", "version": "0.1.0", "started": TS, "devices": 9}
+    state = {
+        "status": "online",
+        "version": "0.1.0",
+        "config": "5d41402abc4b2a76b9719d911017c592b8a2ba8d5a1c8e7f0a5e2c9e4b1d6f3a",
+        "started": TS,
+        "key_id": gw.key_id,
+        "devices": [
+            {"name": "lamppost-03", "type": "lamppost", "driver": "street"},
+            {"name": "meter-1", "type": "energy-meter", "driver": "street"},
+        ],
+    }
     payload = seal_object(
         gw, gateway=GATEWAY, site=SITE, kind="state", seq=41, ts=TS + 2, data=state
     )
@@ -253,9 +271,8 @@ def build() -> dict[str, dict[str, Any]]:
 
 def _resign(key: SigningKey, body_obj: Any, context: bytes = MESSAGE_CONTEXT) -> bytes:
     body = msgpack.packb(body_obj)
-    return bytes(
-        msgpack.packb({"v": 1, "kid": key.key_id, "body": body, "sig": key.sign(context + body)})
-    )
+    envelope = {"v": ENVELOPE_VERSION, "kid": key.key_id, "body": body}
+    return bytes(msgpack.packb(envelope | {"sig": key.sign(context + body)}))
 
 
 def rejections(vectors: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -293,10 +310,10 @@ def rejections(vectors: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "a well-formed message signed by a key nobody trusts",
     )
     case(
-        "version-2",
-        bytes(msgpack.packb({**outer, "v": 2})),
+        "version-1",
+        bytes(msgpack.packb({**outer, "v": 1})),
         "unsupported-version",
-        "envelope v = 2",
+        "envelope v = 1: version 1 is retired",
     )
     case("truncated", good[:-10], "malformed", "the last 10 bytes are missing")
     case("trailing-bytes", good + b"\x00", "malformed", "one byte after the envelope")
@@ -312,7 +329,7 @@ def rejections(vectors: dict[str, dict[str, Any]]) -> dict[str, Any]:
         bytes(
             msgpack.packb(
                 {
-                    "v": 1,
+                    "v": ENVELOPE_VERSION,
                     "kid": gw.key_id,
                     "body": dup_body,
                     "sig": gw.sign(MESSAGE_CONTEXT + dup_body),
@@ -323,12 +340,12 @@ def rejections(vectors: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "validly signed body with the key seq twice (42, then 43 at the end)",
     )
     bad_entry = msgpack.unpackb(body)
-    bad_entry["data"][1] = ["lamppost-03", "lamp_on", None, TS]
+    bad_entry["data"][3][0][6] = None  # the lamp_on value of lamppost-03
     case(
         "bad-entry",
         _resign(gw, bad_entry),
         "malformed",
-        "validly signed; data[1] has value nil: the error names body.data[1].value",
+        "validly signed; a reading's value is nil: the error names body.data[3][0][6] (value)",
     )
     cross = msgpack.unpackb(body)
     case(
@@ -336,7 +353,7 @@ def rejections(vectors: dict[str, dict[str, Any]]) -> dict[str, Any]:
         bytes(
             msgpack.packb(
                 {
-                    "v": 1,
+                    "v": ENVELOPE_VERSION,
                     "kid": gw.key_id,
                     "body": msgpack.packb(cross),
                     "sig": gw.sign(COMMAND_CONTEXT + msgpack.packb(cross)),

@@ -22,7 +22,7 @@ from tests.support.agent_process import AgentProcess, to_toml
 from tests.technician.certs import Issued, issue, make_ca
 
 ROOT = Path(__file__).resolve().parents[2]
-PREFIX = "cityedge/v1/town-01"
+PREFIX = "cityedge/v2/town-01"
 
 
 @dataclass
@@ -82,7 +82,7 @@ async def test_gateways_are_confined_to_their_own_topics(tls_broker: Broker, pki
         client(tls_broker, pki, "gw-1") as gw1,
         client(tls_broker, pki, "gw-2") as gw2,
     ):
-        await post.subscribe("cityedge/v1/#", qos=1)
+        await post.subscribe("cityedge/v2/#", qos=1)
         await gw1.subscribe(f"{PREFIX}/gw-1/cmd", qos=1)
         await gw2.subscribe(f"{PREFIX}/gw-1/cmd", qos=1)  # not its own: must get nothing
         await gw2.subscribe(f"{PREFIX}/gw-2/cmd", qos=1)

@@ -25,7 +25,7 @@ from cityedge.street.broker import Broker, free_port
 from tests.security.openssl_pki import Pki, make_pki, shipped_listener
 from tests.support.agent_process import AgentProcess, to_toml
 
-PREFIX = "cityedge/v1/town-01"
+PREFIX = "cityedge/v2/town-01"
 VICTIM, ATTACKER = "gw-2", "gw-1"
 VICTIM_IDS = ("town-01-gw-2", "gw-2")  # the agent's default client id, and the bare id
 

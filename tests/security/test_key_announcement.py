@@ -14,7 +14,7 @@ from cityedge.protocol.sealing import seal, seal_object
 
 K0, K1, K2, OTHER, THIEF = (SigningKey.from_seed(bytes([n]) * 32) for n in (10, 11, 12, 13, 14))
 TS = 1_700_000_000.0
-TOPIC = "cityedge/v1/town/gw-1/state"
+TOPIC = "cityedge/v2/town/gw-1/state"
 
 
 def state(signer: SigningKey, chain: list[bytes], gateway: str = "gw-1") -> bytes:
@@ -41,11 +41,11 @@ def test_announcement_signed_by_the_trusted_key_is_followed() -> None:
     assert lines(verdict)[0].startswith(f"KEY town/gw-1: now trusting {K1.key_id}")
     telemetry = seal(K1, gateway="gw-1", site="town", kind="telemetry", seq=1, ts=TS,
                      historical=False, entries=[])  # fmt: skip
-    assert v.verify("cityedge/v1/town/gw-1/telemetry", telemetry).accepted
+    assert v.verify("cityedge/v2/town/gw-1/telemetry", telemetry).accepted
     # the new key is bound to gw-1: it cannot speak for gw-2
     other = seal(K1, gateway="gw-2", site="town", kind="telemetry", seq=1, ts=TS,
                  historical=False, entries=[])  # fmt: skip
-    assert v.verify("cityedge/v1/town/gw-2/telemetry", other).reason == "wrong-gateway"
+    assert v.verify("cityedge/v2/town/gw-2/telemetry", other).reason == "wrong-gateway"
 
 
 def test_a_chain_of_rotations_is_followed_from_the_key_we_know() -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from cityedge.gateway.outbox import Entry
+from cityedge.protocol.entries import reading_entry
 from cityedge.protocol.key_files import create_key
+from cityedge.sdk.model import Reading
 from tests.support.agent_process import cityedge
 from tests.support.outbox_probe import open_outbox
 
@@ -16,7 +18,7 @@ def test_wipe_removes_keys_outbox_and_state(tmp_path: Path) -> None:
     config.write_text(f'[gateway]\nid = "gw-1"\nsite = "t"\nstate_dir = "{state}"\n')
     create_key(state / "keys" / "gateway.key")
     box = open_outbox(state / "outbox.db", max_bytes=1 << 20, max_age=1e9)
-    box.add([Entry("telemetry", 1, 0.0, b"x")])
+    box.add([Entry("telemetry", 1, 0.0, reading_entry(Reading("lamp", "power", 1, 0.0)))])
     box.commit()
     (state / "lorawan").mkdir()
     (state / "lorawan" / "counters.json").write_text("{}")

@@ -28,7 +28,7 @@ class Received:
 class CommandPost:
     port: int
     gateway_key: PublicKey
-    prefix: str = "cityedge/v1"
+    prefix: str = "cityedge/v2"
     verdicts: list[Verdict] = field(default_factory=list)
     readings: list[Received] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)

@@ -15,6 +15,7 @@ import msgpack
 
 from cityedge.gateway.outbox import Outbox, stored_messages
 from cityedge.protocol.keys import SigningKey
+from cityedge.protocol.readings import decode_block
 from cityedge.protocol.sealing import message_sealer
 
 TEST_KEY = SigningKey.from_seed(bytes([7]) * 32)
@@ -30,7 +31,7 @@ def committed_readings(db: Path) -> set[ReadingKey]:
 
 
 def _key(entry: list[object]) -> ReadingKey:
-    # a reading entry is [device, point, value, ts, …] (docs/protocol.md)
+    # as stored_entries gives a reading: [device, point, value, ts, …]
     return (str(entry[0]), str(entry[1]), float(entry[3]))  # type: ignore[arg-type]
 
 
@@ -41,13 +42,20 @@ def open_outbox(path: Path, **options: Any) -> Outbox:
 
 
 def stored_entries(db: Path) -> list[tuple[str, Any]]:
-    """(kind, decoded entry) of every message in the store, in sequence order."""
+    """(kind, decoded entry) of every message in the store, in sequence order; a
+    reading as `[device, point, value, ts, unit, quality]`, from its readings block."""
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
         return [
             (kind, entry)
             for _, kind, _, payload in stored_messages(conn)
-            for entry in msgpack.unpackb(msgpack.unpackb(payload)["body"])["data"]
+            for entry in _entries(kind, msgpack.unpackb(msgpack.unpackb(payload)["body"])["data"])
         ]
     finally:
         conn.close()
+
+
+def _entries(kind: str, data: Any) -> list[Any]:
+    if kind != "telemetry":
+        return list(data)
+    return [[r.device, r.point, r.value, r.ts, r.unit, r.quality] for r in decode_block(data)]

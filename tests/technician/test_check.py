@@ -92,7 +92,7 @@ async def test_a_plain_broker_passes_every_layer(tmp_path: Path) -> None:
         path = config_file(tmp_path, uplink={"port": broker.port})
         results = await check(path, "broker")
     assert [r.status for r in results.values()] == [Status.OK] * 3
-    assert "subscribed to cityedge/v1/town-09/gw-check/cmd" in results["broker.mqtt"].detail
+    assert "subscribed to cityedge/v2/town-09/gw-check/cmd" in results["broker.mqtt"].detail
 
 
 @pytest.mark.skipif(shutil.which("mosquitto_passwd") is None, reason="no mosquitto_passwd")

@@ -19,6 +19,7 @@ import structlog
 
 from cityedge.gateway.outbox import CLOCK_FLOOR, Entry, Outbox
 from cityedge.protocol.entries import event_entry, reading_entry
+from cityedge.protocol.readings import wire_time
 from cityedge.sdk.model import Event, PointInfo, Priority, Quality, Reading
 
 log = structlog.get_logger(__name__)
@@ -118,7 +119,9 @@ class Pipeline:
                 self._refuse(item, exc)
                 continue
             self._last[key] = (item.value, now)
-            entries.append(Entry("telemetry", Priority.TELEMETRY, item.ts, body))
+            # the time the reading travels with: the outbox's time ranges (eviction
+            # reports) then hold exactly the times the command post sees
+            entries.append(Entry("telemetry", Priority.TELEMETRY, wire_time(item.ts), body))
             self.stats.reported += 1
         if entries:
             self.outbox.add(entries)

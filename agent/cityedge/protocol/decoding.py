@@ -18,7 +18,7 @@ import msgpack
 from cityedge.protocol.topics import NAME_PATTERN, NAME_RULE
 from cityedge.sdk.model import ResultCode, Value
 
-ENVELOPE_VERSION: Final = 1
+ENVELOPE_VERSION: Final = 2  # v1 is gone: nothing was deployed (docs/protocol.md §9)
 
 MAX_MESSAGE_BYTES: Final = 1 << 20
 MAX_SEQ: Final = (1 << 63) - 1

@@ -3,7 +3,9 @@
 An entry is encoded once, when it enters the outbox (`reading_entry`,
 `event_entry`, `result_entry`), and decoded strictly when a message is opened
 (`decode_entries`); `Message` is a verified gateway message as the command post
-sees it. Layouts in docs/protocol.md §5-6.
+sees it. Layouts in docs/protocol.md §5-6. Event and result entries travel as
+stored; a reading entry is the outbox's own form, which the sealer regroups
+into a readings block (protocol/readings.py), the only form readings travel in.
 
 What an encoder writes, `open_message` accepts: one bad entry would otherwise
 poison a whole message of 500. Text from the outside world (device names,
@@ -26,7 +28,6 @@ from cityedge.protocol.decoding import (
     MAX_COMMAND_ID,
     MAX_DETAIL,
     MAX_NESTING,
-    TIME_TYPES,
     VALUE_TYPES,
     malformed,
     read_array,
@@ -36,9 +37,9 @@ from cityedge.protocol.decoding import (
     read_plain_map,
     read_text,
     read_time,
-    read_value,
     show,
 )
+from cityedge.protocol.readings import MAX_TS, decode_block
 from cityedge.sdk.model import CommandResult, Event, Quality, Reading, ResultCode, Severity, Value
 
 ENTRY_KINDS: Final = ("telemetry", "event", "result")  # body.data is an array of entries
@@ -115,13 +116,14 @@ def command_result(entry: ResultEntry) -> CommandResult:
 
 
 def reading_entry(r: Reading) -> bytes:
-    """`[device, point, value, ts, unit, quality]`; trailing defaults (unit nil,
-    quality "good") are left out, so most readings are 4-element arrays."""
+    """The outbox's form of a reading (never sent as such: `sealing` regroups a
+    message's readings into a block): `[device, point, value, ts, unit, quality]`,
+    trailing defaults (unit nil, quality "good") left out."""
     # The pipeline calls this for every reading: plain types take the short way.
     value = r.value if type(r.value) in VALUE_TYPES else _point_value(r.value)
     ts = r.ts if type(r.ts) is float else float(r.ts)
-    if not math.isfinite(ts):
-        raise ValueError(f"reading ts {r.ts!r}: expected a finite number of seconds")
+    if not -MAX_TS <= ts <= MAX_TS:  # NaN fails too; readings travel to the millisecond
+        raise ValueError(f"reading ts {r.ts!r}: expected a finite number of seconds (±9e12)")
     fields: list[Any] = [str(r.device), str(r.point), value, ts]
     unit = r.unit if r.unit is None or type(r.unit) is str else str(r.unit)
     if r.quality is not Quality.GOOD and Quality(r.quality) is not Quality.GOOD:
@@ -183,11 +185,16 @@ def _is_default(value: Any, default: Any) -> bool:
     return type(value) is type(default) and value == default
 
 
+# One packer for every entry: packb() would build one per call, a third of an entry's
+# cost. Packing runs in C under the GIL and resets the buffer on errors.
+_pack = msgpack.Packer(autoreset=True).pack
+
+
 def pack_total(obj: Any) -> bytes:
     """Pack; on what MessagePack refuses (an int beyond 64 bits, a lone surrogate),
     pack a coerced copy instead: an entry is never lost to encoding."""
     try:
-        return cast(bytes, msgpack.packb(obj))
+        return cast(bytes, _pack(obj))
     except (ValueError, TypeError, OverflowError):
         return cast(bytes, msgpack.packb(carryable(obj, 0)))
 
@@ -235,39 +242,12 @@ def carryable(obj: Any, depth: int) -> Any:
 def decode_entries(kind: str, raw: Any) -> list[Entry]:
     """The entries of a message of `kind` (one of ENTRY_KINDS); EnvelopeError names the
     index of a malformed one."""
+    if kind == "telemetry":
+        return list(decode_block(raw, "body.data"))
     if not isinstance(raw, list):
         raise malformed(f"body.data: expected an array of entries, got {show(raw)}")
     decode = _ENTRY_DECODERS[kind]
     return [decode(entry, f"body.data[{i}]") for i, entry in enumerate(raw)]
-
-
-def _decode_reading(entry: Any, where: str) -> Reading:
-    # Fast path for the common shapes; anything unusual goes the careful way below,
-    # which also names the field that is wrong.
-    if type(entry) is list and 4 <= len(entry) <= 5:
-        device, point, value, ts = entry[0], entry[1], entry[2], entry[3]
-        unit = entry[4] if len(entry) == 5 else None
-        if (
-            type(device) is str
-            and type(point) is str
-            and type(value) in VALUE_TYPES
-            and type(ts) in TIME_TYPES
-            and math.isfinite(ts)
-            and (unit is None or type(unit) is str)
-        ):
-            return Reading(device, point, value, float(ts), unit)
-    f = read_array(entry, where, 4, 6)
-    unit = f[4] if len(f) > 4 else None
-    if unit is not None:
-        unit = read_text(unit, f"{where}.unit")
-    return Reading(
-        device=read_text(f[0], f"{where}.device"),
-        point=read_text(f[1], f"{where}.point"),
-        value=read_value(f[2], f"{where}.value"),
-        ts=read_time(f[3], f"{where}.ts"),
-        unit=unit,
-        quality=read_choice(Quality, f[5], f"{where}.quality") if len(f) > 5 else Quality.GOOD,
-    )
 
 
 def _decode_event(entry: Any, where: str) -> Event:
@@ -302,7 +282,6 @@ def _decode_result(entry: Any, where: str) -> ResultEntry:
 
 
 _ENTRY_DECODERS: dict[str, Callable[[Any, str], Entry]] = {
-    "telemetry": _decode_reading,
     "event": _decode_event,
     "result": _decode_result,
 }

@@ -2,7 +2,7 @@
 
 Outer form, a MessagePack map with four keys in this order:
 
-    {"v": 1, "kid": <16 hex digits>, "body": <bin: MessagePack body>, "sig": <bin 64>}
+    {"v": 2, "kid": <16 hex digits>, "body": <bin: MessagePack body>, "sig": <bin 64>}
 
 `sig` is Ed25519 over `CONTEXT || body`, where `body` is exactly the bytes of
 the bin field and CONTEXT says what kind of thing was signed (a gateway
@@ -10,9 +10,11 @@ message, a command or a key announcement), so a signature can never be
 replayed as another. `wrap` is that step for every kind; the rest of this
 module builds gateway-message bodies.
 
-Entries were encoded once, when they entered the outbox; `seal` builds a body
-by writing MessagePack headers and concatenating the stored entry bytes, never
-decoding them again.
+Entries were encoded once, when they entered the outbox. Events and results
+travel as they were stored: `seal` writes MessagePack headers and concatenates
+the stored entry bytes. Readings are regrouped into one compact readings block
+per message (protocol/readings.py): a table of devices and points, one row per
+poll, compressed when that pays.
 """
 
 from __future__ import annotations
@@ -26,11 +28,12 @@ import msgpack
 from cityedge.protocol.decoding import ENVELOPE_VERSION, MAX_SEQ, check_name
 from cityedge.protocol.entries import ENTRY_KINDS, OBJECT_KINDS, carryable, pack_total
 from cityedge.protocol.keys import SigningKey
+from cityedge.protocol.readings import array_header, encode_block, pack_data
 
 # One context per kind of signed thing, side by side so that no two can coincide.
-MESSAGE_CONTEXT: Final = b"cityedge/v1/gateway-message\x00"
-COMMAND_CONTEXT: Final = b"cityedge/v1/command\x00"
-ANNOUNCEMENT_CONTEXT: Final = b"cityedge/v1/key-announcement\x00"
+MESSAGE_CONTEXT: Final = b"cityedge/v2/gateway-message\x00"
+COMMAND_CONTEXT: Final = b"cityedge/v2/command\x00"
+ANNOUNCEMENT_CONTEXT: Final = b"cityedge/v2/key-announcement\x00"
 
 _K = {
     name: msgpack.packb(name) for name in ("v", "gw", "site", "kind", "seq", "ts", "hist", "data")
@@ -43,14 +46,6 @@ def wrap(key: SigningKey, body: bytes, context: bytes) -> bytes:
     signature = key.sign(context + body)
     envelope = {"v": ENVELOPE_VERSION, "kid": key.key_id, "body": body, "sig": signature}
     return cast(bytes, msgpack.packb(envelope))
-
-
-def _array_header(n: int) -> bytes:
-    if n < 16:
-        return bytes((0x90 | n,))
-    if n < 0x10000:
-        return b"\xdc" + n.to_bytes(2, "big")
-    return b"\xdd" + n.to_bytes(4, "big")
 
 
 def _body_head(gateway: str, site: str, kind: str, seq: int, ts: float, historical: bool) -> bytes:
@@ -79,8 +74,9 @@ def seal(
     ts: float,
     historical: bool,
     entries: Sequence[bytes],
+    compress: bool = True,
 ) -> bytes:
-    """One signed message carrying already-encoded entries (their bytes are concatenated)."""
+    """One signed message carrying already-encoded entries (see `seal_joined`)."""
     return seal_joined(
         key,
         gateway=gateway,
@@ -91,6 +87,7 @@ def seal(
         historical=historical,
         entries=b"".join(entries),
         count=len(entries),
+        compress=compress,
     )
 
 
@@ -105,13 +102,33 @@ def seal_joined(
     historical: bool,
     entries: bytes,
     count: int,
+    compress: bool = True,
 ) -> bytes:
     """`seal` for `count` entries whose encoded bytes are already concatenated, as the
-    outbox stores them: the message is built without touching each entry."""
+    outbox stores them. Events and results are carried as they are; readings
+    (`reading_entry`) become one readings block, deflated when that makes it
+    smaller (never with `compress=False`)."""
     if kind not in ENTRY_KINDS:
         raise ValueError(f"kind {kind!r}: entries travel as one of {', '.join(ENTRY_KINDS)}")
     head = _body_head(gateway, site, kind, seq, ts, historical)
-    return wrap(key, b"".join((head, _array_header(count), entries)), MESSAGE_CONTEXT)
+    if kind == "telemetry":
+        data = pack_data(encode_block(_entries(entries, count)), compress=compress)
+    else:
+        data = array_header(count) + entries
+    return wrap(key, head + data, MESSAGE_CONTEXT)
+
+
+def _entries(joined: bytes, count: int) -> tuple[Any, ...]:
+    """The stored entries, decoded in one call (an array header makes them one value;
+    tuples are quicker to make than lists)."""
+    try:
+        decoded = msgpack.unpackb(array_header(count) + joined, raw=False, use_list=False)
+    except Exception as exc:  # msgpack raises a zoo; these bytes come from reading_entry
+        raise ValueError(f"stored readings do not decode ({type(exc).__name__}: {exc})") from None
+    for entry in decoded:
+        if type(entry) is not tuple:
+            raise ValueError(f"stored reading {entry!r:.60}: expected a reading_entry array")
+    return cast(tuple[Any, ...], decoded)
 
 
 def message_sealer(key: SigningKey, *, gateway: str, site: str) -> Callable[..., bytes]:

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Final
 
-DEFAULT_PREFIX: Final = "cityedge/v1"
+DEFAULT_PREFIX: Final = "cityedge/v2"
 ANY: Final = "+"  # one whole topic level, in a subscription filter
 
 # Gateway and site ids: no '.', which RabbitMQ's and NATS's MQTT mapping turn into a level.

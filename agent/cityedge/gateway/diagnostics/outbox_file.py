@@ -19,6 +19,7 @@ from urllib.parse import quote
 import msgpack
 
 from cityedge.gateway.outbox import stored_messages
+from cityedge.protocol.readings import decode_block
 from cityedge.sdk.model import PRIORITY_NAMES
 
 FIELDS = {
@@ -94,7 +95,7 @@ def count_entries(db: sqlite3.Connection) -> int:
 def entries(db: sqlite3.Connection) -> Iterator[dict[str, Any]]:
     """Every entry, message by message in sequence order."""
     for seq, kind, priority, payload in stored_messages(db):
-        for entry in _message_entries(payload):
+        for entry in _message_entries(kind, payload):
             yield {"seq": seq, **_entry(kind, priority, entry)}
 
 
@@ -118,12 +119,16 @@ def export(path: Path, out: TextIO, progress: Callable[[int, int], None] | None 
     return done
 
 
-def _message_entries(payload: bytes) -> list[Any]:
+def _message_entries(kind: str, payload: bytes) -> list[Any]:
+    """The entries as arrays; readings out of their block, as the pipeline made them."""
     try:
         outer = msgpack.unpackb(payload, raw=False)
         body = msgpack.unpackb(outer["body"], raw=False)
         data = body["data"]
-    except Exception:
+        if kind == "telemetry":
+            return [[r.device, r.point, r.value, r.ts, r.unit, r.quality.value]
+                    for r in decode_block(data)]  # fmt: skip
+    except Exception:  # EnvelopeError, or a payload that is not a message at all
         return [None]
     return data if isinstance(data, list) else [None]
 

@@ -6,7 +6,7 @@ arrived within `linger` (up to `max_batch`); the loop stores it and then calls
 died, the store failed — comes again from the engine (at-least-once); the store's
 (gateway, seq) key makes the second copy harmless.
 
-Topics are always the gateway's MQTT topic (`cityedge/v1/<site>/<gateway>/<kind>`):
+Topics are always the gateway's MQTT topic (`cityedge/v2/<site>/<gateway>/<kind>`):
 an engine that maps them to routing keys or subjects maps them back here.
 """
 
