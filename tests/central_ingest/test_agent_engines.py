@@ -22,6 +22,7 @@ import aiomqtt
 from cityedge.central.commands import new_command
 from cityedge.protocol.commands import seal_command
 from cityedge.protocol.key_files import create_key
+from cityedge.protocol.topics import DEFAULT_PREFIX, topic_for
 from cityedge.street.modbus import ModbusStreet
 from tests.central_ingest.agent_ledger import at_least, outbox_seqs, stored_seqs
 from tests.central_ingest.engines import NatsNode, RabbitNode
@@ -139,7 +140,9 @@ async def _send_ping(tmp_path: Path, mqtt_port: int, gw_trust: str) -> None:
 
 async def _publish_command(port: int, payload: bytes) -> None:
     async with aiomqtt.Client("127.0.0.1", port, identifier="console-queued", timeout=20) as c:
-        await c.publish("cityedge/v1/town-01/gw-test/cmd", payload, qos=1, timeout=20)
+        await c.publish(
+            topic_for(DEFAULT_PREFIX, "town-01", "gw-test", "command"), payload, qos=1, timeout=20
+        )
 
 
 async def test_real_agent_over_mqtt311_through_rabbitmq(tmp_path: Path, pg_dsn: str) -> None:

@@ -16,6 +16,7 @@ from cityedge.gateway.config import UplinkSection, load_config
 from cityedge.protocol.commands import MAX_COMMAND_BYTES, seal_command
 from cityedge.protocol.key_files import create_key
 from cityedge.protocol.keys import SigningKey
+from cityedge.protocol.topics import DEFAULT_PREFIX, topic_for
 from cityedge.sdk.problems import FileProblems
 from cityedge.street.broker import Broker
 from tests.integration.conftest import ConfigWriter, broker, gateway_key, write_config
@@ -25,7 +26,7 @@ from tests.support.command_post import CommandPost
 
 __all__ = ["broker", "gateway_key", "write_config"]  # fixtures, imported for this module
 
-CMD_TOPIC = "cityedge/v1/town-01/gw-test/cmd"
+CMD_TOPIC = topic_for(DEFAULT_PREFIX, "town-01", "gw-test", "command")
 
 
 def test_v5_is_the_default_and_other_versions_are_refused_by_name(tmp_path: Path) -> None:
