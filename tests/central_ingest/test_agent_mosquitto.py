@@ -9,38 +9,20 @@ Mosquitto is the embedded default; its PUBACK means "in memory", saved to disk e
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from pathlib import Path
-
-import asyncpg
 
 from cityedge.protocol.keys import SigningKey
 from cityedge.street.broker import Broker
 from cityedge.street.fleet import publish_reliably
 from cityedge.street.modbus import ModbusStreet
+from tests.central_ingest.agent_ledger import at_least, outbox_seqs, stored_seqs
 from tests.central_ingest.helpers import fleet
 from tests.central_ingest.workers import Worker, ledger, pg_count, trust_args, wait_until
 from tests.integration.conftest import ConfigWriter, broker, gateway_key, write_config
 from tests.support.agent_process import AgentProcess, cityedge
 
 __all__ = ["broker", "gateway_key", "write_config"]  # fixtures, imported for this module
-
-
-def _outbox(db: Path) -> tuple[set[int], int]:
-    """(seqs still held, highest seq ever assigned) of a stopped agent's outbox."""
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-        held = {row[0] for row in conn.execute("SELECT seq FROM messages")}
-        meta = conn.execute("SELECT value FROM meta WHERE key = 'seq'").fetchone()
-    return held, max([meta[0] if meta else 0, *held])
-
-
-async def _seqs(dsn: str) -> set[int]:
-    conn = await asyncpg.connect(dsn)
-    try:
-        return {r["seq"] for r in await conn.fetch("SELECT seq FROM messages")}
-    finally:
-        await conn.close()
 
 
 async def test_real_agent_through_mosquitto_survives_ingest_kill9_and_broker_restart(
@@ -57,32 +39,32 @@ async def test_real_agent_through_mosquitto_survives_ingest_kill9_and_broker_res
         agent = AgentProcess(config).start()
         try:
             readings = "SELECT count(*) FROM readings"
-            await wait_until(lambda: _at_least(pg_dsn, readings, 40), 60, "40 readings")
+            await wait_until(lambda: at_least(pg_dsn, readings, 40), 60, "40 readings")
             ingest.kill9()  # mid-stream; the agent goes on publishing into the session
             before = await pg_count(pg_dsn, readings)
             ingest.start()
             await ingest.ready()
-            await wait_until(lambda: _at_least(pg_dsn, readings, before + 40), 60, "more")
+            await wait_until(lambda: at_least(pg_dsn, readings, before + 40), 60, "more")
             broker.stop()
             broker.start()
             after = await pg_count(pg_dsn, readings)
-            await wait_until(lambda: _at_least(pg_dsn, readings, after + 40), 60, "after restart")
+            await wait_until(lambda: at_least(pg_dsn, readings, after + 40), 60, "after restart")
         finally:
             agent.stop()
-        held, last = _outbox(tmp_path / "state" / "outbox.db")
+        held, last = outbox_seqs(tmp_path / "state" / "outbox.db")
         delivered = set(range(1, last + 1)) - held
 
         async def all_delivered() -> bool:
-            return delivered <= await _seqs(pg_dsn)
+            return delivered <= await stored_seqs(pg_dsn)
 
         await wait_until(all_delivered, 60, "every PUBACKed message stored")
         with AgentProcess(config):  # drain what it still held
 
             async def complete() -> bool:
-                return set(range(1, last + 1)) <= await _seqs(pg_dsn)
+                return set(range(1, last + 1)) <= await stored_seqs(pg_dsn)
 
             await wait_until(complete, 60, "the agent's backlog stored")
-    await wait_until(lambda: _at_least(pg_dsn, "SELECT -count(*) FROM holes", 0), 30, "no hole")
+    await wait_until(lambda: at_least(pg_dsn, "SELECT -count(*) FROM holes", 0), 30, "no hole")
     assert ingest.stop() == 0, ingest.log.read_text()[-2000:]
     book = await ledger(pg_dsn)
     assert book["twice"] == 0
@@ -90,11 +72,7 @@ async def test_real_agent_through_mosquitto_survives_ingest_kill9_and_broker_res
         pg_dsn, "SELECT count(*) FROM events") - await pg_count(
         pg_dsn, "SELECT count(*) FROM results")  # fmt: skip
     assert book["holes"] == 0
-    assert min(await _seqs(pg_dsn)) == 1
-
-
-async def _at_least(dsn: str, sql: str, n: int) -> bool:
-    return await pg_count(dsn, sql) >= n
+    assert min(await stored_seqs(pg_dsn)) == 1
 
 
 async def test_mosquitto_keeps_what_it_acknowledged_once_saved_even_through_kill9(
@@ -115,7 +93,7 @@ async def test_mosquitto_keeps_what_it_acknowledged_once_saved_even_through_kill
         ingest = Worker(tmp_path / "ingest.log", *source, "--store", pg_dsn,
                         *trust_args(gateways)).start()  # fmt: skip
         try:
-            await wait_until(lambda: _at_least(pg_dsn, "SELECT count(*) FROM messages", 40),
+            await wait_until(lambda: at_least(pg_dsn, "SELECT count(*) FROM messages", 40),
                              60, "the 40 saved messages stored")  # fmt: skip
         finally:
             assert ingest.stop() == 0, ingest.log.read_text()[-2000:]

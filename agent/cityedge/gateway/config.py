@@ -67,6 +67,9 @@ class UplinkSection(Table):
     username: str | None = None
     password_file: Path | None = None
     client_id: str | None = None  # default: "<site>-<gateway id>"
+    # "3.1.1" for brokers without MQTT v5 (RabbitMQ 3.x, NATS 2.9): no flow control
+    # or packet bound asked of the broker (docs/command-post.md, "MQTT 3.1.1").
+    mqtt_version: Literal["5", "3.1.1"] = "5"
     topic_prefix: str = Field(default=DEFAULT_PREFIX, pattern=r"^[A-Za-z0-9_./-]+$")
     keepalive: Annotated[int, Field(ge=5, le=3600)] = 30
     connect_timeout: Seconds = 10.0

@@ -12,8 +12,8 @@ loop. The outbox has sealed every message already; sending order after every
    never acknowledged, with the same bytes) behind them, oldest first, limited
    to a share of the in-flight window so that live traffic always has room.
 
-Commands come in over MQTT v5 and are acknowledged only once answered (their
-result committed to the outbox); the client takes no more than it can hold
+Commands come in over MQTT v5 (or 3.1.1) and are acknowledged only once answered
+(their result committed to the outbox); the client takes no more than it can hold
 (`gateway.commands.intake`), and what does not fit is answered `busy`
 (`on_busy`): a command never vanishes.
 """
@@ -218,25 +218,34 @@ class Uplink:
             if cfg.cert_file and cfg.key_file:
                 tls_context.load_cert_chain(str(cfg.cert_file), str(cfg.key_file))
         will_payload = self._state_payload("offline")
-        connect = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        connect.SessionExpiryInterval = SESSION_EXPIRY
-        connect.ReceiveMaximum = COMMAND_WINDOW
-        connect.MaximumPacketSize = MAX_PACKET_BYTES
         return {
             "hostname": cfg.host,
             "port": cfg.port,
             "identifier": cfg.client_id or f"{self.gateway.site}-{self.gateway.id}",
             "username": cfg.username,
             "password": password,
-            "protocol": aiomqtt.ProtocolVersion.V5,  # for flow control and the packet bound
-            "clean_start": False,  # resume the session: commands queued while we were away
-            "properties": connect,
+            **self._session_options(),
             "keepalive": cfg.keepalive,
             "timeout": cfg.connect_timeout,
             "will": aiomqtt.Will(self.topic("state"), will_payload, qos=1, retain=True),
             "tls_context": tls_context,
             "max_inflight_messages": cfg.inflight,
             "socket_options": MQTT_SOCKET_OPTIONS,
+        }
+
+    def _session_options(self) -> dict[str, Any]:
+        """A persistent session (commands queued while we were away are kept). 3.1.1 has
+        no flow control or packet bound to ask for: `_shed` is then the only bound."""
+        if self.config.mqtt_version == "3.1.1":  # paho refuses clean_start/properties
+            return {"protocol": aiomqtt.ProtocolVersion.V311, "clean_session": False}
+        connect = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        connect.SessionExpiryInterval = SESSION_EXPIRY
+        connect.ReceiveMaximum = COMMAND_WINDOW
+        connect.MaximumPacketSize = MAX_PACKET_BYTES
+        return {
+            "protocol": aiomqtt.ProtocolVersion.V5,  # for flow control and the packet bound
+            "clean_start": False,  # resume the session: commands queued while we were away
+            "properties": connect,
         }
 
     def _shed(self, message: aiomqtt.Message) -> None:
