@@ -5,8 +5,19 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # The maintenance page is tested in a real headless Chromium; the .deb in a debootstrapped root.
-export CITYEDGE_EXTRA_APT="${CITYEDGE_EXTRA_APT:-} chromium debootstrap"
+# The command-post ingest is tested against real engines: RabbitMQ and NATS nodes of
+# its own on free ports, and a database of its own on the local PostgreSQL.
+export CITYEDGE_EXTRA_APT="${CITYEDGE_EXTRA_APT:-} chromium debootstrap rabbitmq-server nats-server"
 source scripts/setup.sh
+# PostgreSQL: the local server on 127.0.0.1:5432 (user postgres, trust on loopback).
+if ! command -v pg_ctlcluster >/dev/null 2>&1; then
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+fi
+if ! (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; then
+  echo "test: starting the local PostgreSQL" >&2
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | tail -1)" main start
+fi
 echo "== ruff"; .venv/bin/ruff check .
 echo "== mypy"; .venv/bin/mypy
 echo "== import contracts"; .venv/bin/lint-imports --no-cache
