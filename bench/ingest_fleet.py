@@ -36,6 +36,7 @@ import sys
 import tempfile
 import time
 import uuid
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -163,14 +164,20 @@ async def watch_until(dsn: str, amqp: str, target: int, deadline: float) -> dict
 
 
 def rows_of(payload: bytes) -> list[tuple[Any, ...]]:
-    """The bare path: unpack envelope and body, no signature, no strict decoding."""
+    """The bare path: unpack envelope, body and readings block (docs/protocol.md §6.1),
+    no signature, no strict decoding, no dedupe."""
     body = msgpack.unpackb(msgpack.unpackb(payload)["body"])
-    site, gw, seq = body["site"], body["gw"], body["seq"]
+    site, gw, seq, data = body["site"], body["gw"], body["seq"], body["data"]
+    t0, devices, points, groups = msgpack.unpackb(zlib.decompress(data)) if isinstance(
+        data, bytes) else data  # fmt: skip
     out = []
-    for e in body["data"]:
-        num, txt = split_value(e[2])
-        out.append((dt.datetime.fromtimestamp(e[3], dt.UTC), site, gw, seq, e[0], e[1], num, txt,
-                    e[4] if len(e) > 4 else None, "good"))  # fmt: skip
+    for group in groups:
+        device, ts = devices[group[0]], dt.datetime.fromtimestamp((t0 + group[1]) / 1000, dt.UTC)
+        for i in range(3, len(group), 2):
+            name, unit, scale = (points[group[i]] + [None, None])[:3]
+            value = group[i + 1] / 10**scale if scale else group[i + 1]
+            num, txt = split_value(value)
+            out.append((ts, site, gw, seq, device, name, num, txt, unit, "good"))
     return out
 
 
