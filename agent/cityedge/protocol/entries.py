@@ -122,6 +122,13 @@ def reading_entry(r: Reading) -> bytes:
     """The outbox's form of a reading (never sent as such: `sealing` regroups a
     message's readings into a block): `[device, point, value, ts, unit, quality]`,
     trailing defaults (unit nil, quality "good") left out."""
+    return packed_reading(r)[0]
+
+
+def packed_reading(r: Reading) -> tuple[bytes, tuple[Any, ...] | None]:
+    """`reading_entry`'s bytes and the fields they pack, exactly as decoding them
+    would give (None when a field had to be coerced to pack: then only the bytes say
+    what travels). The outbox hands the fields to the sealer, which skips decoding."""
     # The pipeline calls this for every reading: plain types take the short way, and
     # a tuple packs as an array for less than a list costs to build.
     device, point, value, ts, unit, quality = r.device, r.point, r.value, r.ts, r.unit, r.quality
@@ -145,9 +152,9 @@ def reading_entry(r: Reading) -> bytes:
     else:
         fields = (device, point, value, ts, unit)
     try:
-        return _pack(fields)
+        return _pack(fields), fields
     except (ValueError, TypeError, OverflowError):
-        return pack_total(fields)
+        return pack_total(fields), None
 
 
 def event_entry(e: Event) -> bytes:

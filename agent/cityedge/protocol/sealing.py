@@ -112,7 +112,12 @@ def seal_joined(
         raise ValueError(f"kind {kind!r}: entries travel as one of {', '.join(ENTRY_KINDS)}")
     head = _body_head(gateway, site, kind, seq, ts, historical)
     if kind == "telemetry":
-        data = pack_data(encode_block(_entries(entries, count)), compress=compress)
+        # The outbox hands over the fields it was given with the bytes (outbox.Joined):
+        # no need to decode what was encoded a moment ago.
+        decoded = getattr(entries, "decoded", None)
+        if decoded is None or len(decoded) != count:
+            decoded = _entries(entries, count)
+        data = pack_data(encode_block(decoded), compress=compress)
     else:
         data = array_header(count) + entries
     return wrap(key, head + data, MESSAGE_CONTEXT)
