@@ -135,8 +135,11 @@ def encode_block(entries: Sequence[Sequence[Any]]) -> bytes:
     last_ms = last_quality = -1
     narrow = False
     wire_floats, wire_float, point_index = _WIRE_FLOATS, _wire_float, points.get
+    last_of: dict[str, tuple[str | None, int | None, int]] = {}
+    last_of_point = last_of.get
     unit: str | None
     scale: int | None
+    p: int
     for e in entries:
         n = len(e)
         if n == 5:
@@ -157,10 +160,16 @@ def encode_block(entries: Sequence[Sequence[Any]]) -> bytes:
                 narrow = True
         else:
             scale = None
-        point_key = (point, unit, scale)
-        p = point_index(point_key)
-        if p is None:
-            p = points[point_key] = len(points)
+        # A point's unit and scale rarely change within a message: check the last
+        # ones seen for this point before building and hashing the full key.
+        seen = last_of_point(point)
+        if seen is not None and seen[0] is unit and seen[1] is scale:
+            p = seen[2]
+        else:
+            point_key = (point, unit, scale)
+            known = point_index(point_key)
+            p = points[point_key] = len(points) if known is None else known
+            last_of[point] = (unit, scale, p)
         if ts != last_ts or device != last_device or quality != last_quality:
             ms = round(ts * 1000)
             if ms != last_ms or device != last_device or quality != last_quality:
