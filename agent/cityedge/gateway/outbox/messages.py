@@ -81,16 +81,20 @@ def chunk(entries: list[Entry], max_entries: int, max_bytes: int) -> Iterator[Gr
         while start < len(group):
             end, size = start, 0
             low = high = group[start].ts
-            while end < len(group) and end - start < max_entries:
+            limit = min(len(group), start + max_entries)
+            # once per entry committed: comparisons, not min()/max() calls
+            while end < limit:
                 e = group[end]
+                ts = e.ts
                 size += len(e.body)
-                low, high = min(low, e.ts), max(high, e.ts)
-                if end > start and (size > max_bytes or high - low > CHUNK_SPAN):
+                lower = ts if ts < low else low
+                higher = ts if ts > high else high
+                if end > start and (size > max_bytes or higher - lower > CHUNK_SPAN):
                     break
+                low, high = lower, higher
                 end += 1
             part = group[start:end]
-            stamps = [e.ts for e in part]
-            yield kind, priority, min(stamps), max(stamps), len(part), _joined(part)
+            yield kind, priority, low, high, len(part), _joined(part)
             start = end
 
 
