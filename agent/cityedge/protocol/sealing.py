@@ -14,7 +14,8 @@ Entries were encoded once, when they entered the outbox. Events and results
 travel as they were stored: `seal` writes MessagePack headers and concatenates
 the stored entry bytes. Readings are regrouped into one compact readings block
 per message (protocol/readings.py): a table of devices and points, one row per
-poll, compressed when that pays.
+poll, compressed when that pays; the readings' fields come with the bytes when
+the pipeline kept them (`entries.packed_reading`), else the bytes are decoded.
 """
 
 from __future__ import annotations
