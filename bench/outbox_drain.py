@@ -1,6 +1,6 @@
 """The outbox under a long outage: ingest, backlog drain, flash wear, and the way back.
 
-1. Ingest: N readings (default 1,000,000; real `reading_entry` bodies of a
+1. Ingest: N readings (default 1,000,000; real `packed_reading` entries of a
    100-lamppost street) added to the real `cityedge.gateway.outbox.Outbox` in a temp dir and
    committed one transaction per window of `--window` rows (10,000 = the 0.1 s
    commit window at 100,000 readings/s), sealed (signed) as they are committed,
@@ -51,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cityedge.gateway.config import GatewaySection, UplinkSection
 from cityedge.gateway.outbox import Entry, Outbox, Sealed, Sealer
 from cityedge.gateway.uplink import Uplink
-from cityedge.protocol.entries import reading_entry
+from cityedge.protocol.entries import packed_reading
 from cityedge.protocol.key_files import create_key, load_signing_key
 from cityedge.protocol.keys import SigningKey
 from cityedge.protocol.sealing import message_sealer
@@ -120,7 +120,7 @@ def bench_sealer(key: SigningKey) -> Sealer:
 # --- 1. ingest -------------------------------------------------------------------------------
 
 
-def street_bodies(count: int = 2000) -> list[bytes]:
+def street_bodies(count: int = 2000) -> list[tuple[bytes, tuple[Any, ...] | None]]:
     """Encoded readings as the pipeline makes them: 100 lampposts, a few points each."""
     points = [("power", "W"), ("voltage", "V"), ("lamp_on", None), ("dimming", "%")]
     now = time.time()
@@ -129,7 +129,7 @@ def street_bodies(count: int = 2000) -> list[bytes]:
         point, unit = points[i % len(points)]
         value: float | bool = (i % 2 == 0) if unit is None else round(random.uniform(0, 250), 1)
         reading = Reading(f"lamppost-{i % 100:03d}", point, value, now + i * 0.01, unit)
-        bodies.append(reading_entry(reading))
+        bodies.append(packed_reading(reading))  # bytes and fields, as the pipeline keeps them
     return bodies
 
 
@@ -142,7 +142,7 @@ def ingest(db: Path, key: SigningKey, total: int, window: int) -> dict[str, floa
     while done < total:
         n = min(window, total - done)
         ts = time.time()
-        outbox.add([Entry("telemetry", 1, ts, bodies[(done + i) % len(bodies)]) for i in range(n)])
+        outbox.add([Entry("telemetry", 1, ts, *bodies[(done + i) % len(bodies)]) for i in range(n)])
         outbox.commit()
         done += n
         if done % (10 * window) == 0 or done == total:

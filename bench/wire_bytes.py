@@ -43,7 +43,7 @@ from cityedge.drivers.modbus.profile import resolve_profile
 from cityedge.gateway.outbox import Entry, Outbox
 from cityedge.gateway.pipeline import Pipeline
 from cityedge.protocol.decoding import EnvelopeError, unpack
-from cityedge.protocol.entries import reading_entry
+from cityedge.protocol.entries import packed_reading
 from cityedge.protocol.keys import PublicKey, SigningKey
 from cityedge.protocol.opening import open_message
 from cityedge.protocol.readings import array_header
@@ -260,7 +260,7 @@ def costs(tally: Tally) -> dict[str, float]:
     def encode2() -> None:  # the pipeline's part: a reading as the outbox keeps it
         for rs in as_readings:
             for r in rs:
-                reading_entry(r)
+                packed_reading(r)
 
     def encode1() -> None:
         for rs in as_readings:
@@ -285,17 +285,19 @@ def costs(tally: Tally) -> dict[str, float]:
 
     def committed(version: str) -> Callable[[], None]:
         """A reading's whole way into a real outbox: encode, seal, insert, commit (fsync)."""
-        if version == "v2":
-            sealer, encoder = tally.v2_seal, reading_entry
-        else:
-            sealer, encoder = _v1_sealer(key), reading_entry_v1
+        sealer = tally.v2_seal if version == "v2" else _v1_sealer(key)
         box = Outbox.open(Path(tempfile.mkdtemp(prefix="cityedge-cost-")) / "o.db",
                           seal=sealer, max_bytes=1 << 30, max_age=1e9)  # fmt: skip
         box.online = True
 
+        def entry(r: Reading) -> Entry:  # as the pipeline makes it
+            if version == "v1":
+                return Entry("telemetry", 1, r.ts, reading_entry_v1(r))
+            return Entry("telemetry", 1, r.ts, *packed_reading(r))
+
         def run() -> None:
             for rs in as_readings:
-                box.add([Entry("telemetry", 1, r.ts, encoder(r)) for r in rs])
+                box.add([entry(r) for r in rs])
                 box.commit()
             while (message := box.next_message(live_after=0, backlog=True)) is not None:
                 box.ack([message])

@@ -115,22 +115,46 @@ def command_result(entry: ResultEntry) -> CommandResult:
 # --- encoding: once, when an entry enters the outbox -----------------------------------
 
 
+_GOOD: Final = Quality.GOOD  # a module global: an enum member's lookup costs more
+
+
 def reading_entry(r: Reading) -> bytes:
     """The outbox's form of a reading (never sent as such: `sealing` regroups a
     message's readings into a block): `[device, point, value, ts, unit, quality]`,
     trailing defaults (unit nil, quality "good") left out."""
-    # The pipeline calls this for every reading: plain types take the short way.
-    value = r.value if type(r.value) in VALUE_TYPES else _point_value(r.value)
-    ts = r.ts if type(r.ts) is float else float(r.ts)
+    return packed_reading(r)[0]
+
+
+def packed_reading(r: Reading) -> tuple[bytes, tuple[Any, ...] | None]:
+    """`reading_entry`'s bytes and the fields they pack, exactly as decoding them
+    would give (None when a field had to be coerced to pack: then only the bytes say
+    what travels). The outbox hands the fields to the sealer, which skips decoding."""
+    # The pipeline calls this for every reading: plain types take the short way, and
+    # a tuple packs as an array for less than a list costs to build.
+    device, point, value, ts, unit, quality = r.device, r.point, r.value, r.ts, r.unit, r.quality
+    if type(value) not in VALUE_TYPES:
+        value = _point_value(value)
+    if type(ts) is not float:
+        ts = float(ts)
     if not -MAX_TS <= ts <= MAX_TS:  # NaN fails too; readings travel to the millisecond
         raise ValueError(f"reading ts {r.ts!r}: expected a finite number of seconds (±9e12)")
-    fields: list[Any] = [str(r.device), str(r.point), value, ts]
-    unit = r.unit if r.unit is None or type(r.unit) is str else str(r.unit)
-    if r.quality is not Quality.GOOD and Quality(r.quality) is not Quality.GOOD:
-        fields += [unit, Quality(r.quality).value]
-    elif unit is not None:
-        fields.append(unit)
-    return pack_total(fields)
+    if type(device) is not str:
+        device = str(device)
+    if type(point) is not str:
+        point = str(point)
+    if unit is not None and type(unit) is not str:
+        unit = str(unit)
+    fields: tuple[Any, ...]
+    if quality is not _GOOD and Quality(quality) is not _GOOD:
+        fields = (device, point, value, ts, unit, Quality(quality).value)
+    elif unit is None:
+        fields = (device, point, value, ts)
+    else:
+        fields = (device, point, value, ts, unit)
+    try:
+        return _pack(fields), fields
+    except (ValueError, TypeError, OverflowError):
+        return pack_total(fields), None
 
 
 def event_entry(e: Event) -> bytes:
@@ -187,14 +211,14 @@ def _is_default(value: Any, default: Any) -> bool:
 
 # One packer for every entry: packb() would build one per call, a third of an entry's
 # cost. Packing runs in C under the GIL and resets the buffer on errors.
-_pack = msgpack.Packer(autoreset=True).pack
+_pack: Callable[[Any], bytes] = msgpack.Packer(autoreset=True).pack
 
 
 def pack_total(obj: Any) -> bytes:
     """Pack; on what MessagePack refuses (an int beyond 64 bits, a lone surrogate),
     pack a coerced copy instead: an entry is never lost to encoding."""
     try:
-        return cast(bytes, _pack(obj))
+        return _pack(obj)
     except (ValueError, TypeError, OverflowError):
         return cast(bytes, msgpack.packb(carryable(obj, 0)))
 

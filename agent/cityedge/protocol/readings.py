@@ -101,6 +101,25 @@ def _natural_float(value: float) -> float:
     return _Float32(value) if narrow == value else value
 
 
+# A lamppost's values repeat (0.95, 230.1, 50.0): the wire form of a float is worked
+# out once (repr is most of a reading's cost) and looked up after that. Keyed on the
+# float, so never for zeros (0.0 == -0.0, which travels differently) nor NaN; bounded.
+_WIRE_FLOATS: dict[float, tuple[int | None, float | int]] = {}
+_WIRE_FLOATS_MAX: Final = 1 << 16
+
+
+def _wire_float(value: float) -> tuple[int | None, float | int]:
+    """(scale, mantissa) of a float a point entry can scale, else (None, the float as
+    it is packed: a _Float32 when float32 holds it exactly)."""
+    pair = decimal(value)
+    wire: tuple[int | None, float | int] = (None, _natural_float(value)) if pair is None else pair
+    if value and value == value:
+        if len(_WIRE_FLOATS) >= _WIRE_FLOATS_MAX:
+            _WIRE_FLOATS.clear()
+        _WIRE_FLOATS[value] = wire
+    return wire
+
+
 def encode_block(entries: Sequence[Sequence[Any]]) -> bytes:
     """The readings block (MessagePack bytes) of internal reading entries
     `[device, point, value, ts, unit?, quality?]`, in the order they came."""
@@ -109,36 +128,48 @@ def encode_block(entries: Sequence[Sequence[Any]]) -> bytes:
     rows: list[list[Any]] = []  # [device, ms, quality, point, value, …]; ms - t0 at the end
     group: list[Any] = []
     # A group is a run of readings of one device, millisecond and quality: a poll's
-    # readings come one after the other.
+    # readings come one after the other. The loop runs for every reading sealed: the
+    # common cases take the short way (hence the local names).
     last_device: Any = None
     last_ts: Any = None
     last_ms = last_quality = -1
     narrow = False
+    wire_floats, wire_float, point_index = _WIRE_FLOATS, _wire_float, points.get
+    last_of: dict[str, tuple[str | None, int | None, int]] = {}
+    last_of_point = last_of.get
+    unit: str | None
+    scale: int | None
+    p: int
     for e in entries:
         n = len(e)
-        if n == 4:
-            device, point, value, ts = e
-            unit, quality = None, 0
-        elif n == 5:
+        if n == 5:
             device, point, value, ts, unit = e
             quality = 0
+        elif n == 4:
+            device, point, value, ts = e
+            unit, quality = None, 0
         elif n == 6:
             device, point, value, ts, unit, quality_name = e
             quality = _CODE_BY_QUALITY[quality_name]
         else:
             raise ValueError(f"reading entry {e!r:.80}: expected 4-6 fields")
-        scale: int | None = None
         if type(value) is float:
-            pair = decimal(value)
-            if pair is None:
-                value = _natural_float(value)
-                narrow = narrow or type(value) is _Float32
-            else:
-                scale, value = pair
-        point_key = (point, unit, scale)
-        p = points.get(point_key)
-        if p is None:
-            p = points[point_key] = len(points)
+            wire = wire_floats.get(value) if value else None
+            scale, value = wire_float(value) if wire is None else wire
+            if scale is None and type(value) is _Float32:
+                narrow = True
+        else:
+            scale = None
+        # A point's unit and scale rarely change within a message: check the last
+        # ones seen for this point before building and hashing the full key.
+        seen = last_of_point(point)
+        if seen is not None and seen[0] is unit and seen[1] is scale:
+            p = seen[2]
+        else:
+            point_key = (point, unit, scale)
+            known = point_index(point_key)
+            p = points[point_key] = len(points) if known is None else known
+            last_of[point] = (unit, scale, p)
         if ts != last_ts or device != last_device or quality != last_quality:
             ms = round(ts * 1000)
             if ms != last_ms or device != last_device or quality != last_quality:
@@ -149,8 +180,7 @@ def encode_block(entries: Sequence[Sequence[Any]]) -> bytes:
                 rows.append(group)
                 last_device, last_ms, last_quality = device, ms, quality
             last_ts = ts
-        group.append(p)
-        group.append(value)
+        group += (p, value)
     t0 = min((row[1] for row in rows), default=0)
     for row in rows:
         row[1] -= t0

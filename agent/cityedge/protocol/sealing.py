@@ -14,7 +14,8 @@ Entries were encoded once, when they entered the outbox. Events and results
 travel as they were stored: `seal` writes MessagePack headers and concatenates
 the stored entry bytes. Readings are regrouped into one compact readings block
 per message (protocol/readings.py): a table of devices and points, one row per
-poll, compressed when that pays.
+poll, compressed when that pays; the readings' fields come with the bytes when
+the pipeline kept them (`entries.packed_reading`), else the bytes are decoded.
 """
 
 from __future__ import annotations
@@ -112,7 +113,12 @@ def seal_joined(
         raise ValueError(f"kind {kind!r}: entries travel as one of {', '.join(ENTRY_KINDS)}")
     head = _body_head(gateway, site, kind, seq, ts, historical)
     if kind == "telemetry":
-        data = pack_data(encode_block(_entries(entries, count)), compress=compress)
+        # The outbox hands over the fields it was given with the bytes (outbox.Joined):
+        # no need to decode what was encoded a moment ago.
+        decoded = getattr(entries, "decoded", None)
+        if decoded is None or len(decoded) != count:
+            decoded = _entries(entries, count)
+        data = pack_data(encode_block(decoded), compress=compress)
     else:
         data = array_header(count) + entries
     return wrap(key, head + data, MESSAGE_CONTEXT)

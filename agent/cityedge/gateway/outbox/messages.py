@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, cast
 
 EventEncoder = Callable[[str, dict[str, Any]], bytes]
 Group = tuple[str, int, float, float, int, bytes]  # kind, priority, first/last ts, count, entries
@@ -39,6 +39,16 @@ class Entry:
     priority: int  # cityedge.sdk.model.Priority
     ts: float
     body: bytes
+    # The fields `body` packs, when its encoder kept them (`packed_reading`): the
+    # sealer takes them instead of decoding `body` again. In memory only, never stored.
+    decoded: tuple[Any, ...] | None = None
+
+
+class Joined(bytes):
+    """A message's entries, concatenated, as the sealer receives them; `decoded`
+    holds each entry's fields when every entry kept them (see `Entry.decoded`)."""
+
+    decoded: list[tuple[Any, ...]] | None = None
 
 
 class Sealed(NamedTuple):
@@ -71,21 +81,28 @@ def chunk(entries: list[Entry], max_entries: int, max_bytes: int) -> Iterator[Gr
         while start < len(group):
             end, size = start, 0
             low = high = group[start].ts
-            while end < len(group) and end - start < max_entries:
+            limit = min(len(group), start + max_entries)
+            # once per entry committed: comparisons, not min()/max() calls
+            while end < limit:
                 e = group[end]
+                ts = e.ts
                 size += len(e.body)
-                low, high = min(low, e.ts), max(high, e.ts)
-                if end > start and (size > max_bytes or high - low > CHUNK_SPAN):
+                lower = ts if ts < low else low
+                higher = ts if ts > high else high
+                if end > start and (size > max_bytes or higher - lower > CHUNK_SPAN):
                     break
+                low, high = lower, higher
                 end += 1
             part = group[start:end]
-            stamps = [e.ts for e in part]
-            yield (
-                kind,
-                priority,
-                min(stamps),
-                max(stamps),
-                len(part),
-                b"".join(e.body for e in part),
-            )
+            yield kind, priority, low, high, len(part), _joined(part)
             start = end
+
+
+def _joined(part: list[Entry]) -> bytes:
+    body = b"".join(e.body for e in part)
+    decoded = [e.decoded for e in part]
+    if None in decoded:
+        return body
+    joined = Joined(body)
+    joined.decoded = cast(list[tuple[Any, ...]], decoded)
+    return joined
