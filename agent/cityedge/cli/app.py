@@ -123,9 +123,9 @@ def demo(
     ] = False,
 ) -> None:
     """Run a simulated street: devices, a private broker, the agent and the command-post console."""
-    from cityedge.street.demo import DEMO_CONFIG, run_demo
+    from cityedge.street.demo import default_demo_config, run_demo
 
-    raise typer.Exit(run_demo(config=config or DEMO_CONFIG, duration=duration, log=log))
+    raise typer.Exit(run_demo(config=config or default_demo_config(), duration=duration, log=log))
 
 
 def _mount_optional() -> None:

@@ -31,6 +31,24 @@ from cityedge.street.show_task import ShowTask
 DEMO_CONFIG = SHIPPED_CONFIG_DIR / "demo.toml"
 
 
+def default_demo_config(shipped: Path = DEMO_CONFIG) -> Path:
+    """The demo config to run when none is named.
+
+    In a checkout, the shipped file itself: its state goes to `<repo>/.demo-state`.
+    In an installed wheel the shipped file sits in site-packages, where the demo's
+    state (`../.demo-state`, relative to the file) must not go: a copy under
+    `$XDG_STATE_HOME/cityedge/demo/` (default ~/.local/state) is run instead.
+    """
+    home = shipped.parent.parent
+    if "site-packages" not in shipped.parts and os.access(home, os.W_OK):
+        return shipped
+    base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    copy = base / "cityedge" / "demo" / "config" / shipped.name
+    copy.parent.mkdir(parents=True, exist_ok=True)
+    copy.write_bytes(shipped.read_bytes())  # a fresh copy: an upgrade brings its demo
+    return copy
+
+
 def say(text: str) -> None:
     print(text, flush=True)  # noqa: T201  (the demo talks to a person)
 
