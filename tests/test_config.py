@@ -9,6 +9,7 @@ import pytest
 from cityedge.gateway.config import ConfigError, load_config
 from cityedge.protocol.key_files import create_key
 from tests.support.agent_process import cityedge
+from tests.support.demo import demo_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -111,19 +112,17 @@ def test_shipped_configs_are_valid(name: str) -> None:
 
 
 def test_cli_config_check_ok_and_errors(tmp_path: Path) -> None:
-    # demo.toml trusts the key `cityedge demo` writes next to its state: made here
-    demo = tmp_path / "config" / "demo.toml"
-    demo.parent.mkdir()
-    demo.write_text((ROOT / "config" / "demo.toml").read_text())
-    (tmp_path / ".demo-state").mkdir()
-    key = create_key(tmp_path / ".demo-state" / "command-post.key")
-    (tmp_path / ".demo-state" / "command-post.pub").write_text(key.public_text() + "\n")
+    # demo.toml trusts the key `cityedge demo` writes into its state dir: made here
+    demo = demo_config(tmp_path / "with-key")
+    state = tmp_path / "with-key" / "state"
+    state.mkdir()
+    key = create_key(state / "command-post.key")
+    (state / "command-post.pub").write_text(key.public_text() + "\n")
     ok = cityedge("config", "check", str(demo))
     assert ok.returncode == 0, ok.stderr
     assert "ok" in ok.stdout
-    missing = cityedge("config", "check", str(ROOT / "config" / "demo.toml"))
-    if not (ROOT / ".demo-state" / "command-post.pub").exists():  # no demo ran here yet
-        assert "keys.trust[0]" in missing.stderr and "no such file" in missing.stderr
+    missing = cityedge("config", "check", str(demo_config(tmp_path / "no-demo-yet")))
+    assert "keys.trust[0]" in missing.stderr and "no such file" in missing.stderr
     example = cityedge("config", "check", str(ROOT / "config" / "agent.example.toml"))
     # Modbus TCP 1 + RTU 1, GPS 1 (its `device`), ASCII 1, BLE 2; LoRaWAN's are in its sessions file
     assert "6 driver section(s), 6 device(s)" in example.stdout, example.stdout + example.stderr

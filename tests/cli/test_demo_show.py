@@ -10,8 +10,8 @@ from pathlib import Path
 
 from cityedge.central.verifier import Gap
 from cityedge.street.show import StreetView
-from tests.integration.test_runtime import demo_config
 from tests.support.agent_process import ROOT, agent_env
+from tests.support.demo import demo_config
 
 
 def test_the_demo_shows_the_street_not_a_firehose(tmp_path: Path) -> None:

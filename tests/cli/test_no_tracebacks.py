@@ -14,8 +14,8 @@ from pathlib import Path
 from cityedge.protocol.key_files import create_key
 from cityedge.street.broker import free_port
 from tests.cli.conftest import piped
-from tests.integration.test_runtime import demo_config
 from tests.support.agent_process import ROOT, agent_env, to_toml
+from tests.support.demo import demo_config
 from tests.technician.site import TechnicianAgent, remove, short_dir, wait_until
 
 
@@ -119,8 +119,8 @@ def _free_lock(path: Path) -> bool:
     return True
 
 
-def test_a_negative_duration_is_refused() -> None:
-    done = piped("demo", "--duration", "-5")
+def test_a_negative_duration_is_refused(tmp_path: Path) -> None:
+    done = piped("demo", "-c", str(demo_config(tmp_path)), "--duration", "-5")
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "--duration" in done.stderr
     assert "Traceback" not in done.stderr

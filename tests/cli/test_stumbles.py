@@ -11,6 +11,7 @@ from cityedge.protocol.key_files import create_key, load_signing_key
 from cityedge.sdk import __version__
 from tests.cli.conftest import on_terminal, piped
 from tests.support.agent_process import to_toml
+from tests.support.demo import demo_config
 from tests.technician.conftest import Site
 from tests.technician.site import wait_until
 
@@ -36,11 +37,12 @@ def test_version_and_shell_completion() -> None:
     assert "--install-completion" in piped("--help").stdout
 
 
-def test_usage_mistakes_are_one_line_and_exit_2() -> None:
+def test_usage_mistakes_are_one_line_and_exit_2(tmp_path: Path) -> None:
+    demo = str(demo_config(tmp_path))  # were it not refused, never the fixed-port demo
     for args, says in (
         (["devices", "--bogus"], "cityedge devices: No such option: --bogus"),
         (["read"], "cityedge read: Missing argument 'device'"),
-        (["demo", "--duration", "-5"], "cityedge demo: Invalid value for '--duration'"),
+        (["demo", "-c", demo, "--duration", "-5"], "cityedge demo: Invalid value for '--duration'"),
         (["frobnicate"], "cityedge: No such command 'frobnicate'"),
         (["check", "--only", "wifi"], "unknown check group(s) wifi"),
         (["run", "--bogus"], "cityedge run: unrecognized arguments: --bogus"),  # the lean path

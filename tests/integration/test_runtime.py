@@ -20,6 +20,7 @@ from cityedge.street.broker import Broker
 from cityedge.street.modbus import ModbusStreet
 from tests.integration.conftest import ConfigWriter
 from tests.support.agent_process import ROOT, agent_env
+from tests.support.demo import demo_config
 
 
 async def test_sd_notify_ready_watchdog_stopping(
@@ -85,43 +86,6 @@ async def test_a_failing_task_is_restarted_with_the_reason_kept() -> None:
         await task
     assert health.restarts == 2
     assert health.last_error == "OSError: serial port gone (2)"
-
-
-def free_run(count: int, kind: int = socket.SOCK_STREAM) -> int:
-    """The first of `count` consecutive free loopback ports (the demo's lampposts and
-    meter sit on consecutive ports): a random base, checked port by port."""
-    for _ in range(200):
-        with socket.socket(socket.AF_INET, kind) as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = int(probe.getsockname()[1])
-        if base + count >= 65535:
-            continue
-        try:
-            with contextlib.ExitStack() as held:
-                for port in range(base, base + count):
-                    sock = held.enter_context(socket.socket(socket.AF_INET, kind))
-                    sock.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-    raise RuntimeError(f"no run of {count} free ports")
-
-
-def demo_config(tmp_path: Path) -> Path:
-    """config/demo.toml on free ports, with its state in `tmp_path`: the test never
-    meets a running demo, nor the checkout's .demo-state."""
-    text = (ROOT / "config" / "demo.toml").read_text()
-    state = tmp_path / "state"
-    text = text.replace('"../.demo-state', f'"{state}')  # the state dir and the files in it
-    text = text.replace("port = 18830", f"port = {free_run(1)}")
-    text = text.replace("port = 17000", f"port = {free_run(1, socket.SOCK_DGRAM)}")
-    base = free_run(9)
-    for i in range(9):  # eight lampposts and the cabinet meter, consecutive
-        text = text.replace(f"port = {15021 + i}\n", f"port = {base + i}\n")
-    assert '"../.demo-state' not in text and "= 15021" not in text
-    path = tmp_path / "demo.toml"
-    path.write_text(text)
-    return path
 
 
 def test_demo_street_shows_verified_readings(tmp_path: Path) -> None:
