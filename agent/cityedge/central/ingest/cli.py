@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from cityedge.protocol.topics import DEFAULT_PREFIX, NAME_PATTERN, NAME_RULE
+from cityedge.sdk.addresses import AddressProblem, parse_address
 
 if TYPE_CHECKING:
     from cityedge.central.ingest.sources.base import Source
@@ -181,12 +182,13 @@ async def _run(source: Source, store_url: str, trust: list[str], prefix: str, ma
     verifier = Verifier(gateways.keys, bindings=gateways.bindings, prefix=prefix)
     metrics = Metrics()
     if http is not None:
-        host, _, port = http.rpartition(":")
-        if not port.isdigit():
-            typer.echo(f"cityedge: --http {http!r}: expected HOST:PORT", err=True)
+        try:  # ":9100" listens on loopback
+            host, port = parse_address(f"127.0.0.1{http}" if http.startswith(":") else http)
+        except AddressProblem as err:
+            typer.echo(f"cityedge: --http: {err}", err=True)
             return EXIT_USAGE
-        server = serve(metrics, host or "127.0.0.1", int(port))
-        typer.echo(f"http {host or '127.0.0.1'}:{server.server_port}", err=True)
+        server = serve(metrics, host, port)
+        typer.echo(f"http {host}:{server.server_port}", err=True)
     service = IngestService(source, store, Decoder(verifier), metrics=metrics,
                             tuning=Tuning(max_batch=max_batch))  # fmt: skip
     stop = asyncio.Event()

@@ -78,5 +78,12 @@ def advance(state: SeqState, seqs: Iterable[int], accounted: Iterable[Range] = (
     return Change(SeqState(high, tuple(holes), known), tuple(opened), closed)
 
 
+def stored_change(before: SeqState, after: SeqState) -> tuple[list[int], list[Range]]:
+    """What a store rewrites in its holes table: the first seq of each hole row to delete,
+    and the rows to insert (a hole that shrank is one of each)."""
+    old, new = set(before.holes), set(after.holes)
+    return sorted(first for first, _ in old - new), sorted(new - old)
+
+
 def len_of(ranges: Iterable[Range]) -> int:
     return sum(b - a + 1 for a, b in ranges)

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from cityedge.gateway import validation
 from cityedge.gateway.config import ConfigError
 from cityedge.gateway.control import snapshot
 from cityedge.gateway.control.protocol import encode
@@ -26,6 +25,7 @@ from cityedge.gateway.diagnostics.clock import ClockSource, system_clock
 from cityedge.gateway.maintenance.http import Request, Responder, Response
 from cityedge.gateway.maintenance.metrics import AgentCollector, exposition, registry_for
 from cityedge.gateway.maintenance.page import render
+from cityedge.sdk import addresses
 from cityedge.sdk.backoff import Backoff
 
 if TYPE_CHECKING:
@@ -41,8 +41,8 @@ KEY = "control.maintenance_address"
 def parse_address(text: str) -> tuple[str, int]:
     """`host:port` or `[v6]:port`; ConfigError names the key and the value."""
     try:
-        return validation.parse_address(text)
-    except validation.AddressProblem as exc:
+        return addresses.parse_address(text)
+    except addresses.AddressProblem as exc:
         raise ConfigError("<config>", [f"{KEY}: {exc}"]) from None
 
 

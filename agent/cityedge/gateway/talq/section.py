@@ -17,6 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
+from cityedge.sdk.addresses import parse_address
 from cityedge.sdk.tables import Field, Table, check, check_table
 
 PROFILES = (
@@ -46,9 +47,7 @@ class TalqSection(Table):
     @check("listen")
     @classmethod
     def _listen(cls, value: str) -> str:
-        host, sep, port = value.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-            raise ValueError(f"expected HOST:PORT, got {value!r}")
+        parse_address(value)  # AddressProblem (a ValueError) says what is wrong
         return value
 
     @check("profiles")
@@ -69,8 +68,8 @@ class TalqSection(Table):
 
     @property
     def host(self) -> str:
-        return self.listen.rpartition(":")[0].strip("[]")
+        return parse_address(self.listen)[0]
 
     @property
     def port(self) -> int:
-        return int(self.listen.rpartition(":")[2])
+        return parse_address(self.listen)[1]

@@ -19,7 +19,7 @@ from typing import Any
 import asyncpg
 
 from cityedge.central.ingest.decode import Decoded, Rejected
-from cityedge.central.ingest.holes import Range, SeqState, advance
+from cityedge.central.ingest.holes import Range, SeqState, advance, stored_change
 from cityedge.central.ingest.rows import (
     EVENT_COLUMNS,
     READING_COLUMNS,
@@ -259,9 +259,9 @@ class PostgresStore:
             change = advance(before, seqs.get(gw, ()), told.get(gw, ()))
             after = change.state
             high_updates.append((gw, after.high))
-            old, new = set(before.holes), set(after.holes)
-            gone += [(gw, a) for a, _ in old - new]
-            added += [(gw, a, b) for a, b in new - old]
+            deleted, inserted = stored_change(before, after)
+            gone += [(gw, a) for a in deleted]
+            added += [(gw, a, b) for a, b in inserted]
             if after.accounted != before.accounted:
                 accounted_now[gw] = after.accounted
             report.opened += [(gw, hole) for hole in change.opened]

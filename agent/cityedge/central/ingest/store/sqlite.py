@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from cityedge.central.ingest.decode import Decoded, Rejected
-from cityedge.central.ingest.holes import SeqState, advance
+from cityedge.central.ingest.holes import SeqState, advance, stored_change
 from cityedge.central.ingest.rows import (
     EVENT_COLUMNS,
     READING_COLUMNS,
@@ -181,12 +181,11 @@ class SqliteStore:
         change = advance(before, seqs, accounted)
         after = change.state
         db.execute("UPDATE gateways SET high = ? WHERE gateway = ?", (after.high, gateway))
-        if after.holes != before.holes:
-            old, new = set(before.holes), set(after.holes)
-            db.executemany("DELETE FROM holes WHERE gateway = ? AND first = ?",
-                           [(gateway, a) for a, _ in old - new])  # fmt: skip
-            db.executemany("INSERT INTO holes VALUES (?, ?, ?, ?)",
-                           [(gateway, a, b, now) for a, b in new - old])  # fmt: skip
+        deleted, inserted = stored_change(before, after)
+        db.executemany("DELETE FROM holes WHERE gateway = ? AND first = ?",
+                       [(gateway, a) for a in deleted])  # fmt: skip
+        db.executemany("INSERT INTO holes VALUES (?, ?, ?, ?)",
+                       [(gateway, a, b, now) for a, b in inserted])  # fmt: skip
         if after.accounted != before.accounted:
             db.execute("DELETE FROM accounted WHERE gateway = ?", (gateway,))
             db.executemany("INSERT INTO accounted VALUES (?, ?, ?)",
