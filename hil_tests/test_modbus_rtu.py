@@ -77,7 +77,7 @@ class Site:
         return self.cabinet.driver_table(
             "junction",
             self.cable.gateway_end,
-            line={"timeout": 0.15, "reopen_max": 0.4, **(line or {})},
+            line={"timeout": 0.5, "reopen_max": 0.4, **(line or {})},  # generous: shared CPU
             **devices,
         )
 

@@ -40,7 +40,7 @@ from cityedge.street.rs485 import Cable
 
 pytestmark = pytest.mark.timeout(90)
 
-LINE = {"timeout": 0.1, "reopen_max": 0.4}
+LINE = {"timeout": 0.5, "reopen_max": 0.4}  # generous: the cabinet shares a loaded machine
 FAST = {"poll_interval": 0.2, "retries": 0, "backoff_max": 0.8}
 ENV = DriverEnv(state_dir=Path("/nonexistent"), config_dir=Path("/nonexistent"))
 
