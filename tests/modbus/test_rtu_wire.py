@@ -195,9 +195,13 @@ async def test_a_late_reply_is_dropped_before_the_next_request(bench: Bench) -> 
     # the device answers a request with its previous answer, then the real one
     stale = frame(bytes.fromhex("0103020063"))  # one register, 99
     lamp.mangle = lambda reply: reply + stale
+    heard = bench.cable.stats.to_gateway
+    before = heard.bytes
     assert await link.read(H, 0, 2, unit=1, timeout=0.5) == [1, 80]
     lamp.mangle = None
-    await asyncio.sleep(0.05)  # the trailing frame has arrived by now
+    async with asyncio.timeout(5):  # the relay has passed the trailing frame on
+        while heard.bytes < before + 9 + len(stale):  # noqa: ASYNC110 (9: the 2-register reply)
+            await asyncio.sleep(0.01)
     assert await link.read(H, 1, 1, unit=1, timeout=0.5) == [80]  # not the stale 99
     assert link.stray == len(stale)
 
