@@ -144,20 +144,9 @@ class TechnicianAgent(AgentProcess):
         return self
 
 
-def technician_mounted() -> bool:
-    """Whether `cityedge status` exists yet (the lead mounts agent.cli.technician)."""
-    from cityedge.cli.app import app
-
-    return any(c.name == "status" for c in app.registered_commands)
-
-
 def technician(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """Run a technician command with the real CLI, as a subprocess."""
-    entry = (
-        ["-m", "cityedge.cli"]
-        if technician_mounted()
-        else ["-m", "cityedge.gateway.cli.technician"]
-    )
+    entry = ["-m", "cityedge.cli"]
     return subprocess.run(
         [sys.executable, *entry, *args],
         capture_output=True,

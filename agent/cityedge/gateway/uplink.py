@@ -369,6 +369,7 @@ class Uplink:
             publish has waited `connect_timeout` for its PUBACK."""
             while True:
                 await asyncio.sleep(min(1.0, cfg.connect_timeout / 4))
+                self._shed_log.flush()  # a flood of shed commands that ended: its count
                 if inflight and not client.paused:  # paused: we read no PUBACK, by choice
                     _, launched = next(iter(inflight.values()))
                     if loop.time() - max(launched, client.resumed_at) > cfg.connect_timeout:

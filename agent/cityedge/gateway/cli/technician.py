@@ -9,13 +9,11 @@ status: 0 done, 1 the agent refused (unknown device, denied by policy, device
 error), 2 bad input, 3 agent not reachable; `check` exits with its worst
 result (0 ok, 1 warning, 2 failure).
 
-Mounted into the main app by `register(app)`; `python -m cityedge.gateway.cli.technician`
-runs the same commands on their own.
+Mounted into the `cityedge` app by `register(app)`: one entry point, one way
+usage errors are told (a line on stderr, see cityedge.cli.app).
 """
 
 from __future__ import annotations
-
-import sys
 
 import typer
 
@@ -23,13 +21,6 @@ from cityedge.gateway.cli.diagnose import check, support_bundle
 from cityedge.gateway.cli.live import devices, read, status
 from cityedge.gateway.cli.outbox import outbox_app
 from cityedge.gateway.cli.write import write
-
-app = typer.Typer(
-    help="Technician commands: status, devices, live reads, local overrides, checks.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
 
 
 def register(parent: typer.Typer) -> None:
@@ -41,17 +32,3 @@ def register(parent: typer.Typer) -> None:
     parent.add_typer(outbox_app, name="outbox")
     parent.command("check")(check)
     parent.command("support-bundle")(support_bundle)
-
-
-register(app)
-
-
-def main() -> None:
-    try:
-        app()
-    except KeyboardInterrupt:
-        sys.exit(130)
-
-
-if __name__ == "__main__":
-    main()
