@@ -140,7 +140,9 @@ async def test_polling_health_and_events_through_silence_and_garbage(
     down = next(e for e in sink.events if e.active)
     assert down.data["reason"] == "timeout" and down.source == PANEL
     errors = health_of(driver, PANEL).errors
-    assert errors["timeout"] >= 2 and errors["decode"] + errors.get("mismatch", 0) >= 1
+    # each silent attempt is a timeout, but on a loaded machine the sign's last garbled
+    # answer can arrive late and fill the first attempt (a decode error instead)
+    assert errors["timeout"] >= 1 and errors["decode"] + errors.get("mismatch", 0) >= 1
     loud = [e for e in logs if e["event"] == "ascii.device_failing" and e["log_level"] == "warning"]
     assert len(loud) == 1  # the first failure of the episode; the rest quietly
     assert [e["event"] for e in logs].count("ascii.device_recovered") == 1

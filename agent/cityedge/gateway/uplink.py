@@ -50,6 +50,11 @@ from cityedge.sdk.logs import Throttled
 log = structlog.get_logger(__name__)
 
 PROBE_INTERVAL: Final = 0.5  # s between TCP probes of a broker that went away
+# A session that ends sooner than this after it came up is a flap, not an outage: a
+# broker that accepts us and then drops us (RabbitMQ 3.10 closes the connection when a
+# full queue refuses a publish; another gateway with our client id) is listening, so
+# probing would reconnect at once, forever. Flaps get a backoff of their own.
+STABLE_SESSION_S: Final = 10.0
 SESSION_EXPIRY: Final = 0xFFFFFFFF  # s; "never": the broker keeps our commands while we are away
 
 
@@ -72,6 +77,7 @@ class UplinkStats:
     historical_sent: int = 0
     commands_received: int = 0
     commands_shed: int = 0  # taken beyond the window (broker ignored it): answered `busy`
+    flaps: int = 0  # sessions dropped within STABLE_SESSION_S of coming up
 
 
 CommandHandler = Callable[[bytes], Awaitable[object]]
@@ -103,6 +109,7 @@ class Uplink:
         self._stop = asyncio.Event()
         self._client: aiomqtt.Client | None = None
         self._receiving: CommandClient | None = None  # the session's client, for PUBACKs
+        self._up_at: float | None = None  # loop time the current session came up
         self._live_after = 0
         # shed commands come in bursts (a backlog): first loudly, then a count a minute
         self._shed_log = Throttled(log, "uplink.command.shed", key_field="topic")
@@ -139,10 +146,13 @@ class Uplink:
     async def run(self) -> None:
         low, high = self.config.reconnect_min, self.config.reconnect_max
         backoff = Backoff(low, max(low, high), full_jitter=True)
+        flaps = Backoff(low, max(low, high), full_jitter=True)  # sessions that ended early
+        loop = asyncio.get_running_loop()
         while not self._stop.is_set():
             if self.stats.state is not LinkState.DOWN:
                 self.stats.state = LinkState.CONNECTING
             answered = False  # the broker itself refused us (credentials, ACL, overload)
+            self._up_at = None
             try:
                 await self._session(backoff)
             except aiomqtt.MqttCodeError as exc:
@@ -157,9 +167,15 @@ class Uplink:
                 self._down(f"{type(exc).__name__}: {exc}")
             if self._stop.is_set():
                 break
-            delay = backoff.next()
+            if self._up_at is None or loop.time() - self._up_at >= STABLE_SESSION_S:
+                if self._up_at is not None:
+                    flaps.reset()
+                delay, probe = backoff.next(), not answered
+            else:  # up, then dropped at once: the broker is there; no probing, slower each time
+                self.stats.flaps += 1
+                delay, probe = flaps.next(), False
             log.info("uplink.retry", in_s=round(delay, 2))
-            await self._wait_to_retry(delay, probe=not answered)
+            await self._wait_to_retry(delay, probe=probe)
         self.stats.state = LinkState.STOPPED
 
     async def _wait_to_retry(self, delay: float, *, probe: bool) -> None:
@@ -274,6 +290,7 @@ class Uplink:
             # Up to `inflight` publishes wait for their PUBACK by design: not a warning.
             client.pending_calls_threshold = max(10, self.config.inflight * 2)
             self._client = client
+            self._up_at = asyncio.get_running_loop().time()
             try:
                 self.outbox.online = True
                 self._live_after = self.outbox.last_seq()

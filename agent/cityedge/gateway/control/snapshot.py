@@ -134,6 +134,7 @@ def uplink(agent: AgentView) -> UplinkStatus:
         entries_sent=stats.entries_sent,
         historical_sent=stats.historical_sent,
         commands_received=stats.commands_received,
+        flaps=stats.flaps,
     )
 
 

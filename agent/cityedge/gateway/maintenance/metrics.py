@@ -98,6 +98,7 @@ class AgentCollector:
             ("entries_sent", stats.entries_sent, "Readings, events and results acknowledged."),
             ("historical_sent", stats.historical_sent, "Entries sent as backlog after an outage."),
             ("commands_received", stats.commands_received, "Command messages received."),
+            ("flaps", stats.flaps, "Sessions the broker dropped within 10 s of accepting them."),
         ):
             yield CounterMetricFamily(f"cityedge_uplink_{name}", doc, value=value)
 
