@@ -13,7 +13,9 @@ agent's outbox and the queue's contents: every message the agent deleted on a PU
 is in the queue, so every refused one is still in the outbox. A message the queue took
 whose PUBACK the closed connection never carried is sent again later; ingest stores
 it once. Then ingest consumes (the limit stays), the agent sends its backlog, and
-every sequence number is stored once, with no hole.
+every sequence number is stored once, with no hole. On a RabbitMQ whose plugin answers
+a nack otherwise (native MQTT from 3.12), the first wait fails: measure again and
+update docs/command-post.md.
 """
 
 from __future__ import annotations
