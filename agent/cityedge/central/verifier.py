@@ -190,11 +190,12 @@ class Verifier:
     def adopt(self, kid: str, gateway: str | None, key: PublicKey | None = None) -> None:
         """Take what a store shared with other verifiers says of `kid`: the gateway that
         claimed it first (None: nobody, so what this instance learned of it is undone) and,
-        for a key a rotation brought, the key itself. A key or binding given at start is
-        the operator's and stays; a retired key is never trusted again."""
+        for a key a rotation brought, the key itself (without it, a key this instance only
+        learned is dropped). A key or binding given at start is the operator's and stays;
+        a retired key is never trusted again."""
         if key is not None and kid not in self.retired:
             self.gateway_keys[kid] = key
-        elif gateway is None and kid not in self._given_keys:
+        elif kid not in self._given_keys:
             self.gateway_keys.pop(kid, None)
         if kid in self._given_bindings:
             return
