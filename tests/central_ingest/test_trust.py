@@ -145,3 +145,18 @@ async def test_a_rotation_to_a_key_another_gateway_holds_binds_nothing(
     assert isinstance(state, Rejected) and state.reason == "wrong-gateway"
     assert await _bindings(store_url) == {NEW.key_id: "gw-2"}
     assert a.verifier.owner(OLD.key_id) is None
+
+
+async def test_a_given_binding_the_store_contradicts_is_kept_and_the_others_are_seeded(
+    workers: Workers, store_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The store binds SHARED to gw-a (learned from traffic); a worker started with
+    gw-b=SHARED and gw-1=OLD keeps its operator's word for SHARED, says so, and still
+    seeds gw-1=OLD."""
+    a = await workers(SHARED)
+    gw_a = telemetry(SHARED, "gw-a")
+    assert isinstance((await a.decode([(gw_a.topic, gw_a.telemetry(TS)[1])]))[0], Decoded)
+    b = await workers(SHARED, OLD, bound={SHARED.key_id: "gw-b", OLD.key_id: "gw-1"})
+    assert "ingest.binding_conflict" in capsys.readouterr().out
+    assert await _bindings(store_url) == {SHARED.key_id: "gw-a", OLD.key_id: "gw-1"}
+    assert b.verifier.owner(SHARED.key_id) == "gw-b"

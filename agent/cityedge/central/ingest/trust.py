@@ -55,13 +55,16 @@ class SharedTrust:
         operator's word stands, as an explicit binding always did."""
         given = [Binding(kid, gateway) for kid, gateway in sorted(self.verifier.bindings.items())]
         for start in range(0, len(given), 1000):
-            chunk = given[start : start + 1000]
-            held = await self.store.claim(chunk)
-            for claim in chunk:
-                other = held.get(claim.key_id)
-                if other is not None and other.gateway != claim.gateway:
+            pending = given[start : start + 1000]
+            while pending:  # bounded: a round that does not claim all drops a clash
+                held = await self.store.claim(pending)  # all or none
+                clash = [c for c in pending if not claimed(held, [c]) and c.key_id in held]
+                for claim in clash:
                     log.warning("ingest.binding_conflict", key=claim.key_id,
-                                given=claim.gateway, stored=other.gateway)  # fmt: skip
+                                given=claim.gateway, stored=held[claim.key_id].gateway)  # fmt: skip
+                if not clash:
+                    break
+                pending = [c for c in pending if c not in clash]
 
     async def decode(self, deliveries: Sequence[tuple[str, bytes]]) -> list[Outcome_]:
         """The outcome of each (topic, payload), in order."""
