@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from pathlib import Path
 
 import asyncpg
 
@@ -16,7 +17,9 @@ from cityedge.central.ingest.store.select import open_store
 from cityedge.central.ingest.trust import SharedTrust
 from cityedge.central.verifier import Verifier
 from cityedge.protocol.keys import SigningKey
-from cityedge.street.fleet import SimulatedGateway
+from cityedge.street.broker import Broker
+from cityedge.street.fleet import SimulatedGateway, publish_reliably
+from tests.central_ingest.workers import Worker, wait_until
 from tests.support.agent_process import cityedge
 
 KNOWN, NEW, STRANGER = (SigningKey.from_seed(bytes([n]) * 32) for n in (61, 62, 63))
@@ -118,3 +121,38 @@ async def test_nothing_to_replay_is_success(store_url: str) -> None:
     assert "replayed 0 of 0 kept messages" in done.stdout
     listed = cityedge("central", "rejected", "list", "--store", store_url)
     assert listed.returncode == 0 and listed.stdout.strip() == "no rejected messages"
+
+
+async def test_a_worker_refuses_an_unenrolled_gateway_and_the_replay_stores_it(
+    tmp_path: Path, prefix: str
+) -> None:
+    """End to end: a `central ingest` worker without gw-new's key refuses and keeps what
+    it sends; the operator enrols the key and replays; everything is stored once."""
+    gw = SimulatedGateway(NEW, "gw-new", "town-01", LAMPPOSTS, prefix=prefix)
+    store_url = f"sqlite:{tmp_path / 'central.db'}"
+    with Broker(workdir=tmp_path / "broker") as broker:
+        worker = Worker(tmp_path / "ingest.log", "--source", broker.url, "--store", store_url,
+                        "--prefix", prefix, "--log-level", "warning",
+                        "--trust", f"gw-known={KNOWN.public_text()}").start()  # fmt: skip
+        try:
+            await worker.ready()
+
+            async def subscribed() -> bool:
+                return "cityedge-ingest" in broker.log_path.read_text()
+
+            await wait_until(subscribed, 30, "ingest subscribed")
+            sent = [(gw.topic, gw.telemetry(TS + i)[1]) for i in range(6)]
+            await publish_reliably("127.0.0.1", broker.port, sent, client_id="gw-new")
+
+            async def refused() -> bool:
+                return (await _ledger(store_url))["waiting"] == 6
+
+            await wait_until(refused, 60, "6 messages refused and kept")
+        finally:
+            assert worker.stop() == 0, worker.log.read_text()[-2000:]
+    trust = ["--prefix", prefix, "--trust", f"gw-new={NEW.public_text()}"]
+    done = cityedge("central", "rejected", "replay", "--store", store_url, *trust)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "replayed 6 of 6 kept messages: 6 stored (48 readings)" in done.stdout
+    book = await _ledger(store_url)
+    assert (book["messages"], book["readings"], book["holes"], book["waiting"]) == (6, 48, 0, 0)
