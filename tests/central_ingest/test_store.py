@@ -119,3 +119,33 @@ async def test_rejections_are_recorded_and_an_unknown_keys_envelope_is_kept(
     assert await _rows(store_url, "SELECT gateway FROM gateways WHERE state IS NOT NULL") == [
         (known.gateway,)
     ]
+
+
+async def test_a_database_from_before_replays_gets_its_columns(store_url: str) -> None:
+    """`rejected` without `id`/`replayed` (made by an older ingest), with a kept row: the
+    store adds the columns and the old row can be replayed."""
+    old = ("CREATE TABLE rejected (received {t} NOT NULL, topic text NOT NULL, reason text "
+           "NOT NULL, detail text NOT NULL, payload {b})")  # fmt: skip
+    insert = "INSERT INTO rejected VALUES ({now}, 'a/b/c/d', 'unknown-key', 'x', {blob})"
+    if store_url.startswith("sqlite:"):
+        with sqlite3.connect(store_url.removeprefix("sqlite:")) as db:
+            db.execute(old.format(t="REAL", b="BLOB"))
+            db.execute(insert.format(now="1.0", blob="x'01'"))
+    else:
+        conn = await asyncpg.connect(store_url)
+        try:
+            await conn.execute(old.format(t="timestamptz", b="bytea"))
+            await conn.execute(insert.format(now="now()", blob="'\\x01'::bytea"))
+        finally:
+            await conn.close()
+    store = open_store(store_url)
+    await store.open()
+    try:
+        (kept,) = await store.kept(0, 10)
+        assert (kept.topic, kept.payload) == ("a/b/c/d", b"\x01")
+        await store.write([], [], replayed=[kept.id])
+        assert await store.kept(0, 10) == []
+        (count,) = await store.rejections()
+        assert (count.count, count.kept, count.replayed) == (0, 0, 1)
+    finally:
+        await store.close()

@@ -15,6 +15,10 @@ the new key signed by the old one (docs/protocol.md §12). A state message
 signed by a key we do not know is accepted only if such an announcement,
 signed by a key already trusted *for that gateway*, vouches for it; the new key
 is then trusted and bound to that gateway.
+
+Several processes that must agree (ingest workers) share what each learned through a
+store: a verdict names the keys it bound (`bound`), and `adopt` takes what the store
+says of a key. The rules stay here; only where the bindings live changes.
 """
 
 from __future__ import annotations
@@ -67,6 +71,7 @@ class Verdict:
     late: bool = False  # it filled an earlier hole (backlog, resend)
     accounted: tuple[tuple[int, int], ...] = ()  # numbers it says will never arrive
     rotated: tuple[tuple[str, str], ...] = ()  # (old key id, new key id) learned from it
+    bound: tuple[str, ...] = ()  # key ids this message bound to its gateway for the first time
 
     @property
     def accepted(self) -> bool:
@@ -126,6 +131,9 @@ class Verifier:
         self._loud: dict[str, set[str]] = {}  # source -> reasons already warned about
         self.retired: set[str] = set()  # keys never to be trusted again, announced or not
         self.rotations: list[KeyAnnouncement] = []  # accepted, oldest first (last 1000)
+        # What the operator gave: `adopt` never overrides it.
+        self._given_keys = frozenset(self.gateway_keys)
+        self._given_bindings = frozenset(self.bindings)
 
     # --- the one entry point ------------------------------------------------------------
 
@@ -165,13 +173,37 @@ class Verifier:
             return self._reject(
                 topic, source, Reason.WRONG_TOPIC, "body has " + ", ".join(mismatch)
             )
-        if owner is None and self.learn_bindings:
+        learned = owner is None and self.learn_bindings
+        if learned:
             self._learned[message.key_id] = message.gateway
         self._recovered(source)
-        return self._sequence(topic, message)
+        verdict = self._sequence(topic, message)
+        return dataclasses.replace(verdict, bound=(message.key_id,)) if learned else verdict
 
     def _owner(self, kid: str) -> str | None:
         return self.bindings.get(kid) or self._learned.get(kid)
+
+    def owner(self, kid: str) -> str | None:
+        """The gateway `kid` is bound to here (given, learned or announced), if any."""
+        return self._owner(kid)
+
+    def adopt(self, kid: str, gateway: str | None, key: PublicKey | None = None) -> None:
+        """Take what a store shared with other verifiers says of `kid`: the gateway that
+        claimed it first (None: nobody, so what this instance learned of it is undone) and,
+        for a key a rotation brought, the key itself (without it, a key this instance only
+        learned is dropped). A key or binding given at start is the operator's and stays;
+        a retired key is never trusted again."""
+        if key is not None and kid not in self.retired:
+            self.gateway_keys[kid] = key
+        elif kid not in self._given_keys:
+            self.gateway_keys.pop(kid, None)
+        if kid in self._given_bindings:
+            return
+        self._learned.pop(kid, None)
+        if gateway is None:
+            self.bindings.pop(kid, None)
+        else:
+            self.bindings[kid] = gateway
 
     def _rotation(self, topic: str, source: str, gateway: str, payload: bytes) -> Verdict | None:
         """A state message signed by an unknown key that carries announcements: learn the
@@ -220,7 +252,11 @@ class Verifier:
         except EnvelopeError as exc:
             return self._reject(topic, source, exc.code,
                                 f"state carrying a key announcement: {exc.detail}")  # fmt: skip
+        bound: list[str] = []
         for ann in learned:
+            if self._owner(ann.key_id) is None:
+                bound.append(ann.key_id)
+            bound.append(ann.new_key_id)
             self.gateway_keys[ann.new_key_id] = ann.new_key
             self.bindings[ann.new_key_id] = gateway
             self.bindings.setdefault(ann.key_id, gateway)
@@ -229,7 +265,7 @@ class Verifier:
                         new=ann.new_key_id)  # fmt: skip
         verdict = self.verify(topic, payload)
         pairs = tuple((ann.key_id, ann.new_key_id) for ann in learned)
-        return dataclasses.replace(verdict, rotated=pairs)
+        return dataclasses.replace(verdict, rotated=pairs, bound=(*bound, *verdict.bound))
 
     def retire_key(self, kid: str) -> None:
         """Stop trusting a gateway key (e.g. the old one, once its backlog has drained);

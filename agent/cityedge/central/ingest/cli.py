@@ -1,4 +1,5 @@
 """`cityedge central ingest` and `cityedge central export`: options in, a service or a file out.
+(`cityedge central rejected` is in `rejected_cli.py`.)
 
 Exit status of `ingest`: 0 stopped by SIGTERM/SIGINT (or `--declare-only` done);
 2 bad arguments; 4 `--declare-only` could not reach the engine.
@@ -141,13 +142,19 @@ def ingest_cli(
                          prefetch=prefetch)  # fmt: skip
     if declare_only:
         raise typer.Exit(asyncio.run(_declare(chosen)))
+    trust = trust_specs(trust, trust_dir)
+    raise typer.Exit(asyncio.run(_run(chosen, store, trust, prefix, max_batch, http)))
+
+
+def trust_specs(trust: list[str], trust_dir: Path | None) -> list[str]:
+    """`--trust` items and a `--trust-dir`'s GATEWAY.pub files as one list (at least one)."""
     if trust_dir is not None:
         if not trust_dir.is_dir():
             raise _fail(f"--trust-dir {trust_dir}: not a directory")
         trust = [*trust, *(f"{p.stem}={p}" for p in sorted(trust_dir.glob("*.pub")))]
     if not trust:
         raise _fail("give gateway keys with --trust (file, ed25519:<hex> or GW=KEY) or --trust-dir")
-    raise typer.Exit(asyncio.run(_run(chosen, store, trust, prefix, max_batch, http)))
+    return trust
 
 
 async def _declare(source: Source) -> int:
@@ -241,6 +248,9 @@ def export_cli(
 
 
 def register(app: typer.Typer) -> None:
-    """Add `ingest` and `export` to the `cityedge central` command group."""
+    """Add `ingest`, `export` and `rejected` to the `cityedge central` command group."""
+    from cityedge.central.ingest.rejected_cli import app as rejected_app
+
     app.command("ingest")(ingest_cli)
     app.command("export")(export_cli)
+    app.add_typer(rejected_app, name="rejected")

@@ -4,6 +4,7 @@ a `Decoded` message or a `Rejected` verdict out.
 Signature, trust, key binding and topic checks are the verifier's. Its in-memory
 sequence verdict is ignored on purpose: a message it calls a duplicate may be one whose
 transaction rolled back and that came again, so ingest asks the database instead.
+Its key bindings are shared through the store by `ingest/trust.py`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from cityedge.central.verifier import GAP_EVENTS, Outcome, Verifier
+from cityedge.central.verifier import GAP_EVENTS, Outcome, Verdict, Verifier
 from cityedge.protocol.entries import Message, ResultEntry
 from cityedge.sdk.model import Event, Reading
 
@@ -63,21 +64,26 @@ Outcome_ = Decoded | Rejected | Ignored
 
 
 class Decoder:
-    """Wraps one `Verifier` (its key bindings and rotations carry over between messages)."""
+    """Wraps one `Verifier` (its key bindings and rotations carry over between messages;
+    ingest keeps them in the store through `trust.SharedTrust`)."""
 
     def __init__(self, verifier: Verifier) -> None:
         self.verifier = verifier
 
     def decode(self, topic: str, payload: bytes) -> Outcome_:
-        verdict = self.verifier.verify(topic, payload)
-        if verdict.outcome is Outcome.SKIPPED or verdict.command is not None:
-            return Ignored(topic)
-        message = verdict.message
-        if verdict.outcome is Outcome.REJECTED or message is None:
-            reason = verdict.reason or "rejected"
-            kept = bytes(payload) if reason in KEEP_REASONS else None
-            return Rejected(topic, reason, verdict.detail, kept)
-        return _decoded(message)
+        return outcome(topic, payload, self.verifier.verify(topic, payload))
+
+
+def outcome(topic: str, payload: bytes, verdict: Verdict) -> Outcome_:
+    """What ingest does with a verdict: store, record as rejected, or ignore."""
+    if verdict.outcome is Outcome.SKIPPED or verdict.command is not None:
+        return Ignored(topic)
+    message = verdict.message
+    if verdict.outcome is Outcome.REJECTED or message is None:
+        reason = verdict.reason or "rejected"
+        kept = bytes(payload) if reason in KEEP_REASONS else None
+        return Rejected(topic, reason, verdict.detail, kept)
+    return _decoded(message)
 
 
 def _decoded(message: Message) -> Decoded:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from cityedge.central.ingest.decode import Decoded, Decoder, Ignored, Rejected
 from cityedge.central.ingest.metrics import Metrics
 from cityedge.central.ingest.sources.base import Delivery, Source, SourceError
 from cityedge.central.ingest.store.base import Store, StoreError, WriteReport
+from cityedge.central.ingest.trust import SharedTrust
 from cityedge.sdk.backoff import Backoff
 
 log = structlog.get_logger(__name__)
@@ -45,7 +47,7 @@ class IngestService:
                  on_batch: Callable[[WriteReport], None] | None = None) -> None:  # fmt: skip
         self.source = source
         self.store = store
-        self.decoder = decoder
+        self.trust = SharedTrust(decoder, store)
         self.metrics = metrics or Metrics()
         self.tuning = tuning
         self.on_batch = on_batch
@@ -57,7 +59,7 @@ class IngestService:
         """Until `stop` is set. The store is opened first (its schema), then the source."""
         t = self.tuning
         backoff = Backoff(t.retry_first, t.retry_ceiling)
-        await self._retry(self.store.open, stop, "store")
+        await self._retry(self._open, stop, "store")
         while not stop.is_set():
             try:
                 await self.source.connect()
@@ -79,6 +81,10 @@ class IngestService:
                 await self.source.close()
         await self.store.close()
 
+    async def _open(self) -> None:
+        await self.store.open()
+        await self.trust.seed()
+
     async def _consume(self, stop: asyncio.Event) -> None:
         """Decoding the next batch overlaps the database's work on the one before; batches
         still commit and are acknowledged one after the other, in order."""
@@ -88,7 +94,12 @@ class IngestService:
             while not stop.is_set():
                 batch = await self.source.receive(t.max_batch, t.linger, t.wait)
                 if batch:
-                    decoded, rejected = self._decode(batch)
+                    verdicts = await self._retry(
+                        functools.partial(self._decode, batch), stop, "store"
+                    )
+                    if verdicts is None:
+                        break  # stopped while the store failed: unacknowledged, it comes again
+                    decoded, rejected = verdicts
                     if pending is not None:
                         await pending
                     pending = asyncio.ensure_future(
@@ -102,11 +113,12 @@ class IngestService:
             if pending is not None:
                 await pending
 
-    def _decode(self, batch: list[Delivery]) -> tuple[list[Decoded], list[Rejected]]:
+    async def _decode(self, batch: list[Delivery]) -> tuple[list[Decoded], list[Rejected]]:
+        """Verify a batch (the store is asked about keys this worker has not bound)."""
         decoded: list[Decoded] = []
         rejected: list[Rejected] = []
-        for delivery in batch:
-            outcome = self.decoder.decode(delivery.topic, delivery.payload)
+        outcomes = await self.trust.decode([(d.topic, d.payload) for d in batch])
+        for outcome in outcomes:
             if isinstance(outcome, Decoded):
                 decoded.append(outcome)
             elif isinstance(outcome, Rejected):

@@ -5,11 +5,16 @@ primary key (gateway, seq) decides, so resends and redeliveries are dropped
 there), their readings, events and results, the gateways' last state, and each
 gateway's sequence state and holes, advanced under a lock on the gateway's row.
 It returns only once the transaction committed; then the batch may be acknowledged.
+
+Key bindings live here too, so every worker and every restart agree: `claim` binds a
+key to a gateway (the first claim wins, whoever makes it) and `bindings` reads what
+the store holds. Rejected messages kept whole (`unknown-key`) are read back by
+`kept` and marked replayed by the `write` that stores them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -55,6 +60,37 @@ class Totals:
     missing: int  # sequence numbers in them
 
 
+@dataclass(frozen=True, slots=True)
+class Binding:
+    """A key bound to its gateway. A key a rotation brought carries its raw public key and
+    the key whose announcement vouched for it; a binding learned from traffic or given
+    with GATEWAY=KEY carries neither (the key itself comes from the operator's trust)."""
+
+    key_id: str
+    gateway: str
+    public_key: bytes | None = None
+    vouched_by: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Kept:
+    """A rejected message kept whole, waiting for a replay."""
+
+    id: int
+    topic: str
+    reason: str
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedCount:
+    reason: str
+    topic: str
+    count: int  # rows not replayed
+    kept: int  # of them, with the whole envelope (replayable)
+    replayed: int  # rows already replayed
+
+
 class StoreError(Exception):
     """The database refused or went away: nothing of the batch was committed."""
 
@@ -64,13 +100,39 @@ class Store(Protocol):
 
     async def close(self) -> None: ...
 
-    async def write(self, messages: Sequence[Decoded], rejected: Sequence[Rejected]) -> WriteReport:
-        """Store a batch in one transaction; raise StoreError if it did not commit."""
+    async def write(self, messages: Sequence[Decoded], rejected: Sequence[Rejected],
+                    replayed: Sequence[int] = ()) -> WriteReport:  # fmt: skip
+        """Store a batch in one transaction (marking the `replayed` rejected rows, by id);
+        raise StoreError if it did not commit."""
+        ...
+
+    async def bindings(self, key_ids: Collection[str]) -> dict[str, Binding]:
+        """What the store holds of these keys (absent: bound to no gateway yet)."""
+        ...
+
+    async def claim(self, claims: Sequence[Binding]) -> dict[str, Binding]:
+        """Bind each key unless it is bound already (the first claim wins; a rotation's
+        key and voucher are added to a binding of the same gateway), in one transaction;
+        return what the store holds of each key afterwards."""
+        ...
+
+    async def kept(self, after: int, limit: int) -> list[Kept]:
+        """Rejected rows kept whole and not replayed yet, by id, the first `limit` above
+        `after`."""
+        ...
+
+    async def rejections(self) -> list[RejectedCount]:
+        """Rejected rows counted by reason and topic."""
         ...
 
     async def holes(self) -> list[Hole]: ...
 
     async def totals(self) -> Totals: ...
+
+
+def claimed(held: dict[str, Binding], claims: Sequence[Binding]) -> bool:
+    """Whether the store binds every claimed key to the claimed gateway."""
+    return all(c.key_id in held and held[c.key_id].gateway == c.gateway for c in claims)
 
 
 def by_gateway(messages: Sequence[Decoded]) -> dict[str, list[Decoded]]:

@@ -1,7 +1,9 @@
 """The embedded store: one SQLite file, WAL, the same tables and semantics as PostgreSQL.
 
 Writers serialise on `BEGIN IMMEDIATE` (the whole file is the lock), so several
-ingest processes on one machine still agree; times are epoch seconds (REAL).
+ingest processes on one machine still agree — a key claim too: it inserts unless
+bound and reads back in one such transaction. Times are epoch seconds (REAL); a
+rejected row's id is its rowid.
 """
 
 from __future__ import annotations
@@ -9,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from cityedge.central.ingest.decode import Decoded, Rejected
 from cityedge.central.ingest.holes import SeqState, advance, stored_change
@@ -24,11 +27,15 @@ from cityedge.central.ingest.rows import (
     to_json,
 )
 from cityedge.central.ingest.store.base import (
+    Binding,
     Hole,
+    Kept,
+    RejectedCount,
     StoreError,
     Totals,
     WriteReport,
     by_gateway,
+    claimed,
     latest_states,
 )
 
@@ -63,7 +70,13 @@ CREATE TABLE IF NOT EXISTS results (
 CREATE TABLE IF NOT EXISTS rejected (
     received REAL NOT NULL, topic TEXT NOT NULL, reason TEXT NOT NULL, detail TEXT NOT NULL,
     payload BLOB);
+CREATE TABLE IF NOT EXISTS key_bindings (
+    key_id TEXT PRIMARY KEY, gateway TEXT NOT NULL, public_key BLOB, vouched_by TEXT,
+    bound REAL NOT NULL);
 """
+# A file made before replays existed gets the column once.
+REPLAY_COLUMNS = "ALTER TABLE rejected ADD COLUMN replayed REAL"
+T = TypeVar("T")
 
 
 def _insert(table: str, columns: Sequence[str]) -> str:
@@ -86,6 +99,9 @@ class SqliteStore:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")  # committed means on disk: then we ack
             db.executescript(SCHEMA)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(rejected)")}
+            if "replayed" not in columns:
+                db.execute(REPLAY_COLUMNS)
         except sqlite3.Error as exc:
             raise StoreError(f"sqlite {self.path}: {exc}") from None
         self._db = db
@@ -101,23 +117,84 @@ class SqliteStore:
             raise StoreError(f"sqlite {self.path}: not open")
         return self._db
 
-    async def write(self, messages: Sequence[Decoded], rejected: Sequence[Rejected]) -> WriteReport:
-        async with self._lock:
-            return await asyncio.to_thread(self._write, messages, rejected)
+    async def write(self, messages: Sequence[Decoded], rejected: Sequence[Rejected],
+                    replayed: Sequence[int] = ()) -> WriteReport:  # fmt: skip
+        def write(db: sqlite3.Connection) -> WriteReport:
+            report = self._transaction(db, messages, rejected)
+            db.executemany("UPDATE rejected SET replayed = ? WHERE rowid = ?",
+                           [(time.time(), i) for i in replayed])  # fmt: skip
+            return report
 
-    def _write(self, messages: Sequence[Decoded], rejected: Sequence[Rejected]) -> WriteReport:
-        db = self.db
-        try:
-            db.execute("BEGIN IMMEDIATE")
+        return await self._in_transaction(write)
+
+    async def _in_transaction(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        def run() -> T:
+            db = self.db
             try:
-                report = self._transaction(db, messages, rejected)
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            raise StoreError(f"sqlite {self.path}: {exc}") from None
-        return report
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    result = work(db)
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+                db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise StoreError(f"sqlite {self.path}: {exc}") from None
+            return result
+
+        async with self._lock:
+            return await asyncio.to_thread(run)
+
+    async def _read(self, query: Callable[[sqlite3.Connection], T]) -> T:
+        def run() -> T:
+            try:
+                return query(self.db)
+            except sqlite3.Error as exc:
+                raise StoreError(f"sqlite {self.path}: {exc}") from None
+
+        async with self._lock:
+            return await asyncio.to_thread(run)
+
+    async def bindings(self, key_ids: Collection[str]) -> dict[str, Binding]:
+        wanted = list(key_ids)
+        return await self._read(lambda db: _bindings(db, wanted)) if wanted else {}
+
+    async def claim(self, claims: Sequence[Binding]) -> dict[str, Binding]:
+        kids = [c.key_id for c in claims]
+
+        def claim(db: sqlite3.Connection) -> dict[str, Binding]:
+            db.executemany(
+                "INSERT INTO key_bindings VALUES (?, ?, ?, ?, ?) ON CONFLICT (key_id) DO UPDATE "
+                "SET public_key = excluded.public_key, vouched_by = excluded.vouched_by "
+                "WHERE key_bindings.gateway = excluded.gateway "
+                "AND excluded.public_key IS NOT NULL AND key_bindings.public_key IS NULL",
+                [(c.key_id, c.gateway, c.public_key, c.vouched_by, time.time()) for c in claims],
+            )
+            held = _bindings(db, kids)
+            if not claimed(held, claims):
+                raise _Lost  # all or none: roll back what was inserted
+            return held
+
+        if not claims:
+            return {}
+        try:
+            return await self._in_transaction(claim)
+        except _Lost:
+            return await self._read(lambda db: _bindings(db, kids))
+
+    async def kept(self, after: int, limit: int) -> list[Kept]:
+        rows = await self._read(lambda db: db.execute(
+            "SELECT rowid, topic, reason, payload FROM rejected WHERE rowid > ? AND "
+            "payload IS NOT NULL AND replayed IS NULL ORDER BY rowid LIMIT ?", (after, limit),
+        ).fetchall())  # fmt: skip
+        return [Kept(i, topic, reason, bytes(payload)) for i, topic, reason, payload in rows]
+
+    async def rejections(self) -> list[RejectedCount]:
+        rows = await self._read(lambda db: db.execute(
+            "SELECT reason, topic, sum(replayed IS NULL), "
+            "sum(replayed IS NULL AND payload IS NOT NULL), sum(replayed IS NOT NULL) "
+            "FROM rejected GROUP BY reason, topic ORDER BY reason, topic").fetchall())  # fmt: skip
+        return [RejectedCount(*row) for row in rows]
 
     def _transaction(self, db: sqlite3.Connection, messages: Sequence[Decoded],
                      rejected: Sequence[Rejected]) -> WriteReport:  # fmt: skip
@@ -158,7 +235,8 @@ class SqliteStore:
             report.states += 1
         if rejected:
             db.executemany(
-                "INSERT INTO rejected VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO rejected (received, topic, reason, detail, payload) "
+                "VALUES (?, ?, ?, ?, ?)",
                 [(now, r.topic, r.reason, r.detail[:500], r.payload) for r in rejected],
             )
         return report
@@ -214,3 +292,17 @@ class SqliteStore:
 
         async with self._lock:
             return await asyncio.to_thread(query)
+
+
+class _Lost(Exception):
+    """A claim lost to another gateway's binding: the transaction rolls back."""
+
+
+def _bindings(db: sqlite3.Connection, key_ids: Sequence[str]) -> dict[str, Binding]:
+    marks = ", ".join("?" * len(key_ids))
+    rows = db.execute("SELECT key_id, gateway, public_key, vouched_by FROM key_bindings "
+                      f"WHERE key_id IN ({marks})", list(key_ids)).fetchall()  # fmt: skip
+    return {
+        kid: Binding(kid, gateway, None if raw is None else bytes(raw), voucher)
+        for kid, gateway, raw, voucher in rows
+    }
