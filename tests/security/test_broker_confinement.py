@@ -164,6 +164,7 @@ async def test_agent_refuses_bad_broker_certificates(tmp_path: Path, pki: Pki, f
             assert "expired" in logs
         if fault == "wrong-host":
             assert "Hostname mismatch" in logs or "IP address mismatch" in logs
+
         # calm retries, not a busy loop: counted at the broker over a measured window, no
         # more than one per shortest backoff delay (0.5 s - 20 % jitter); a slow machine
         # makes fewer, never more
