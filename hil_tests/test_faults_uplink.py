@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from cityedge.central.commands import new_command
-from cityedge.protocol.commands import MAX_COMMAND_BYTES, seal_command
+from cityedge.protocol.commands import MAX_COMMAND_BYTES, command_digest, seal_command
 from cityedge.protocol.key_files import create_key
 from cityedge.protocol.keys import SigningKey
 from cityedge.street.broker import Broker
@@ -71,7 +71,8 @@ async def test_command_backlog_while_offline(tmp_path: Path) -> None:
         agent = AgentProcess(agent_config(tmp_path, broker.port, central))
         async with CommandPost(broker.port, key.public_key) as post:
             answered, codes, took = await answer_backlog(broker, central, post, agent, sent)
-            duplicated = len(post.results) - len({r["command_id"] for r in post.results})
+            # one result per command payload: counted by digest (ids are the sender's)
+            duplicated = len(post.results) - len({r["digest"] for r in post.results})
     by_code = ", ".join(f"{c} {n}" for c, n in sorted(codes.items()))
     record(Row("command backlog of 3,000 while offline (answered = sent)", sent, len(answered),
                duplicated, sent - len(answered), took, f"results by code: {by_code}"))  # fmt: skip
@@ -95,10 +96,10 @@ async def test_oversized_command_peak_rss_bounded(tmp_path: Path) -> None:
                 await publish_all(broker.port, CMD_TOPIC, [oversized_command(128 << 20)])
                 await publish_all(broker.port, CMD_TOPIC,
                                   [oversized_command(MAX_COMMAND_BYTES + 1024)])  # fmt: skip
-                ping = new_command(central, "gw-test", "ping")
-                await publish_all(broker.port, CMD_TOPIC, [seal_command(central, ping)])
+                ping = seal_command(central, new_command(central, "gw-test", "ping"))
+                await publish_all(broker.port, CMD_TOPIC, [ping])
                 ok = await post.wait_for(
-                    lambda: any(r["command_id"] == ping.id for r in post.results), 30
+                    lambda: any(r["digest"] == command_digest(ping) for r in post.results), 30
                 )
                 took = time.monotonic() - started
                 peak = peak_rss_mb(agent.proc.pid)

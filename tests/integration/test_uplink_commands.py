@@ -19,7 +19,7 @@ import aiomqtt
 import msgpack
 
 from cityedge.central.commands import new_command
-from cityedge.protocol.commands import MAX_COMMAND_BYTES, seal_command
+from cityedge.protocol.commands import MAX_COMMAND_BYTES, command_digest, seal_command
 from cityedge.protocol.key_files import create_key
 from cityedge.protocol.keys import SigningKey
 from cityedge.street.broker import Broker
@@ -55,22 +55,24 @@ def oversized_command(size: int) -> bytes:
 
 async def answer_backlog(
     broker: Broker, central: SigningKey, post: CommandPost, agent: AgentProcess, count: int
-) -> tuple[set[str], Counter[str], float]:
-    """Queue `count` pings while the agent is stopped, start it; (ids, codes, seconds)."""
+) -> tuple[set[bytes], Counter[str], float]:
+    """Queue `count` pings while the agent is stopped, start it; (digests of the commands
+    answered, codes, seconds). Results are matched by digest: the exact command bytes."""
     with agent:  # once, so that its session (the subscription) exists at the broker
         assert await post.wait_for(lambda: bool(post.states), timeout=30), agent.logs()
     commands = [new_command(central, "gw-test", "ping", ttl=1800) for _ in range(count)]
-    await publish_all(broker.port, CMD_TOPIC, [seal_command(central, c) for c in commands])
-    ids = {c.id for c in commands}
+    sealed = [seal_command(central, c) for c in commands]
+    await publish_all(broker.port, CMD_TOPIC, sealed)
+    digests = {command_digest(s) for s in sealed}
 
-    def answered() -> set[str]:
-        return {str(r["command_id"]) for r in post.results} & ids
+    def answered() -> set[bytes]:
+        return {d for r in post.results if isinstance(d := r["digest"], bytes)} & digests
 
     started = time.monotonic()
     with agent:
-        await post.wait_for(lambda: answered() == ids, timeout=60 + count / 10)
+        await post.wait_for(lambda: answered() == digests, timeout=60 + count / 10)
         took = time.monotonic() - started
-    codes = Counter(str(r["code"]) for r in post.results if r["command_id"] in ids)
+    codes = Counter(str(r["code"]) for r in post.results if r["digest"] in digests)
     return answered(), codes, took
 
 
