@@ -15,6 +15,7 @@ from pathlib import Path
 
 from cityedge.gateway.config import GatewaySection, UplinkSection
 from cityedge.gateway.outbox import Outbox
+from cityedge.gateway.reconnect import STABLE_SESSION_S, Reconnect
 from cityedge.gateway.uplink import LinkState, Uplink
 from cityedge.protocol.keys import SigningKey
 from cityedge.protocol.sealing import message_sealer
@@ -96,3 +97,17 @@ async def test_a_broker_that_drops_us_at_once_is_retried_ever_more_calmly(
         with contextlib.suppress(asyncio.CancelledError):
             await task
         outbox.close()
+
+
+def test_the_policy_tells_outages_refusals_and_flaps_apart() -> None:
+    retries = Reconnect("127.0.0.1", 1, low=0.5, high=8.0)
+    unreachable = retries.after(None, answered=False)
+    assert unreachable.probe and not unreachable.flap and unreachable.delay == 0.5
+    refused = retries.after(None, answered=True)
+    assert not refused.probe and 0.5 <= refused.delay <= 1.0
+    flaps = [retries.after(STABLE_SESSION_S / 10, answered=False) for _ in range(6)]
+    assert all(f.flap and not f.probe for f in flaps)
+    assert all(0.5 <= f.delay <= min(8.0, 0.5 * 2**i) for i, f in enumerate(flaps))
+    lasted = retries.after(STABLE_SESSION_S, answered=False)  # a session that lasted
+    assert not lasted.flap and lasted.probe and lasted.delay == 0.5  # both backoffs reset
+    assert retries.after(1.0, answered=False).delay == 0.5  # the first flap again

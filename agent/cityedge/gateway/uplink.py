@@ -1,9 +1,8 @@
 """The MQTT link to the command post: birth and will, signed batches, PUBACK-driven acks.
 
-One connection at a time, owned here; the reconnect policy (jittered backoff)
-lives here too, so that a broker that refuses us is retried calmly, not in a busy
-loop. The outbox has sealed every message already; sending order after every
-(re)connect:
+One connection at a time, owned here; when to try again is `reconnect.py`'s call
+(a broker that refuses or drops us is retried calmly, never in a busy loop). The
+outbox has sealed every message already; sending order after every (re)connect:
 
 1. live messages (sealed after this connection came up) first, alarms first;
    the backlog waits for the first of them (`live_first_wait` at most), so the
@@ -23,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import random
 import ssl
 import time
 from collections.abc import Awaitable, Callable
@@ -39,22 +37,16 @@ from paho.mqtt.properties import Properties
 from cityedge.gateway.commands.intake import COMMAND_WINDOW, MAX_PACKET_BYTES, CommandClient
 from cityedge.gateway.config import GatewaySection, UplinkSection
 from cityedge.gateway.outbox import Outbox, Sealed
+from cityedge.gateway.reconnect import Reconnect
 from cityedge.protocol.entries import ENTRY_KINDS
 from cityedge.protocol.keys import SigningKey
 from cityedge.protocol.mqtt import MQTT_SOCKET_OPTIONS
 from cityedge.protocol.sealing import seal_object
 from cityedge.protocol.topics import topic_for
-from cityedge.sdk.backoff import Backoff
 from cityedge.sdk.logs import Throttled
 
 log = structlog.get_logger(__name__)
 
-PROBE_INTERVAL: Final = 0.5  # s between TCP probes of a broker that went away
-# A session that ends sooner than this after it came up is a flap, not an outage: a
-# broker that accepts us and then drops us (RabbitMQ 3.10 closes the connection when a
-# full queue refuses a publish; another gateway with our client id) is listening, so
-# probing would reconnect at once, forever. Flaps get a backoff of their own.
-STABLE_SESSION_S: Final = 10.0
 SESSION_EXPIRY: Final = 0xFFFFFFFF  # s; "never": the broker keeps our commands while we are away
 
 
@@ -144,9 +136,8 @@ class Uplink:
     # --- the connection loop ------------------------------------------------------
 
     async def run(self) -> None:
-        low, high = self.config.reconnect_min, self.config.reconnect_max
-        backoff = Backoff(low, max(low, high), full_jitter=True)
-        flaps = Backoff(low, max(low, high), full_jitter=True)  # sessions that ended early
+        cfg = self.config
+        retries = Reconnect(cfg.host, cfg.port, cfg.reconnect_min, cfg.reconnect_max)
         loop = asyncio.get_running_loop()
         while not self._stop.is_set():
             if self.stats.state is not LinkState.DOWN:
@@ -154,7 +145,7 @@ class Uplink:
             answered = False  # the broker itself refused us (credentials, ACL, overload)
             self._up_at = None
             try:
-                await self._session(backoff)
+                await self._session()
             except aiomqtt.MqttCodeError as exc:
                 answered = True
                 self._down(str(exc))
@@ -167,47 +158,14 @@ class Uplink:
                 self._down(f"{type(exc).__name__}: {exc}")
             if self._stop.is_set():
                 break
-            if self._up_at is None or loop.time() - self._up_at >= STABLE_SESSION_S:
-                if self._up_at is not None:
-                    flaps.reset()
-                delay, probe = backoff.next(), not answered
-            else:  # up, then dropped at once: the broker is there; no probing, slower each time
+            up_for = None if self._up_at is None else loop.time() - self._up_at
+            retry = retries.after(up_for, answered=answered)
+            if retry.flap:
                 self.stats.flaps += 1
-                delay, probe = flaps.next(), False
-            log.info("uplink.retry", in_s=round(delay, 2))
-            await self._wait_to_retry(delay, probe=probe)
+            log.info("uplink.retry", in_s=round(retry.delay, 2), flap=retry.flap)
+            if await retries.wait(retry, self._stop):
+                log.info("uplink.broker_back", broker=f"{cfg.host}:{cfg.port}")
         self.stats.state = LinkState.STOPPED
-
-    async def _wait_to_retry(self, delay: float, *, probe: bool) -> None:
-        """Wait `delay` s, or less when the broker was unreachable and comes back.
-
-        While the broker is down, a bare TCP connect every ~0.5 s notices its return
-        within a second, whatever the backoff has grown to: a refused SYN costs the
-        broker nothing, where a full MQTT (and TLS) attempt per second from every
-        gateway would. A broker that answered and refused us gets the full backoff.
-        """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + delay
-        while (left := deadline - loop.time()) > 0:
-            step = min(left, PROBE_INTERVAL * random.uniform(0.5, 1.5)) if probe else left
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(step):
-                    await self._stop.wait()
-                    return
-            if probe and await self._broker_listening():
-                log.info("uplink.broker_back", broker=f"{self.config.host}:{self.config.port}")
-                return
-
-    async def _broker_listening(self) -> bool:
-        try:
-            async with asyncio.timeout(PROBE_INTERVAL * 2):
-                _, writer = await asyncio.open_connection(self.config.host, self.config.port)
-        except (OSError, TimeoutError):
-            return False
-        writer.close()
-        with contextlib.suppress(OSError):
-            await writer.wait_closed()
-        return True
 
     def _down(self, reason: str) -> None:
         # Loud once per distinct reason, quiet while it persists; every failure counted.
@@ -281,7 +239,7 @@ class Uplink:
         if self._receiving is not None:
             self._receiving.ack(message)
 
-    async def _session(self, backoff: Backoff) -> None:
+    async def _session(self) -> None:
         client = CommandClient(
             shed=self._shed, headroom=self.config.inflight + 1, **self._client_options()
         )
@@ -298,7 +256,6 @@ class Uplink:
                 self.stats.since = time.time()
                 self.stats.connects += 1
                 self.stats.last_error = None
-                backoff.reset()
                 log.info(
                     "uplink.up",
                     broker=f"{self.config.host}:{self.config.port}",

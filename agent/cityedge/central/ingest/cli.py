@@ -16,20 +16,13 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from cityedge.central.ingest.options import EXIT_ENGINE, EXIT_OK, EXIT_USAGE, trust_specs
+from cityedge.central.ingest.options import fail as _fail
 from cityedge.protocol.topics import DEFAULT_PREFIX, NAME_PATTERN, NAME_RULE
 from cityedge.sdk.addresses import AddressProblem, parse_address
 
 if TYPE_CHECKING:
     from cityedge.central.ingest.sources.base import Source
-
-EXIT_OK = 0
-EXIT_USAGE = 2
-EXIT_ENGINE = 4
-
-
-def _fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
-    typer.echo(f"cityedge: {message}", err=True)
-    return typer.Exit(code)
 
 
 def make_source(url: str, *, prefix: str, site: str | None, client_id: str | None,
@@ -144,17 +137,6 @@ def ingest_cli(
         raise typer.Exit(asyncio.run(_declare(chosen)))
     trust = trust_specs(trust, trust_dir)
     raise typer.Exit(asyncio.run(_run(chosen, store, trust, prefix, max_batch, http)))
-
-
-def trust_specs(trust: list[str], trust_dir: Path | None) -> list[str]:
-    """`--trust` items and a `--trust-dir`'s GATEWAY.pub files as one list (at least one)."""
-    if trust_dir is not None:
-        if not trust_dir.is_dir():
-            raise _fail(f"--trust-dir {trust_dir}: not a directory")
-        trust = [*trust, *(f"{p.stem}={p}" for p in sorted(trust_dir.glob("*.pub")))]
-    if not trust:
-        raise _fail("give gateway keys with --trust (file, ed25519:<hex> or GW=KEY) or --trust-dir")
-    return trust
 
 
 async def _declare(source: Source) -> int:

@@ -16,14 +16,19 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cityedge.central.ingest.cli import EXIT_ENGINE, EXIT_OK, EXIT_USAGE, trust_specs
+from cityedge.central.ingest.options import (
+    EXIT_ENGINE,
+    EXIT_OK,
+    EXIT_REFUSED,
+    EXIT_USAGE,
+    trust_specs,
+)
 from cityedge.protocol.topics import DEFAULT_PREFIX
 
 if TYPE_CHECKING:
     from cityedge.central.ingest.replay import ReplayReport
     from cityedge.central.ingest.store.base import RejectedCount
 
-EXIT_REFUSED = 1
 PROGRESS_EVERY = 2.0  # seconds between progress lines (and one at the end)
 
 app = typer.Typer(

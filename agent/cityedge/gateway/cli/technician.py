@@ -5,9 +5,9 @@
 Most talk to the running agent over its control socket (`--socket PATH`, or
 the path from `-c CONFIG`); `check`, `support-bundle` and `outbox` also work
 with the agent stopped. Tables on a terminal, `--json` for scripts. Exit
-status: 0 done, 1 the agent refused (unknown device, denied by policy, device
-error), 2 bad input, 3 agent not reachable; `check` exits with its worst
-result (0 ok, 1 warning, 2 failure).
+status (sdk/exits.py, docs/cli.md): 0 done, 1 a problem (the agent refused: unknown
+device, denied by policy, device error; `check` found a warning or a failure),
+2 bad input, 3 agent not reachable.
 
 Mounted into the `cityedge` app by `register(app)`: one entry point, one way
 usage errors are told (a line on stderr, see cityedge.cli.app).

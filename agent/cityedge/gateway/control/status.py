@@ -67,7 +67,7 @@ class UplinkStatus(Shape):
     entries_sent: int
     historical_sent: int
     commands_received: int
-    flaps: int = 0  # sessions dropped within seconds of coming up (see uplink.STABLE_SESSION_S)
+    flaps: int = 0  # sessions dropped within seconds of coming up (see reconnect.STABLE_SESSION_S)
 
 
 @dataclass(frozen=True, slots=True)
