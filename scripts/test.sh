@@ -22,4 +22,7 @@ echo "== ruff"; .venv/bin/ruff check . && .venv/bin/ruff format --check .
 echo "== mypy"; .venv/bin/mypy
 echo "== import contracts"; .venv/bin/lint-imports --no-cache
 echo "== pytest"
-exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+# Two workers, a test file each at a time (its fixtures set up once); CITYEDGE_TEST_WORKERS=0
+# runs everything in this process, one test after the other.
+workers="${CITYEDGE_TEST_WORKERS:-2}"
+exec .venv/bin/python -m pytest -q -p no:cacheprovider -n "$workers" --dist loadfile "$@"
