@@ -10,5 +10,5 @@ class ExitCode(IntEnum):
     PROBLEM = 1  # a check warned or failed; the agent or a gateway refused; a message rejected
     BAD_INPUT = 2  # a wrong option or argument, an invalid config or key file
     NO_ANSWER = 3  # the agent's control socket does not answer; no result came in time
-    NO_BROKER = 4  # the MQTT broker cannot be reached
+    NO_BROKER = 4  # the MQTT broker (or ingest's engine) cannot be reached, or the store
     INTERRUPTED = 130  # Ctrl-C

@@ -8,10 +8,13 @@ from pathlib import Path
 
 import typer
 
-EXIT_OK = 0
-EXIT_REFUSED = 1  # something was refused (a replay left messages refused)
-EXIT_USAGE = 2
-EXIT_ENGINE = 4  # the engine or the store cannot be reached
+from cityedge.sdk.exits import ExitCode
+
+# the one exit-code table (sdk/exits.py, docs/cli.md), under the names ingest uses
+EXIT_OK = ExitCode.OK
+EXIT_REFUSED = ExitCode.PROBLEM  # a replay left messages refused
+EXIT_USAGE = ExitCode.BAD_INPUT
+EXIT_ENGINE = ExitCode.NO_BROKER  # the engine (broker, queue) or the store cannot be reached
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
