@@ -176,3 +176,5 @@ async def test_agent_refuses_bad_broker_certificates(tmp_path: Path, pki: Pki, f
         await asyncio.sleep(3)
         window, made = time.monotonic() - started, attempts() - first
         assert made <= window / 0.4 + 1, (made, window)
+        # a TLS refusal is the broker answering: full backoff, no TCP probe cutting it short
+        assert "uplink.broker_back" not in agent.logs()

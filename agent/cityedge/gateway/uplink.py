@@ -150,6 +150,9 @@ class Uplink:
                 answered = True
                 self._down(str(exc))
             except aiomqtt.MqttError as exc:
+                # aiomqtt re-raises socket errors `from None` (the original stays the
+                # context): a TLS refusal is the broker answering us, not an outage
+                answered = isinstance(exc.__cause__ or exc.__context__, ssl.SSLError)
                 self._down(str(exc))
             except ssl.SSLError as exc:
                 answered = True

@@ -34,6 +34,29 @@ def mosquitto_binary() -> str:
     return found
 
 
+def listens(pid: int, port: int) -> bool:
+    """Whether process `pid` itself has a socket listening on TCP `port` (from /proc): a
+    connect would also succeed to whoever else holds the port."""
+    try:
+        ours = {str(fd.readlink()) for fd in Path(f"/proc/{pid}/fd").iterdir()}
+    except OSError:  # it exited meanwhile (the caller sees that next)
+        return False
+    for table in (Path("/proc/net/tcp"), Path("/proc/net/tcp6")):
+        with contextlib.suppress(OSError):
+            for row in table.read_text().splitlines()[1:]:
+                fields = row.split()  # sl local remote state ... inode
+                local, state, inode = fields[1], fields[3], fields[9]
+                if (state == "0A"  # TCP_LISTEN
+                        and int(local.rsplit(":", 1)[1], 16) == port
+                        and f"socket:[{inode}]" in ours):  # fmt: skip
+                    return True
+    return False
+
+
+class PortTaken(Exception):
+    """The port picked for a broker was taken before it could bind it."""
+
+
 class Broker:
     """`with Broker() as b:` runs mosquitto on 127.0.0.1:b.port until the block ends.
 
@@ -51,6 +74,9 @@ class Broker:
         persistence: bool = True,
     ) -> None:
         self.port = port or free_port()
+        # A port we picked may be taken between free_port() and mosquitto's bind (by
+        # another test process): then the first start picks another. Never on a restart.
+        self._may_move = port is None
         self._own_dir = workdir is None
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="cityedge-broker-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -94,6 +120,17 @@ class Broker:
         return conf
 
     def start(self, timeout: float = 10.0) -> None:
+        for _ in range(3):
+            try:
+                self._start(timeout)
+                break
+            except PortTaken:
+                self.port = free_port()
+        else:
+            raise RuntimeError("mosquitto: three free ports were taken before it bound one")
+        self._may_move = False
+
+    def _start(self, timeout: float) -> None:
         if self.process and self.process.poll() is None:
             return
         conf = self._write_config()
@@ -110,11 +147,10 @@ class Broker:
                     self.process.stderr.close()
                 self.process = None
                 log = self.log_path.read_text() if self.log_path.exists() else ""
+                if self._may_move and "Address already in use" in err + log:
+                    raise PortTaken(self.port)
                 raise RuntimeError(f"mosquitto exited at start: {err}{log}")
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2),
-            ):
+            if listens(self.process.pid, self.port):
                 return
             time.sleep(0.05)
         self.stop()
