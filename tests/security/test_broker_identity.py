@@ -183,6 +183,10 @@ async def test_the_agent_runs_under_the_shipped_config(
         collector = await listen(post, listener := Listener())
         with AgentProcess(config) as agent:
             assert agent.wait_for_log('"uplink.up"', timeout=30), agent.logs()
+            # "up" comes before the agent's SUBSCRIBE: a command sent in between would
+            # reach nobody (a first session has no subscription yet); the broker logs it
+            command_topic = f" {PREFIX}/{VICTIM}/cmd\n"
+            assert await until(lambda: command_topic in broker.log_path.read_text(), 30)
             cmd = new_command(central, VICTIM, "ping")
             await post.publish(f"{PREFIX}/{VICTIM}/cmd", seal_command(central, cmd), qos=1)
             assert await until(lambda: bool(listener.received), 20), agent.logs()
