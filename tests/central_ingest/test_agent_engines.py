@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import aiomqtt
 
@@ -25,36 +24,13 @@ from cityedge.protocol.key_files import create_key
 from cityedge.protocol.topics import DEFAULT_PREFIX, topic_for
 from cityedge.street.modbus import ModbusStreet
 from tests.central_ingest.agent_ledger import at_least, outbox_seqs, stored_seqs
+from tests.central_ingest.engine_agent import engine_agent_config
 from tests.central_ingest.engines import NatsNode, RabbitNode
 from tests.central_ingest.workers import Worker, ledger, pg_count, wait_until
-from tests.support.agent_process import AgentProcess, cityedge, to_toml
+from tests.support.agent_process import AgentProcess, cityedge
 
 READINGS = "SELECT count(*) FROM readings"
 STEP = 200  # readings that must arrive after each disturbance (~2 s of the street)
-
-
-def _config(tmp_path: Path, mqtt_port: int, trust: list[str], street: ModbusStreet) -> Path:
-    doc: dict[str, Any] = {
-        "gateway": {"id": "gw-test", "site": "town-01", "state_dir": str(tmp_path / "state")},
-        "uplink": {
-            "host": "127.0.0.1",
-            "port": mqtt_port,
-            "mqtt_version": "3.1.1",
-            "reconnect_min": 0.2,
-            "reconnect_max": 1.0,
-            "batch_interval": 0.05,
-            "batch_max_readings": 5,  # many small messages: many sequence numbers to check
-            "connect_timeout": 5.0,
-        },
-        "keys": {"trust": trust},
-        "outbox": {"commit_interval": 0.1},
-        "pipeline": {"full_report_interval": 0.001},  # every polled value goes up: countable
-        "logging": {"level": "info", "format": "json"},
-        "drivers": {"modbus": [street.driver_tables(name="street", poll_interval=0.2)]},
-    }
-    path = tmp_path / "agent.toml"
-    path.write_text(to_toml(doc))
-    return path
 
 
 async def _more(dsn: str, what: str) -> None:
@@ -76,7 +52,9 @@ async def _scenario(
     ingest.start()
     try:
         async with ModbusStreet(lampposts=5, meters=0) as street:
-            agent = AgentProcess(_config(tmp_path, mqtt_port, [central.public_text()], street))
+            agent = AgentProcess(engine_agent_config(
+                tmp_path, mqtt_port, street, trust=[central.public_text()],
+                uplink={"reconnect_min": 0.2, "reconnect_max": 1.0}))  # fmt: skip
             agent.start()
             try:
                 await _more(pg_dsn, "readings through the engine")

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
-from typing import Any
 
 import aio_pika
 import asyncpg
@@ -34,36 +33,15 @@ from cityedge.central.verifier import Verifier
 from cityedge.protocol.key_files import create_key
 from cityedge.street.modbus import ModbusStreet
 from tests.central_ingest.agent_ledger import outbox_seqs, stored_seqs
+from tests.central_ingest.engine_agent import engine_agent_config
 from tests.central_ingest.engines import RabbitNode, rabbitmqctl
 from tests.central_ingest.workers import Worker, ledger, pg_count, wait_until
-from tests.support.agent_process import AgentProcess, cityedge, to_toml
+from tests.support.agent_process import AgentProcess, cityedge
 
 LIMIT = 5  # messages the ingest queue may hold
 REFUSALS = 3  # connections the broker closed on a refused publish, before the verdict
 MORE = 100  # sequence numbers sealed past the queue's newest while the queue refuses
 NACK_EXIT = "exception exit: {mqtt_unexpected_msg,{'basic.nack'"  # rabbitmq_mqtt 3.10
-
-
-def _config(tmp_path: Path, mqtt_port: int, street: ModbusStreet) -> Path:
-    doc: dict[str, Any] = {
-        "gateway": {"id": "gw-test", "site": "town-01", "state_dir": str(tmp_path / "state")},
-        "uplink": {
-            "host": "127.0.0.1",
-            "port": mqtt_port,
-            "mqtt_version": "3.1.1",  # RabbitMQ 3.10 speaks no MQTT 5
-            # reconnect_min/max as shipped: how often a refused gateway comes back
-            "batch_interval": 0.05,
-            "batch_max_readings": 5,  # many small messages: many sequence numbers
-            "connect_timeout": 5.0,
-        },
-        "outbox": {"commit_interval": 0.1},
-        "pipeline": {"full_report_interval": 0.001},  # every polled value goes up
-        "logging": {"level": "info", "format": "json"},
-        "drivers": {"modbus": [street.driver_tables(name="street", poll_interval=0.2)]},
-    }
-    path = tmp_path / "agent.toml"
-    path.write_text(to_toml(doc))
-    return path
 
 
 async def _depth(url: str, queue: str) -> int:
@@ -136,7 +114,8 @@ async def _scenario(tmp_path: Path, pg_dsn: str, node: RabbitNode) -> None:
     )  # fmt: skip
     outbox = tmp_path / "state" / "outbox.db"
     async with ModbusStreet(lampposts=5, meters=0) as street:
-        agent = AgentProcess(_config(tmp_path, node.mqtt_port, street))
+        # reconnect_min/max as shipped: how often a refused gateway comes back
+        agent = AgentProcess(engine_agent_config(tmp_path, node.mqtt_port, street))
         agent.start()
         began = asyncio.get_running_loop().time()
         try:

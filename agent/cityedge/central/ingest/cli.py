@@ -16,8 +16,14 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cityedge.central.ingest.options import EXIT_ENGINE, EXIT_OK, EXIT_USAGE, trust_specs
-from cityedge.central.ingest.options import fail as _fail
+from cityedge.central.ingest.options import (
+    EXIT_ENGINE,
+    EXIT_OK,
+    EXIT_USAGE,
+    fail,
+    trust_specs,
+    trusted_store,
+)
 from cityedge.protocol.topics import DEFAULT_PREFIX, NAME_PATTERN, NAME_RULE
 from cityedge.sdk.addresses import AddressProblem, parse_address
 
@@ -36,7 +42,7 @@ def make_source(url: str, *, prefix: str, site: str | None, client_id: str | Non
         try:
             broker = parse_broker_url(url)
         except BrokerUrlError as err:
-            raise _fail(str(err)) from None
+            raise fail(str(err)) from None
         ident = client_id or (f"cityedge-ingest-{site}" if site else "cityedge-ingest")
         return MosquittoSource(broker, client_id=ident, prefix=prefix, site=site)
     if scheme in ("amqp", "amqps"):
@@ -47,7 +53,7 @@ def make_source(url: str, *, prefix: str, site: str | None, client_id: str | Non
         from cityedge.central.ingest.sources.nats import NatsSource
 
         return NatsSource(url, prefix=prefix, site=site, max_ack_pending=prefetch)
-    raise _fail(f"--source {url!r}: expected mqtt://, amqp:// or nats://")
+    raise fail(f"--source {url!r}: expected mqtt://, amqp:// or nats://")
 
 
 def ingest_cli(
@@ -127,9 +133,9 @@ def ingest_cli(
     from cityedge.sdk.logs import configure_logging
 
     if site is not None and NAME_PATTERN.match(site) is None:
-        raise _fail(f"--site {site!r}: expected {NAME_RULE}")
+        raise fail(f"--site {site!r}: expected {NAME_RULE}")
     if log_level not in ("debug", "info", "warning", "error"):
-        raise _fail(f"--log-level {log_level!r}: expected debug, info, warning or error")
+        raise fail(f"--log-level {log_level!r}: expected debug, info, warning or error")
     configure_logging(log_level, "json")
     chosen = make_source(source, prefix=prefix, site=site, client_id=client_id,
                          prefetch=prefetch)  # fmt: skip
@@ -157,18 +163,8 @@ async def _run(source: Source, store_url: str, trust: list[str], prefix: str, ma
     from cityedge.central.ingest.decode import Decoder
     from cityedge.central.ingest.metrics import Metrics, serve
     from cityedge.central.ingest.service import IngestService, Tuning
-    from cityedge.central.ingest.store.select import open_store
-    from cityedge.central.trust import load_gateway_trust
-    from cityedge.central.verifier import Verifier
-    from cityedge.protocol.keys import KeyFileError
 
-    try:
-        gateways = load_gateway_trust(trust)
-        store = open_store(store_url)
-    except (KeyFileError, ValueError) as err:
-        typer.echo(f"cityedge: {err}", err=True)
-        return EXIT_USAGE
-    verifier = Verifier(gateways.keys, bindings=gateways.bindings, prefix=prefix)
+    store, verifier = trusted_store(trust, store_url, prefix)
     metrics = Metrics()
     if http is not None:
         try:  # ":9100" listens on loopback
@@ -209,24 +205,24 @@ def export_cli(
     from cityedge.sdk.atomic import write_atomic
 
     if NAME_PATTERN.match(site) is None:
-        raise _fail(f"--site {site!r}: expected {NAME_RULE}")
+        raise fail(f"--site {site!r}: expected {NAME_RULE}")
     try:
         when = dt.date.fromisoformat(day)
     except ValueError:
-        raise _fail(f"--day {day!r}: expected YYYY-MM-DD") from None
+        raise fail(f"--day {day!r}: expected YYYY-MM-DD") from None
     if fmt not in ("csv", "json"):
-        raise _fail(f"--format {fmt!r}: expected csv or json")
+        raise fail(f"--format {fmt!r}: expected csv or json")
     try:
         text = asyncio.run(export(store, site, when, fmt))
     except ExportError as err:
-        raise _fail(str(err), EXIT_ENGINE) from None
+        raise fail(str(err), EXIT_ENGINE) from None
     if out is None:
         typer.echo(text, nl=False)
     else:
         try:
             write_atomic(out, text)
         except OSError as err:
-            raise _fail(f"--out {out}: {err.strerror}") from None
+            raise fail(f"--out {out}: {err.strerror}") from None
 
 
 def register(app: typer.Typer) -> None:

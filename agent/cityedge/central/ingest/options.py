@@ -1,12 +1,18 @@
-"""What the command post's ingest commands share: their exit codes, a usage error, and
-the `--trust` / `--trust-dir` options read as one list. Both `ingest/cli.py` and
-`ingest/rejected_cli.py` use it (neither imports the other's module for it)."""
+"""What the command post's ingest commands share: their exit codes, a usage error, the
+`--trust` / `--trust-dir` options read as one list, and the store and verifier they make
+of them. Both `ingest/cli.py` and `ingest/rejected_cli.py` use it (neither imports the
+other's module for it)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from cityedge.central.ingest.store.base import Store
+    from cityedge.central.verifier import Verifier
 
 from cityedge.sdk.exits import ExitCode
 
@@ -32,3 +38,19 @@ def trust_specs(trust: list[str], trust_dir: Path | None) -> list[str]:
     if not trust:
         raise fail("give gateway keys with --trust (file, ed25519:<hex> or GW=KEY) or --trust-dir")
     return trust
+
+
+def trusted_store(specs: list[str], store_url: str, prefix: str) -> tuple[Store, Verifier]:
+    """The store a URL names (not yet opened) and a verifier trusting `specs`; a bad key
+    or URL is a usage error, raised as the exit."""
+    from cityedge.central.ingest.store.select import open_store
+    from cityedge.central.trust import load_gateway_trust
+    from cityedge.central.verifier import Verifier
+    from cityedge.protocol.keys import KeyFileError
+
+    try:
+        gateways = load_gateway_trust(specs)
+        store = open_store(store_url)
+    except (KeyFileError, ValueError) as err:
+        raise fail(str(err)) from None
+    return store, Verifier(gateways.keys, bindings=gateways.bindings, prefix=prefix)

@@ -20,8 +20,8 @@ from cityedge.central.ingest.options import (
     EXIT_ENGINE,
     EXIT_OK,
     EXIT_REFUSED,
-    EXIT_USAGE,
     trust_specs,
+    trusted_store,
 )
 from cityedge.protocol.topics import DEFAULT_PREFIX
 
@@ -117,21 +117,11 @@ async def _replay(url: str, specs: list[str], prefix: str, chunk: int) -> int:
     from cityedge.central.ingest.decode import Decoder
     from cityedge.central.ingest.replay import replay
     from cityedge.central.ingest.store.base import StoreError
-    from cityedge.central.ingest.store.select import open_store
     from cityedge.central.ingest.trust import SharedTrust
-    from cityedge.central.trust import load_gateway_trust
-    from cityedge.central.verifier import Verifier
-    from cityedge.protocol.keys import KeyFileError
     from cityedge.sdk.logs import configure_logging
 
     configure_logging("warning", "json")
-    try:
-        gateways = load_gateway_trust(specs)
-        store = open_store(url)
-    except (KeyFileError, ValueError) as err:
-        typer.echo(f"cityedge: {err}", err=True)
-        return EXIT_USAGE
-    verifier = Verifier(gateways.keys, bindings=gateways.bindings, prefix=prefix)
+    store, verifier = trusted_store(specs, url, prefix)
     shared = SharedTrust(Decoder(verifier), store)
     shown = [0.0]
 
