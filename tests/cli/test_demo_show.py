@@ -114,3 +114,29 @@ async def test_watch_reports_a_gap_only_once_it_outlives_the_grace(tmp_path: Pat
     assert "#2..#2" not in out  # filled within the grace: never reported
     gaps = [line for line in out.splitlines() if line.startswith("GAP ")]
     assert gaps == [f"GAP {GATEWAY}: missing #4..#4 (1) for over 2 s"], out
+
+
+def test_the_demo_redraws_one_view_in_place_on_an_80_column_terminal(tmp_path: Path) -> None:
+    """On a terminal (a pty, 80 columns) the view is redrawn where it stands, never wider
+    than the screen: the crew sees one street that changes, not a scroll of frames."""
+    from rich.cells import cell_len
+
+    from tests.cli.conftest import on_terminal
+
+    code, screen = on_terminal(
+        "demo", "-c", str(demo_config(tmp_path)), "--duration", "12", columns=80, timeout=120
+    )
+    assert code == 0, screen[-3000:]
+    assert "Traceback" not in screen, screen[-3000:]
+    # rich Live moves the cursor back up over the last frame before drawing the next
+    redraws = screen.count("\x1b[1A")
+    assert redraws > 0, screen[-3000:]
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen).replace("\r", "")
+    frame_lines = [line for line in plain.split("\n") if line[:1] in "┏┃┡│└╭╰"]
+    assert frame_lines, plain[-3000:]
+    too_wide = [line for line in frame_lines if cell_len(line) > 80]
+    assert too_wide == [], too_wide[:3]
+    last = plain[plain.rfind("street ") :]  # the final frame, left on the screen
+    for i in range(1, 9):
+        assert f"lamppost-00{i}" in last, last
+    assert re.search(r"(\d+) messages verified", last), last
