@@ -105,6 +105,18 @@ MISTAKES = {
         BASE.replace("trust = []", 'trust = ["command-post.pub"]'),
         "keys.trust[0]: ",
     ),
+    "lighting exception ending before it begins": (
+        BASE + "[[lighting.exceptions]]\nfrom = 2026-12-08\nuntil = 2026-01-06\n"
+        'program = "standard"\n',
+        "lighting.exceptions[0]: exception for program 'standard': until 2026-01-06 is before "
+        "from 2026-12-08",
+    ),
+    "lighting exception with a date and a range": (
+        BASE + "[[lighting.exceptions]]\ndate = 2026-12-31\nfrom = 2026-12-08\n"
+        'program = "standard"\n',
+        "lighting.exceptions[0]: exception for program 'standard': date 2026-12-31 together "
+        "with from/until",
+    ),
     "control socket in a missing directory": (
         BASE + '[control]\nsocket = "/nonexistent-cityedge-dir/control.sock"\n',
         "control.socket: /nonexistent-cityedge-dir does not exist",

@@ -205,9 +205,24 @@ async def test_pushed_programs_valid_invalid_and_stale(tmp_path: Path) -> None:
     assert stale.code == ResultCode.REJECTED and "stale" in stale.detail
     assert ctl.lighting.version == 2  # the good one keeps running
     assert level_at(ctl.lighting, ctl.lighting.groups[0], local(2026, 6, 21, 23, 30), SKY)[0] == 80
-    # a restarted gateway resumes the pushed program at once
+    # a pushed range of nights: refused when it ends before it begins, run when right
+    ranged = {**newer, "version": 3, "exceptions": [
+        {"from": "2026-06-20", "until": "2026-06-22", "program": "festival"}]}  # fmt: skip
+    backwards = {**ranged, "exceptions": [
+        {"from": "2026-06-22", "until": "2026-06-20", "program": "festival"}]}  # fmt: skip
+    result = await ctl.push(push(backwards, "c2"))
+    assert result.code == ResultCode.REJECTED
+    assert "until 2026-06-20 is before from 2026-06-22" in result.detail
+    assert (await ctl.push(push(ranged, "c3"))).code == ResultCode.DONE
+    street = ctl.lighting.groups[0]
+    assert level_at(ctl.lighting, street, local(2026, 6, 21, 23, 30), SKY)[0::2] == (
+        100,
+        "festival",
+    )
+    # a restarted gateway resumes the pushed program, its range with it, at once
     again = controller(tmp_path, ScaledClock(local(2026, 6, 21, 23, 30), speed=1), Recorder())
-    assert again.lighting.version == 2
+    assert again.lighting.version == 3
+    assert again.lighting.exceptions == ctl.lighting.exceptions
 
 
 async def test_accelerated_night_on_simulated_controllers(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from cityedge.gateway.lighting.schedule import program_for
 from cityedge.gateway.talq.app import serve
 from cityedge.street.modbus import ModbusStreet
 from tests.talq.site import Site, free_port, sample_config
@@ -173,3 +174,54 @@ async def test_a_cms_may_echo_the_gateways_configuration_but_not_change_it(api: 
     assert (await api("PATCH", path, function))[0] == 200
     status, attr = await api("GET", f"{path}/crlUrn")
     assert attr["value"] == "urn:city:crl:7"
+
+
+async def test_calendar_rules_over_date_ranges_become_ranged_exceptions(api: Api) -> None:
+    for pid, level in (("low", 20), ("festive", 100), ("weekend", 80), ("xmas", 90)):
+        assert (await api("POST", "/control-programs", [program(pid, level)]))[0] == 201
+    rules = [
+        {"startDate": "2026-12-08", "endDate": "2027-01-06", "program": "festive"},
+        {"startDate": "2026-06-01", "endDate": "2026-08-31", "program": "weekend",
+         "condition": {"type": "ccDay", "days": [{"start": 6, "end": 7}]}},
+        {"startDate": "2027-01-01", "endDate": "2028-12-31", "program": "xmas",
+         "condition": {"type": "ccDate", "dates": [{"start": "--12-24", "end": "--12-26"}]}},
+    ]  # fmt: skip
+    calendar = {"id": "seasons", "ownerCMS": CMS, "defaultProgram": "low", "rules": rules}
+    assert (await api("POST", "/calendars", [calendar]))[0] == 201
+    lamp = api.address("lamppost-001")
+    status, _ = await api("PATCH", f"/devices/{lamp}/lampActuator/calendarID",
+                          {"type": "AttributeString", "value": "seasons"})  # fmt: skip
+    assert status == 200
+    assert api.site.lighting is not None
+    lit = api.site.lighting.lighting
+    mine = [e.dump() for e in lit.exceptions if e.groups == ["talq-seasons"]]
+    assert [{k: v for k, v in e.items() if v not in (None, [])} for e in mine] == [
+        {"from": "2026-12-08", "until": "2027-01-06", "program": "talq-festive",
+         "groups": ["talq-seasons"]},
+        {"from": "2026-06-01", "until": "2026-08-31", "weekdays": ["sat", "sun"],
+         "program": "talq-weekend", "groups": ["talq-seasons"]},
+        {"from": "2027-12-24", "until": "2027-12-26", "program": "talq-xmas",
+         "groups": ["talq-seasons"]},
+        {"from": "2028-12-24", "until": "2028-12-26", "program": "talq-xmas",
+         "groups": ["talq-seasons"]},
+    ]  # fmt: skip
+    (group,) = [g for g in lit.groups if g.name == "talq-seasons"]
+    assert program_for(lit, group, dt.date(2027, 1, 6)) == "talq-festive"
+    assert program_for(lit, group, dt.date(2026, 7, 4)) == "talq-weekend"  # a summer Saturday
+    # the ccDay rule's dates hold: a Saturday in autumn is the calendar's default
+    assert program_for(lit, group, dt.date(2026, 10, 3)) == "talq-low"
+    assert program_for(lit, group, dt.date(2028, 12, 25)) == "talq-xmas"
+    assert program_for(lit, group, dt.date(2029, 12, 25)) == "talq-low"
+    # what cannot be run is refused with the reason, and the running document stays
+    version = lit.version
+    for rule, says in (
+        ({"startDate": "--12-08", "endDate": "--01-06", "program": "festive"}, "every year"),
+        ({"program": "xmas", "condition": {"type": "ccDate", "dates": [{"start": "--12-25"}]}},
+         "within a rule's full startDate and endDate"),
+        ({"program": "weekend", "condition": {"type": "ccDay", "days": [{"start": 1}],
+                                              "occurrences": ["L"]}}, "with occurrences"),
+    ):  # fmt: skip
+        status, body = await api("PUT", "/calendars/seasons", {**calendar, "rules": [rule]})
+        assert status == 422 and body[0]["key"] == "serviceConstraintExceeded", body
+        assert says in body[0]["description"]
+        assert api.site.lighting.lighting.version == version

@@ -30,10 +30,12 @@ KEYS = st.sampled_from(["type", "id", "activePeriods", "astroClockTimeControls",
                         "fixedTimeControls", "name", "sunsetOffset", "sunriseOffset",
                         "startTime", "endTime", "command", "state", "value", "offset",
                         "solarEventType", "rules", "defaultProgram", "program", "condition",
-                        "days", "start", "end", "startDate", "endDate", "occurrences"])  # fmt: skip
+                        "days", "start", "end", "startDate", "endDate", "occurrences",
+                        "dates"])  # fmt: skip
 TALQISH = st.recursive(
     SCALARS | st.sampled_from(["ControlProgramOne", "AstroClockActivePeriod", "LevelState",
-                               "ccDay", "sunset", "23:00:00", "p"]),
+                               "ccDay", "ccDate", "sunset", "23:00:00", "p", "2026-12-08",
+                               "2027-01-06", "--12-25", "---15"]),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(KEYS, inner, max_size=6),
     max_leaves=30,
 )  # fmt: skip

@@ -19,6 +19,10 @@ belong to D, earlier ones to the morning of D+1.
     [[lighting.exceptions]]
     date = "2026-12-31"                     # festival night
     program = "festival"
+    [[lighting.exceptions]]                 # festive season: a range of nights, inclusive
+    from = "2026-12-08"
+    until = "2027-01-06"
+    program = "festive"
 
 The tables only: the config validates `[lighting]` with them on every gateway, so
 this module must not load astral; evaluation against the sun is in `schedule`.
@@ -71,7 +75,16 @@ class Group(Table):
 
 
 class Exception_(Table):
+    """A calendar exception: the nights it takes, and the program they run.
+
+    `date` is one night. `from` / `until` bound a range of nights (inclusive; either
+    end may be left open), alone or with `weekdays` (those weekdays within the
+    range); `weekdays` alone is every week. The night of date D is D's (it runs into
+    the morning of D+1), so a range takes the nights that start on its dates."""
+
     date: dt.date | None = None
+    from_: dt.date | None = Field(default=None, alias="from")  # `from` is a Python keyword
+    until: dt.date | None = None
     weekdays: list[str] = Field(default_factory=list)
     program: str
     groups: list[str] = Field(default_factory=list)  # empty: every group that is not a corridor
@@ -86,8 +99,31 @@ class Exception_(Table):
 
     @check_table
     def _when(self) -> None:
-        if self.date is None and not self.weekdays:
-            raise ValueError("an exception needs a date or weekdays")
+        if self.date is not None and (self.from_ is not None or self.until is not None):
+            raise ValueError(
+                f"exception for program {self.program!r}: date {self.date} together with "
+                "from/until (an exception is one date or a range, not both)"
+            )
+        if self.from_ is not None and self.until is not None and self.until < self.from_:
+            raise ValueError(
+                f"exception for program {self.program!r}: until {self.until} is before "
+                f"from {self.from_}"
+            )
+        if self.date is None and self.from_ is None and self.until is None and not self.weekdays:
+            raise ValueError(
+                f"exception for program {self.program!r} needs a date, a range "
+                "(from, until) or weekdays"
+            )
+
+    def takes(self, night: dt.date) -> bool:
+        """Whether the night that starts on `night` is one of this exception's."""
+        if self.date is not None:
+            return self.date == night  # a date alone decides (weekdays are not looked at)
+        if self.from_ is not None and night < self.from_:
+            return False
+        if self.until is not None and night > self.until:
+            return False
+        return not self.weekdays or WEEKDAYS[night.weekday()] in self.weekdays
 
 
 class Lighting(Table):

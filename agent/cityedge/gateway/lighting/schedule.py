@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from astral import Observer
 from astral.sun import sun
 
-from cityedge.gateway.lighting.program import TIME_SPEC, WEEKDAYS, Group, Lighting, Program
+from cityedge.gateway.lighting.program import TIME_SPEC, Group, Lighting, Program
 
 
 class Sky:
@@ -65,10 +65,11 @@ def check_order(program: Program, sky: Sky, year: int) -> None:
 
 
 def program_for(lighting: Lighting, group: Group, night: dt.date) -> str:
-    weekday = WEEKDAYS[night.weekday()]
+    """The program `group` runs the night that starts on `night`: the first exception
+    that takes the group and the night, else the group's own."""
     for exc in lighting.exceptions:
         applies = group.name in exc.groups if exc.groups else not group.corridor
-        if applies and (exc.date == night or (exc.date is None and weekday in exc.weekdays)):
+        if applies and exc.takes(night):
             return exc.program
     return group.program
 

@@ -42,6 +42,7 @@ def services(core: TalqCore) -> list[dict[str, Any]]:
             "maxSwitchPointsPerProgram": 24,
             "maxActivePeriodsPerProgram": 1,
             "ccDaySupport": "noOccurrences",
+            "dayOffset": 12,  # a night belongs to the date it starts on (docs/lighting.md)
             "programSecondsSupported": False,
         },
         {

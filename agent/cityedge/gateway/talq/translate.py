@@ -10,13 +10,16 @@ document. A `ControlProgramOne` becomes a program of steps:
   `off`; from the start to the first switch point the lamps are at 100 %.
 
 A calendar becomes a lighting group per calendar with the lamps assigned to it
-(by their `calendarID`): its `defaultProgram` is the group's program; rules with a
-`ccDay` condition become weekday exceptions, rules for one date date exceptions.
+(by their `calendarID`): its `defaultProgram` is the group's program; its rules, in
+order, become exceptions: `startDate` / `endDate` (full dates; absent, or the
+year's first / last day as `--MM-DD`, is an open end) a range, a `ccDay` condition
+weekdays within it, a `ccDate` condition the dates it takes between the two.
 Lamps no calendar claims keep the groups and programs of the configured document.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from typing import Any
 
@@ -193,28 +196,160 @@ def _lighting_document(
 
 
 def _rule_exceptions(cal_id: str, calendar: dict[str, Any], group: str) -> list[dict[str, Any]]:
+    """A calendar's rules, in their order (the first that takes a night wins, as in
+    TALQ), as exceptions of the calendar's group."""
     out: list[dict[str, Any]] = []
     for rule in calendar.get("rules") or []:
-        name = f"{PREFIX}{rule['program']}"
+        base = {"program": f"{PREFIX}{rule['program']}", "groups": [group]}
+        first, last = _bounds(cal_id, rule)
         condition = rule.get("condition") or {}
-        start, end = rule.get("startDate"), rule.get("endDate")
-        if condition.get("type") == "ccDay" and not condition.get("occurrences"):
-            days: set[str] = set()
-            for span in condition.get("days") or []:
-                first = int(span["start"])
-                last = int(span.get("end", first))
-                if not 1 <= first <= 7 or not 1 <= last <= 7:
-                    raise ValueError(f"day {first}-{last}: days are 1 (Monday) to 7")
-                days |= {WEEKDAYS[d - 1] for d in range(first, max(first, last) + 1)}
-            out.append(
-                {"weekdays": sorted(days, key=WEEKDAYS.index), "program": name, "groups": [group]}
-            )
-        elif not condition and isinstance(start, str) and start == end and DATE.match(start):
-            out.append({"date": start, "program": name, "groups": [group]})
+        kind = condition.get("type")
+        if not condition:
+            if first is not None and first == last:
+                out.append({**base, "date": first})
+            elif first is None and last is None:  # unconditional, for ever: every night
+                out.append({**base, "weekdays": list(WEEKDAYS)})
+            else:
+                out.append({**base, **_range(first, last)})
+        elif kind == "ccDay" and not condition.get("occurrences"):
+            out.append({**base, **_range(first, last), "weekdays": _weekdays(cal_id, condition)})
+        elif kind == "ccDate":
+            out += [{**base, **span} for span in _dated(cal_id, condition, first, last)]
         else:
             raise unprocessable(
                 "serviceConstraintExceeded",
-                f"calendar {cal_id!r}: this gateway runs rules for weekdays "
-                "(ccDay without occurrences) or for one date",
+                f"calendar {cal_id!r}: condition {kind!r}"
+                f"{' with occurrences' if kind == 'ccDay' else ''}: this gateway runs rules "
+                "for weekdays (ccDay without occurrences), for dates and date ranges, and "
+                "ccDate within a rule's full startDate and endDate",
             )
     return out
+
+
+# A gMonthDay bound at the year's end is no bound: the file's defaults for absent dates.
+OPEN_START, OPEN_END = "--01-01", "--12-31"
+GDAY = re.compile(r"^---(\d\d)$")
+GMONTHDAY = re.compile(r"^--(\d\d)-(\d\d)$")
+MAX_SPAN_DAYS = 3660  # ccDate is expanded over the rule's dates: ten years at most
+MAX_SPANS = 64  # and into at most this many exceptions per rule
+
+
+def _bounds(cal_id: str, rule: dict[str, Any]) -> tuple[str | None, str | None]:
+    """The rule's first and last night as ISO dates, None for an open end (absent, or
+    the year's first / last day as a gMonthDay: the defaults of the data model)."""
+    bounds: list[str | None] = []
+    for key, open_value in (("startDate", OPEN_START), ("endDate", OPEN_END)):
+        value = rule.get(key)
+        if value is None or value == open_value:
+            bounds.append(None)
+        elif isinstance(value, str) and DATE.match(value):
+            try:
+                dt.date.fromisoformat(value)
+            except ValueError:
+                raise unprocessable(
+                    "payloadError", f"calendar {cal_id!r}: {key} {value!r} is no date"
+                ) from None
+            bounds.append(value)
+        elif isinstance(value, str) and GMONTHDAY.match(value):
+            raise unprocessable(
+                "serviceConstraintExceeded",
+                f"calendar {cal_id!r}: {key} {value!r} recurs every year; this gateway "
+                "runs rules between full dates (YYYY-MM-DD) or open-ended",
+            )
+        else:
+            raise unprocessable("payloadError", f"calendar {cal_id!r}: {key} {value!r} is no date")
+    first, last = bounds
+    if first is not None and last is not None and last < first:
+        raise unprocessable(
+            "payloadError", f"calendar {cal_id!r}: endDate {last} is before startDate {first}"
+        )
+    return first, last
+
+
+def _range(first: str | None, last: str | None) -> dict[str, str]:
+    return {k: v for k, v in (("from", first), ("until", last)) if v is not None}
+
+
+def _weekdays(cal_id: str, condition: dict[str, Any]) -> list[str]:
+    days: set[str] = set()
+    for span in condition.get("days") or []:
+        first = int(span["start"])
+        last = int(span.get("end", first))
+        if not 1 <= first <= 7 or not 1 <= last <= 7:
+            raise ValueError(f"day {first}-{last}: days are 1 (Monday) to 7")
+        days |= {WEEKDAYS[d - 1] for d in range(first, max(first, last) + 1)}
+    if not days:
+        raise unprocessable("payloadError", f"calendar {cal_id!r}: a ccDay condition names no day")
+    return sorted(days, key=WEEKDAYS.index)
+
+
+def _dated(
+    cal_id: str, condition: dict[str, Any], first: str | None, last: str | None
+) -> list[dict[str, str]]:
+    """A ccDate condition (days of the month, `---DD`, or of the year, `--MM-DD`, each
+    alone or as a span) as the dates and ranges it takes between the rule's dates."""
+    if first is None or last is None:
+        raise unprocessable(
+            "serviceConstraintExceeded",
+            f"calendar {cal_id!r}: a ccDate condition recurs for ever; this gateway runs "
+            "it within a rule's full startDate and endDate",
+        )
+    items = [_date_item(cal_id, item) for item in condition.get("dates") or []]
+    if not items:
+        raise unprocessable(
+            "payloadError", f"calendar {cal_id!r}: a ccDate condition names no date"
+        )
+    start, end = dt.date.fromisoformat(first), dt.date.fromisoformat(last)
+    if (end - start).days >= MAX_SPAN_DAYS:
+        raise unprocessable(
+            "serviceConstraintExceeded",
+            f"calendar {cal_id!r}: a ccDate rule may span {MAX_SPAN_DAYS} days at most",
+        )
+    runs: list[list[dt.date]] = []
+    day = start
+    while day <= end:
+        if any(lo <= _key(day, lo) <= hi for lo, hi in items):
+            if runs and runs[-1][1] == day - dt.timedelta(days=1):
+                runs[-1][1] = day
+            else:
+                runs.append([day, day])
+        day += dt.timedelta(days=1)
+    if len(runs) > MAX_SPANS:
+        raise unprocessable(
+            "serviceConstraintExceeded",
+            f"calendar {cal_id!r}: a ccDate rule takes {len(runs)} separate dates or ranges "
+            f"between its startDate and endDate; this gateway runs {MAX_SPANS} at most",
+        )
+    return [
+        {"date": a.isoformat()} if a == b else {"from": a.isoformat(), "until": b.isoformat()}
+        for a, b in runs
+    ]
+
+
+DateKey = tuple[int, ...]
+
+
+def _key(day: dt.date, like: DateKey) -> DateKey:
+    """`day` as the item it is compared with: (day,) for `---DD`, (month, day) for `--MM-DD`."""
+    return (day.day,) if len(like) == 1 else (day.month, day.day)
+
+
+def _date_item(cal_id: str, item: dict[str, Any]) -> tuple[DateKey, DateKey]:
+    def parse(text: Any) -> DateKey:
+        for pattern in (GDAY, GMONTHDAY):
+            match = pattern.match(text) if isinstance(text, str) else None
+            if match:
+                return tuple(int(g) for g in match.groups())
+        raise unprocessable(
+            "payloadError", f"calendar {cal_id!r}: ccDate {text!r} is neither ---DD nor --MM-DD"
+        )
+
+    lo = parse(item["start"])
+    hi = parse(item.get("end", item["start"]))
+    if len(lo) != len(hi) or hi < lo:
+        raise unprocessable(
+            "payloadError",
+            f"calendar {cal_id!r}: ccDate {item['start']!r} to {item.get('end')!r}: the end "
+            "must be of the start's kind and after it",
+        )
+    return lo, hi
