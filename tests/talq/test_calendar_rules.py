@@ -110,3 +110,28 @@ def test_what_cannot_be_run_is_refused_with_the_reason(
     err = refusal(rule)
     assert (err.status, err.key) == (422, key)
     assert says in err.description
+
+
+def test_the_running_documents_exceptions_leave_a_calendars_lamps_alone() -> None:
+    """A festive range in the config runs on the config's lamps, not on the lamps a
+    TALQ calendar claimed: those follow the CMS alone."""
+    base = {
+        **BASE,
+        "groups": [
+            {"name": "g", "devices": ["lamp", "other"], "program": "p0"},
+            {"name": "wild", "devices": ["fox"], "program": "p0", "corridor": True},
+        ],
+        "exceptions": [
+            {"from": "2026-12-08", "until": "2027-01-06", "program": "p0"},
+            {"date": "2026-12-31", "program": "p0", "groups": ["wild"]},
+        ],
+    }
+    calendar = {"id": "c", "defaultProgram": "d", "rules": []}
+    doc = translate.lighting_document(base, {"c": calendar}, PROGRAMS, {"lamp": "c"})
+    lighting = load_lighting(doc)
+    assert [(e["program"], e["groups"]) for e in doc["exceptions"]] == [
+        ("p0", ["g"]),  # spelled out: the calendar's group is not among them
+        ("p0", ["wild"]),
+    ]
+    calendar_group = next(g for g in lighting.groups if g.devices == ["lamp"])
+    assert calendar_group.name not in {n for e in lighting.exceptions for n in e.groups}

@@ -163,11 +163,14 @@ def _lighting_document(
         if kept:
             groups.append({**group, "devices": kept})
     kept_groups = {g["name"] for g in groups}
-    exceptions = [
-        e
-        for e in base.get("exceptions", [])
-        if not e.get("groups") or set(e["groups"]) & kept_groups
-    ]
+    open_groups = [g["name"] for g in groups if not g.get("corridor")]
+    exceptions = []
+    for e in base.get("exceptions", []):
+        # the running document's exceptions stay with its own lamps: a lamp a calendar
+        # claimed follows the CMS alone (an exception naming no group is spelled out)
+        targets = [g for g in e["groups"] if g in kept_groups] if e.get("groups") else open_groups
+        if targets:
+            exceptions.append({**e, "groups": targets})
     progs = {n: p for n, p in base.get("programs", {}).items() if not n.startswith(PREFIX)}
     for cal_id, calendar in sorted(calendars.items()):
         devices = sorted(d for d, c in assigned.items() if c == cal_id)
