@@ -4,6 +4,7 @@ retired, which gets the columns when it is opened."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from pathlib import Path
@@ -142,3 +143,21 @@ async def test_a_database_made_before_retirement_gets_the_columns_when_opened(
         assert await store.retirements(1) == (1, [])  # nothing new: nothing read
     finally:
         await store.close()
+
+
+async def test_two_operators_retiring_a_gateways_last_two_keys_at_once_leave_one(
+    store_url: str,
+) -> None:
+    """Each retirement alone would be allowed; together they would leave gw-rot no key:
+    the gateway's keys are locked while one is retired, so the second sees the first."""
+    await _rotated(store_url)
+    stores = [open_store(store_url), open_store(store_url)]
+    for store in stores:
+        await store.open()
+    try:
+        done = await asyncio.gather(stores[0].retire(OLD.key_id, None, False),
+                                    stores[1].retire(NEW.key_id, None, False))  # fmt: skip
+    finally:
+        for store in stores:
+            await store.close()
+    assert sorted(d for d, _ in done) == ["last", "retired"], done
