@@ -179,9 +179,13 @@ async def test_a_retired_key_is_refused_by_every_running_worker_from_its_next_ba
         assert refused.detail == f"retired-key: key {OLD.key_id} was retired"
         assert refused.payload == forged  # kept, like every unknown-key refusal
         assert isinstance(passed, Decoded) and passed.key_id == NEW.key_id
+        # Nor can the thief rotate gw-rot to a key of its own with the retired key.
+        (hijack,) = await trust.decode([rotated_state("gw-rot", OLD, OTHER)])
+        assert isinstance(hijack, Rejected) and hijack.reason == "unknown-key", hijack
+        assert OTHER.key_id not in trust.verifier.gateway_keys
     logged = capsys.readouterr().out
     assert logged.count("ingest.key_retired_but_given") == 3  # each was given OLD
-    assert await _bindings(store_url) == {OLD.key_id: "gw-rot", NEW.key_id: "gw-rot"}
+    assert await _bindings(store_url) == {OLD.key_id: "gw-rot", NEW.key_id: "gw-rot"}  # no OTHER
 
 
 async def test_an_announcement_cannot_bring_a_retired_key_back_in_another_worker(
