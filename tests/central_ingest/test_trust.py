@@ -16,28 +16,11 @@ from cityedge.central.ingest.store.base import Store
 from cityedge.central.ingest.store.select import open_store
 from cityedge.central.ingest.trust import SharedTrust
 from cityedge.central.verifier import Verifier
-from cityedge.protocol.announcements import seal_key_announcement
 from cityedge.protocol.keys import SigningKey
-from cityedge.protocol.sealing import seal_object
-from cityedge.protocol.topics import DEFAULT_PREFIX, topic_for
-from cityedge.street.fleet import SimulatedGateway
+from tests.central_ingest.helpers import rotated_state, telemetry
 
 OLD, NEW, SHARED, OTHER = (SigningKey.from_seed(bytes([n]) * 32) for n in (41, 42, 43, 44))
 TS = 1_790_000_000.0
-SITE = "town-01"
-
-
-def rotated_state(gateway: str, old: SigningKey, new: SigningKey) -> tuple[str, bytes]:
-    """The state a gateway sends after `cityedge keys rotate`: signed by the new key,
-    carrying the old key's announcement of it (docs/protocol.md §12)."""
-    announcement = seal_key_announcement(old, new.public_key, gateway=gateway, ts=TS)
-    data = {"status": "online", "key_announcements": [announcement]}
-    payload = seal_object(new, gateway=gateway, site=SITE, kind="state", seq=0, ts=TS, data=data)
-    return topic_for(DEFAULT_PREFIX, SITE, gateway, "state"), payload
-
-
-def telemetry(key: SigningKey, gateway: str, first_seq: int = 1) -> SimulatedGateway:
-    return SimulatedGateway(key, gateway, SITE, lampposts=2, seq=first_seq - 1)
 
 
 Workers = Callable[..., Awaitable[SharedTrust]]
@@ -160,3 +143,61 @@ async def test_a_given_binding_the_store_contradicts_is_kept_and_the_others_are_
     assert "ingest.binding_conflict" in capsys.readouterr().out
     assert await _bindings(store_url) == {SHARED.key_id: "gw-a", OLD.key_id: "gw-1"}
     assert b.verifier.owner(SHARED.key_id) == "gw-b"
+
+
+async def _retire(store_url: str, key_id: str) -> None:
+    """What `cityedge central keys retire` does, on a connection of its own."""
+    store = open_store(store_url)
+    await store.open()
+    try:
+        done, _ = await store.retire(key_id, "leaked", force=False)
+        assert done == "retired"
+    finally:
+        await store.close()
+
+
+async def test_a_retired_key_is_refused_by_every_running_worker_from_its_next_batch(
+    workers: Workers, store_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Both workers trust OLD (given) and NEW (a rotation only `a` saw); OLD is retired
+    while they run: in each, a message OLD signs is refused `unknown-key` (retired-key)
+    and kept whole, NEW still passes; a worker started later, OLD given again, agrees."""
+    a = await workers(OLD, bound={OLD.key_id: "gw-rot"})
+    b = await workers(OLD, bound={OLD.key_id: "gw-rot"})
+    assert isinstance((await a.decode([rotated_state("gw-rot", OLD, NEW)]))[0], Decoded)
+    leaked, rotated = telemetry(OLD, "gw-rot", 1), telemetry(NEW, "gw-rot", 100)
+    (before,) = await b.decode([(leaked.topic, leaked.telemetry(TS)[1])])
+    assert isinstance(before, Decoded)  # trusted until retired
+    await _retire(store_url, OLD.key_id)
+    restarted = await workers(OLD, bound={OLD.key_id: "gw-rot"})
+    for trust in (a, b, restarted):
+        forged = leaked.telemetry(TS + 1)[1]
+        refused, passed = await trust.decode(
+            [(leaked.topic, forged), (rotated.topic, rotated.telemetry(TS + 1)[1])]
+        )
+        assert isinstance(refused, Rejected) and refused.reason == "unknown-key", refused
+        assert refused.detail == f"retired-key: key {OLD.key_id} was retired"
+        assert refused.payload == forged  # kept, like every unknown-key refusal
+        assert isinstance(passed, Decoded) and passed.key_id == NEW.key_id
+        # Nor can the thief rotate gw-rot to a key of its own with the retired key.
+        (hijack,) = await trust.decode([rotated_state("gw-rot", OLD, OTHER)])
+        assert isinstance(hijack, Rejected) and hijack.reason == "unknown-key", hijack
+        assert OTHER.key_id not in trust.verifier.gateway_keys
+    logged = capsys.readouterr().out
+    assert logged.count("ingest.key_retired_but_given") == 3  # each was given OLD
+    assert await _bindings(store_url) == {OLD.key_id: "gw-rot", NEW.key_id: "gw-rot"}  # no OTHER
+
+
+async def test_an_announcement_cannot_bring_a_retired_key_back_in_another_worker(
+    workers: Workers, store_url: str
+) -> None:
+    a = await workers(OLD, bound={OLD.key_id: "gw-rot"})
+    assert isinstance((await a.decode([rotated_state("gw-rot", OLD, NEW)]))[0], Decoded)
+    await _retire(store_url, NEW.key_id)
+    b = await workers(OLD, bound={OLD.key_id: "gw-rot"})
+    (again,) = await b.decode([rotated_state("gw-rot", OLD, NEW)])
+    assert isinstance(again, Rejected) and again.reason == "wrong-gateway"
+    assert "is retired" in again.detail
+    gw = telemetry(NEW, "gw-rot")
+    (telemetry_new,) = await a.decode([(gw.topic, gw.telemetry(TS)[1])])
+    assert isinstance(telemetry_new, Rejected) and telemetry_new.detail.startswith("retired-key:")

@@ -5,7 +5,10 @@ one PostgreSQL database, agree on keys because the keys live in the database:
   honoured by the other, which never saw that state, and by the first after a restart;
 - a key given without its gateway and used by two gateways at once is bound to one of
   them only; the other's message is refused `wrong-gateway`, and still is after both
-  workers were killed -9 and started again.
+  workers were killed -9 and started again;
+- a key retired with `cityedge central keys retire` while both run is refused by them
+  (`unknown-key`, retired-key, kept), its gateway's new key still passes, and neither a
+  worker given it again nor a replay brings it back.
 """
 
 from __future__ import annotations
@@ -20,10 +23,13 @@ from cityedge.protocol.sealing import seal_object
 from cityedge.protocol.topics import topic_for
 from cityedge.street.fleet import SimulatedGateway, publish_reliably
 from tests.central_ingest.engines import NatsNode
+from tests.central_ingest.helpers import rotated_state, telemetry
 from tests.central_ingest.workers import Worker, pg_count, wait_until
 from tests.support.agent_process import cityedge
 
-OLD, NEW, SHARED = (SigningKey.from_seed(bytes([n]) * 32) for n in (51, 52, 53))
+OLD, NEW, SHARED, LEAKED, FRESH = (
+    SigningKey.from_seed(bytes([n]) * 32) for n in (51, 52, 53, 54, 55)
+)
 SITE = "town-01"
 TS = 1_790_000_000.0
 
@@ -109,6 +115,68 @@ async def test_two_workers_share_rotations_and_bindings_through_postgresql(
         assert [r for r, _ in await _rejected(pg_dsn)] == ["wrong-gateway"] * 2
         assert await pg_count(pg_dsn, f"SELECT count(*) FROM messages WHERE gateway = "
                                     f"'{other}'") == 0  # fmt: skip
+    finally:
+        codes = (a.stop(), b.stop())
+        node.close()
+    assert codes == (0, 0), (a.log.read_text()[-2000:], b.log.read_text()[-2000:])
+
+
+async def test_a_key_retired_while_two_workers_run_is_refused_and_kept(
+    tmp_path: Path, pg_dsn: str, prefix: str
+) -> None:
+    node = NatsNode(tmp_path / "nats")
+    node.start()
+    common = ["--source", node.url, "--prefix", prefix, "--log-level", "info"]
+    args = [*common, "--store", pg_dsn, "--max-batch", "5", "--prefetch", "20",
+            "--trust", f"gw-leak={LEAKED.public_text()}"]  # fmt: skip
+    a = Worker(tmp_path / "a.log", *args)
+    b = Worker(tmp_path / "b.log", *args)
+    try:
+        assert cityedge("central", "ingest", *common, "--declare-only").returncode == 0
+        a.start()
+        b.start()
+        await a.ready()
+        await b.ready()
+        # gw-leak rotates LEAKED -> FRESH; the two workers are running before and after.
+        await publish_reliably("127.0.0.1", node.mqtt_port,
+                               [rotated_state("gw-leak", LEAKED, FRESH, prefix)],
+                               client_id="gw-leak")  # fmt: skip
+        await wait_until(lambda: _at_least(pg_dsn, "SELECT count(*) FROM key_bindings "
+                                           f"WHERE key_id = '{FRESH.key_id}'", 1),
+                         60, "the rotation to FRESH stored")  # fmt: skip
+        retired = cityedge("central", "keys", "retire", LEAKED.key_id, "--store", pg_dsn,
+                           "--reason", "leaked")  # fmt: skip
+        assert retired.returncode == 0, retired.stderr
+
+        # After the retirement: ten messages signed by the thief's copy of LEAKED (seq
+        # 101..110) between ten of the gateway's own, signed by FRESH (seq 1..10).
+        thief = telemetry(LEAKED, "gw-leak", 101, prefix)
+        own = telemetry(FRESH, "gw-leak", 1, prefix)
+        mixed = [m for i in range(10) for m in ((thief.topic, thief.telemetry(TS + i)[1]),
+                                                (own.topic, own.telemetry(TS + i)[1]))]  # fmt: skip
+        await publish_reliably("127.0.0.1", node.mqtt_port, mixed, client_id="gw-leak")
+        await wait_until(lambda: _at_least(pg_dsn, "SELECT (SELECT count(*) FROM messages) + "
+                                           "(SELECT count(*) FROM rejected)", 20),
+                         60, "all 20 messages settled")  # fmt: skip
+        assert await pg_count(pg_dsn, "SELECT count(*) FROM messages WHERE gateway = "
+                                      "'gw-leak' AND seq BETWEEN 1 AND 10") == 10  # fmt: skip
+        assert await pg_count(pg_dsn, "SELECT count(*) FROM messages WHERE seq > 100") == 0
+        assert await pg_count(pg_dsn, "SELECT count(*) FROM rejected WHERE reason = "
+                              "'unknown-key' AND payload IS NOT NULL AND detail = "
+                              f"'retired-key: key {LEAKED.key_id} was retired'") == 10  # fmt: skip
+        assert await pg_count(pg_dsn, "SELECT count(*) FROM rejected") == 10
+
+        # A worker started again, LEAKED still in its --trust: the retirement wins.
+        assert a.stop() == 0
+        a.start()
+        await a.ready()
+        assert "ingest.key_retired_but_given" in a.log.read_text()
+        # A replay with LEAKED given refuses the kept messages again.
+        replay = cityedge("central", "rejected", "replay", "--store", pg_dsn, "--prefix", prefix,
+                          "--trust", f"gw-leak={LEAKED.public_text()}")  # fmt: skip
+        assert replay.returncode == 1, replay.stderr
+        assert "still refused: 10 unknown-key" in replay.stdout
+        assert f"retired-key: key {LEAKED.key_id}" in replay.stdout
     finally:
         codes = (a.stop(), b.stop())
         node.close()

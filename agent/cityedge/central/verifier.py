@@ -152,6 +152,10 @@ class Verifier:
                 rotated = self._rotation(topic, source, where.gateway, payload)
                 if rotated is not None:
                     return rotated
+            if exc.code == Reason.UNKNOWN_KEY and exc.key_id in self.retired:
+                # docs/protocol.md's vocabulary: unknown-key, the precise reason first
+                detail = f"{Reason.RETIRED_KEY}: key {exc.key_id} was retired"
+                return self._reject(topic, source, Reason.UNKNOWN_KEY, detail)
             return self._reject(topic, source, exc.code, exc.detail)
         owner = self._owner(message.key_id)
         if owner is not None and owner != message.gateway:
@@ -267,9 +271,14 @@ class Verifier:
         pairs = tuple((ann.key_id, ann.new_key_id) for ann in learned)
         return dataclasses.replace(verdict, rotated=pairs, bound=(*bound, *verdict.bound))
 
+    def given(self, kid: str) -> bool:
+        """Whether the operator gave `kid` when this verifier was made."""
+        return kid in self._given_keys
+
     def retire_key(self, kid: str) -> None:
-        """Stop trusting a gateway key (e.g. the old one, once its backlog has drained);
-        an announcement can never bring it back."""
+        """Stop trusting a gateway key (e.g. the old one, once its backlog has drained),
+        even one the operator gave; an announcement can never bring it back. Its binding
+        stays: it still says whose key it was."""
         self.gateway_keys.pop(kid, None)
         self._learned.pop(kid, None)
         self.retired.add(kid)

@@ -1,5 +1,6 @@
 """`cityedge central ingest` and `cityedge central export`: options in, a service or a file out.
-(`cityedge central rejected` is in `rejected_cli.py`.)
+(`cityedge central rejected` is in `rejected_cli.py`, `cityedge central keys` in
+`keys_cli.py`.)
 
 Exit status of `ingest`: 0 stopped by SIGTERM/SIGINT (or `--declare-only` done);
 2 bad arguments; 4 `--declare-only` could not reach the engine.
@@ -226,9 +227,12 @@ def export_cli(
 
 
 def register(app: typer.Typer) -> None:
-    """Add `ingest`, `export` and `rejected` to the `cityedge central` command group."""
+    """Add `ingest`, `export`, `rejected` and `keys` to the `cityedge central` command
+    group."""
+    from cityedge.central.ingest.keys_cli import app as keys_app
     from cityedge.central.ingest.rejected_cli import app as rejected_app
 
     app.command("ingest")(ingest_cli)
     app.command("export")(export_cli)
     app.add_typer(rejected_app, name="rejected")
+    app.add_typer(keys_app, name="keys")

@@ -1,10 +1,12 @@
 """What the command post's ingest commands share: their exit codes, a usage error, the
 `--trust` / `--trust-dir` options read as one list, and the store and verifier they make
-of them. Both `ingest/cli.py` and `ingest/rejected_cli.py` use it (neither imports the
-other's module for it)."""
+of them, and a store opened for one command. `ingest/cli.py`, `ingest/rejected_cli.py` and
+`ingest/keys_cli.py` use it (none imports another's module for it)."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -54,3 +56,23 @@ def trusted_store(specs: list[str], store_url: str, prefix: str) -> tuple[Store,
     except (KeyFileError, ValueError) as err:
         raise fail(str(err)) from None
     return store, Verifier(gateways.keys, bindings=gateways.bindings, prefix=prefix)
+
+
+@asynccontextmanager
+async def opened_store(url: str) -> AsyncIterator[Store]:
+    """The store a URL names, open for the block and closed after; a bad URL (exit 2) or a
+    store that cannot be opened or used (exit 4) ends the command with one line."""
+    from cityedge.central.ingest.store.base import StoreError
+    from cityedge.central.ingest.store.select import open_store
+
+    try:
+        store = open_store(url)
+    except ValueError as err:
+        raise fail(str(err)) from None
+    try:
+        await store.open()
+        yield store
+    except StoreError as err:
+        raise fail(str(err), EXIT_ENGINE) from None
+    finally:
+        await store.close()

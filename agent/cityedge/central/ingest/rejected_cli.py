@@ -20,6 +20,7 @@ from cityedge.central.ingest.options import (
     EXIT_ENGINE,
     EXIT_OK,
     EXIT_REFUSED,
+    opened_store,
     trust_specs,
     trusted_store,
 )
@@ -51,11 +52,7 @@ def list_cli(
 ) -> None:
     """Count refused messages by reason and topic: waiting, kept whole (replayable once
     the key is trusted) and already replayed."""
-    try:
-        counts = asyncio.run(_counts(store))
-    except _Unusable as err:
-        typer.echo(f"cityedge: {err}", err=True)
-        raise typer.Exit(EXIT_ENGINE) from None
+    counts = asyncio.run(_counts(store))
     if as_json:
         typer.echo(json.dumps([
             {"reason": c.reason, "topic": c.topic, "waiting": c.count, "kept": c.kept,
@@ -92,25 +89,9 @@ def replay_cli(
     raise typer.Exit(asyncio.run(_replay(store, specs, prefix, chunk)))
 
 
-class _Unusable(Exception):
-    """The store cannot be opened or read."""
-
-
 async def _counts(url: str) -> list[RejectedCount]:
-    from cityedge.central.ingest.store.base import StoreError
-    from cityedge.central.ingest.store.select import open_store
-
-    try:
-        store = open_store(url)
-        await store.open()
-    except (StoreError, ValueError) as err:
-        raise _Unusable(str(err)) from None
-    try:
+    async with opened_store(url) as store:
         return await store.rejections()
-    except StoreError as err:
-        raise _Unusable(str(err)) from None
-    finally:
-        await store.close()
 
 
 async def _replay(url: str, specs: list[str], prefix: str, chunk: int) -> int:

@@ -12,9 +12,17 @@ The verifier keeps its rules (docs/protocol.md §12); only where its memory live
   signer, its announcements' signers) were looked up in the store: another worker may
   have learned them from a rotation. One look-up per batch, whatever it holds.
 
-What is safe to cache is cached: a binding never changes once claimed, so a key held
-bound is never looked up again. A key this worker does not know is looked up each time
-before it is refused, never assumed absent.
+What is safe to cache is cached: a binding's gateway never changes once claimed, so a
+key held bound is never looked up again for its gateway. A key this worker does not know
+is looked up each time before it is refused, never assumed absent.
+
+The one thing that does change is retirement (`cityedge central keys retire`): before
+every batch, one cheap query counts the retired keys (a retirement is never undone and
+no row is deleted, so the count changes exactly when a key is retired); when it moved,
+the retired keys are read and the verifier stops trusting each — even a key the operator
+gave with --trust (`ingest.key_retired_but_given`): the database's retirement wins. So
+a retirement committed before a batch is decoded holds for that batch and every later
+one, in every worker; a batch decoded just before may still be stored under the key.
 """
 
 from __future__ import annotations
@@ -44,6 +52,7 @@ class SharedTrust:
     def __init__(self, decoder: Decoder, store: Store) -> None:
         self.decoder = decoder
         self.store = store
+        self._retired_seen = 0  # the store's count of retired keys, when last read
 
     @property
     def verifier(self) -> Verifier:
@@ -65,9 +74,30 @@ class SharedTrust:
                 if not clash:
                     break
                 pending = [c for c in pending if c not in clash]
+        await self._honour_retirements()
+
+    async def _honour_retirements(self) -> None:
+        """Stop trusting the keys retired in the store since last asked."""
+        count, retired = await self.store.retirements(self._retired_seen)
+        for binding in retired:
+            self._retire(binding)
+        self._retired_seen = count
+
+    def _retire(self, binding: Binding) -> None:
+        v, kid = self.verifier, binding.key_id
+        if kid in v.retired:
+            return
+        if v.given(kid):
+            log.warning("ingest.key_retired_but_given", key=kid, gateway=binding.gateway,
+                        reason=binding.retired_reason)  # fmt: skip
+        else:
+            log.info("ingest.key_retired", key=kid, gateway=binding.gateway,
+                     reason=binding.retired_reason)  # fmt: skip
+        v.retire_key(kid)
 
     async def decode(self, deliveries: Sequence[tuple[str, bytes]]) -> list[Outcome_]:
         """The outcome of each (topic, payload), in order."""
+        await self._honour_retirements()
         outcomes = [await self._decode(topic, payload) for topic, payload in deliveries]
         unknown = [
             i for i, o in enumerate(outcomes)
@@ -75,7 +105,8 @@ class SharedTrust:
         ]  # fmt: skip
         if unknown:
             named = {kid for i in unknown for kid in signers(*deliveries[i])}
-            if await self._look_up(named - set(self.verifier.gateway_keys)):
+            unknown_here = named - set(self.verifier.gateway_keys) - self.verifier.retired
+            if await self._look_up(unknown_here):
                 for i in unknown:
                     outcomes[i] = await self._decode(*deliveries[i])
         return outcomes
@@ -133,6 +164,10 @@ class SharedTrust:
 
     def _adopt(self, binding: Binding) -> None:
         key = None
+        if binding.retired is not None:
+            self.verifier.adopt(binding.key_id, binding.gateway)
+            self._retire(binding)
+            return
         if binding.public_key is not None:
             try:
                 key = PublicKey(binding.public_key)

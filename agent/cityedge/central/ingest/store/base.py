@@ -8,7 +8,9 @@ It returns only once the transaction committed; then the batch may be acknowledg
 
 Key bindings live here too, so every worker and every restart agree: `claim` binds a
 key to a gateway (the first claim wins, whoever makes it) and `bindings` reads what
-the store holds. Rejected messages kept whole (`unknown-key`) are read back by
+the store holds; `retire` marks a key never to be trusted again and `retirements`
+tells a worker, cheaply, whether it must re-read the retired keys (docs/command-post.md,
+"Retiring a key"). Rejected messages kept whole (`unknown-key`) are read back by
 `kept` and marked replayed by the `write` that stores them.
 """
 
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Protocol
 
 from cityedge.central.ingest.decode import Decoded, Rejected
@@ -64,12 +67,26 @@ class Totals:
 class Binding:
     """A key bound to its gateway. A key a rotation brought carries its raw public key and
     the key whose announcement vouched for it; a binding learned from traffic or given
-    with GATEWAY=KEY carries neither (the key itself comes from the operator's trust)."""
+    with GATEWAY=KEY carries neither (the key itself comes from the operator's trust).
+    Read back from the store, it says when it was bound and, once retired, when and why
+    (a claim never sets these)."""
 
     key_id: str
     gateway: str
     public_key: bytes | None = None
     vouched_by: str | None = None
+    bound: float | None = None  # epoch seconds
+    retired: float | None = None
+    retired_reason: str | None = None
+
+
+class Retire(StrEnum):
+    """What `Store.retire` did."""
+
+    RETIRED = "retired"
+    ALREADY = "already"  # retired before: nothing changed
+    UNKNOWN = "unknown"  # no such key in key_bindings
+    LAST = "last"  # the gateway's last key still trusted, and not forced: nothing changed
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +131,23 @@ class Store(Protocol):
         """Bind each key unless it is bound already (the first claim wins; a rotation's
         key and voucher are added to a binding of the same gateway), in one transaction;
         return what the store holds of each key afterwards."""
+        ...
+
+    async def keys(self) -> list[Binding]:
+        """Every binding, by gateway then bound time."""
+        ...
+
+    async def retire(self, key_id: str, reason: str | None,
+                     force: bool) -> tuple[Retire, Binding | None]:  # fmt: skip
+        """Mark `key_id` retired, in one transaction that locks its gateway's keys (two
+        operators never retire a gateway's last two keys at once); without `force`, the
+        gateway's last key not retired is refused. Return what was done and the binding."""
+        ...
+
+    async def retirements(self, known: int) -> tuple[int, list[Binding]]:
+        """The number of retired keys (rows are never deleted and a retirement is never
+        undone, so it changes exactly when a key is retired) and, if it is not `known`,
+        every retired key; one cheap query when nothing changed."""
         ...
 
     async def kept(self, after: int, limit: int) -> list[Kept]:

@@ -39,6 +39,7 @@ from cityedge.central.ingest.store.base import (
     Hole,
     Kept,
     RejectedCount,
+    Retire,
     StoreError,
     Totals,
     WriteReport,
@@ -98,6 +99,15 @@ ALTER TABLE rejected ADD COLUMN IF NOT EXISTS replayed timestamptz;
 CREATE INDEX IF NOT EXISTS rejected_waiting ON rejected (id)
     WHERE payload IS NOT NULL AND replayed IS NULL;
 """
+# ...and one made before keys could be retired gets these; what a worker asks before
+# every batch counts the partial index's rows only.
+RETIRE_COLUMNS = """
+ALTER TABLE key_bindings ADD COLUMN IF NOT EXISTS retired timestamptz;
+ALTER TABLE key_bindings ADD COLUMN IF NOT EXISTS retired_reason text;
+CREATE INDEX IF NOT EXISTS key_bindings_retired ON key_bindings (key_id)
+    WHERE retired IS NOT NULL;
+"""
+BINDING_COLUMNS = "key_id, gateway, public_key, vouched_by, bound, retired, retired_reason"
 
 
 class _Lost(Exception):
@@ -117,14 +127,36 @@ async def _insert_claims(conn: asyncpg.Connection, claims: Sequence[Binding]) ->
 
 
 async def _bindings(conn: asyncpg.Connection, key_ids: Collection[str]) -> dict[str, Binding]:
-    rows = await conn.fetch("SELECT key_id, gateway, public_key, vouched_by FROM key_bindings "
+    rows = await conn.fetch(f"SELECT {BINDING_COLUMNS} FROM key_bindings "
                             "WHERE key_id = ANY($1::text[])", list(key_ids))  # fmt: skip
     return {r["key_id"]: _binding(r) for r in rows}
 
 
 def _binding(r: asyncpg.Record) -> Binding:
-    raw = r["public_key"]
-    return Binding(r["key_id"], r["gateway"], None if raw is None else bytes(raw), r["vouched_by"])
+    raw, retired = r["public_key"], r["retired"]
+    return Binding(r["key_id"], r["gateway"], None if raw is None else bytes(raw),
+                   r["vouched_by"], r["bound"].timestamp(),
+                   None if retired is None else retired.timestamp(),
+                   r["retired_reason"])  # fmt: skip
+
+
+async def _retire(conn: asyncpg.Connection, key_id: str, reason: str | None,
+                  force: bool) -> tuple[Retire, Binding | None]:  # fmt: skip
+    gateway = await conn.fetchval("SELECT gateway FROM key_bindings WHERE key_id = $1", key_id)
+    if gateway is None:
+        return Retire.UNKNOWN, None
+    # The gateway's keys locked in key order: a second retirement of its keys waits here,
+    # then counts what this one left.
+    keys = await conn.fetch("SELECT key_id, retired FROM key_bindings WHERE gateway = $1 "
+                            "ORDER BY key_id FOR UPDATE", gateway)  # fmt: skip
+    held = (await _bindings(conn, [key_id]))[key_id]
+    if held.retired is not None:
+        return Retire.ALREADY, held
+    if not force and not any(k["retired"] is None and k["key_id"] != key_id for k in keys):
+        return Retire.LAST, held
+    await conn.execute("UPDATE key_bindings SET retired = now(), retired_reason = $2 "
+                       "WHERE key_id = $1", key_id, reason)  # fmt: skip
+    return Retire.RETIRED, (await _bindings(conn, [key_id]))[key_id]
 
 
 def when(ts: float) -> dt.datetime:
@@ -178,6 +210,12 @@ class PostgresStore:
                     "AND column_name = 'replayed')"
                 ):
                     await conn.execute(REPLAY_COLUMNS)
+                if not await conn.fetchval(
+                    "SELECT EXISTS (SELECT 1 FROM information_schema.columns WHERE "
+                    "table_schema = current_schema() AND table_name = 'key_bindings' "
+                    "AND column_name = 'retired_reason')"
+                ):
+                    await conn.execute(RETIRE_COLUMNS)
         except DB_ERRORS as exc:
             raise StoreError(f"postgresql: {exc}") from None
         self._conn = conn
@@ -232,6 +270,35 @@ class PostgresStore:
                 return await _bindings(conn, [c.key_id for c in claims])
 
         return await self._do(claim) if claims else {}
+
+    async def keys(self) -> list[Binding]:
+        async def read(conn: asyncpg.Connection) -> list[Binding]:
+            rows = await conn.fetch(f"SELECT {BINDING_COLUMNS} FROM key_bindings "
+                                    "ORDER BY gateway, bound, key_id")  # fmt: skip
+            return [_binding(r) for r in rows]
+
+        return await self._do(read)
+
+    async def retire(self, key_id: str, reason: str | None,
+                     force: bool) -> tuple[Retire, Binding | None]:  # fmt: skip
+        async def retire(conn: asyncpg.Connection) -> tuple[Retire, Binding | None]:
+            async with conn.transaction():
+                return await _retire(conn, key_id, reason, force)
+
+        return await self._do(retire)
+
+    async def retirements(self, known: int) -> tuple[int, list[Binding]]:
+        async def read(conn: asyncpg.Connection) -> tuple[int, list[Binding]]:
+            count = await conn.fetchval(
+                "SELECT count(*) FROM key_bindings WHERE retired IS NOT NULL"
+            )
+            if count == known:
+                return count, []
+            rows = await conn.fetch(f"SELECT {BINDING_COLUMNS} FROM key_bindings "
+                                    "WHERE retired IS NOT NULL")  # fmt: skip
+            return len(rows), [_binding(r) for r in rows]
+
+        return await self._do(read)
 
     async def kept(self, after: int, limit: int) -> list[Kept]:
         async def read(conn: asyncpg.Connection) -> list[Kept]:

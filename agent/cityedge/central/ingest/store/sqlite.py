@@ -31,6 +31,7 @@ from cityedge.central.ingest.store.base import (
     Hole,
     Kept,
     RejectedCount,
+    Retire,
     StoreError,
     Totals,
     WriteReport,
@@ -74,8 +75,17 @@ CREATE TABLE IF NOT EXISTS key_bindings (
     key_id TEXT PRIMARY KEY, gateway TEXT NOT NULL, public_key BLOB, vouched_by TEXT,
     bound REAL NOT NULL);
 """
-# A file made before replays existed gets the column once.
-REPLAY_COLUMNS = "ALTER TABLE rejected ADD COLUMN replayed REAL"
+# A file made before replays, or before keys could be retired, gets the columns once:
+# (table, column, the statement that adds it).
+ADDED_COLUMNS = (
+    ("rejected", "replayed", "ALTER TABLE rejected ADD COLUMN replayed REAL"),
+    ("key_bindings", "retired", "ALTER TABLE key_bindings ADD COLUMN retired REAL"),
+    ("key_bindings", "retired_reason", "ALTER TABLE key_bindings ADD COLUMN retired_reason TEXT"),
+)
+# What a worker asks before every batch counts this index's rows only.
+RETIRED_INDEX = ("CREATE INDEX IF NOT EXISTS key_bindings_retired ON key_bindings (key_id) "
+                 "WHERE retired IS NOT NULL")  # fmt: skip
+BINDING_COLUMNS = "key_id, gateway, public_key, vouched_by, bound, retired, retired_reason"
 T = TypeVar("T")
 
 
@@ -99,9 +109,12 @@ class SqliteStore:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")  # committed means on disk: then we ack
             db.executescript(SCHEMA)
-            columns = {row[1] for row in db.execute("PRAGMA table_info(rejected)")}
-            if "replayed" not in columns:
-                db.execute(REPLAY_COLUMNS)
+            db.execute("BEGIN IMMEDIATE")  # two processes opening an old file add each once
+            for table, column, add in ADDED_COLUMNS:
+                if column not in {row[1] for row in db.execute(f"PRAGMA table_info({table})")}:
+                    db.execute(add)
+            db.execute(RETIRED_INDEX)
+            db.execute("COMMIT")
         except sqlite3.Error as exc:
             raise StoreError(f"sqlite {self.path}: {exc}") from None
         self._db = db
@@ -164,7 +177,8 @@ class SqliteStore:
 
         def claim(db: sqlite3.Connection) -> dict[str, Binding]:
             db.executemany(
-                "INSERT INTO key_bindings VALUES (?, ?, ?, ?, ?) ON CONFLICT (key_id) DO UPDATE "
+                "INSERT INTO key_bindings (key_id, gateway, public_key, vouched_by, bound) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (key_id) DO UPDATE "
                 "SET public_key = excluded.public_key, vouched_by = excluded.vouched_by "
                 "WHERE key_bindings.gateway = excluded.gateway "
                 "AND excluded.public_key IS NOT NULL AND key_bindings.public_key IS NULL",
@@ -181,6 +195,42 @@ class SqliteStore:
             return await self._in_transaction(claim)
         except _Lost:
             return await self._read(lambda db: _bindings(db, kids))
+
+    async def keys(self) -> list[Binding]:
+        rows = await self._read(lambda db: db.execute(
+            f"SELECT {BINDING_COLUMNS} FROM key_bindings ORDER BY gateway, bound, key_id",
+        ).fetchall())  # fmt: skip
+        return [_binding(*row) for row in rows]
+
+    async def retire(self, key_id: str, reason: str | None,
+                     force: bool) -> tuple[Retire, Binding | None]:  # fmt: skip
+        def retire(db: sqlite3.Connection) -> tuple[Retire, Binding | None]:
+            held = _bindings(db, [key_id]).get(key_id)
+            if held is None or held.retired is not None:
+                return (Retire.UNKNOWN if held is None else Retire.ALREADY), held
+            (others,) = db.execute(
+                "SELECT count(*) FROM key_bindings WHERE gateway = ? AND key_id != ? "
+                "AND retired IS NULL", (held.gateway, key_id)).fetchone()  # fmt: skip
+            if not others and not force:
+                return Retire.LAST, held
+            db.execute("UPDATE key_bindings SET retired = ?, retired_reason = ? WHERE key_id = ?",
+                       (time.time(), reason, key_id))  # fmt: skip
+            return Retire.RETIRED, _bindings(db, [key_id])[key_id]
+
+        return await self._in_transaction(retire)  # BEGIN IMMEDIATE: one retirement at a time
+
+    async def retirements(self, known: int) -> tuple[int, list[Binding]]:
+        def read(db: sqlite3.Connection) -> tuple[int, list[Binding]]:
+            (count,) = db.execute(
+                "SELECT count(*) FROM key_bindings WHERE retired IS NOT NULL"
+            ).fetchone()
+            if count == known:
+                return count, []
+            rows = db.execute(f"SELECT {BINDING_COLUMNS} FROM key_bindings "
+                              "WHERE retired IS NOT NULL").fetchall()  # fmt: skip
+            return len(rows), [_binding(*row) for row in rows]
+
+        return await self._read(read)
 
     async def kept(self, after: int, limit: int) -> list[Kept]:
         rows = await self._read(lambda db: db.execute(
@@ -300,9 +350,12 @@ class _Lost(Exception):
 
 def _bindings(db: sqlite3.Connection, key_ids: Sequence[str]) -> dict[str, Binding]:
     marks = ", ".join("?" * len(key_ids))
-    rows = db.execute("SELECT key_id, gateway, public_key, vouched_by FROM key_bindings "
+    rows = db.execute(f"SELECT {BINDING_COLUMNS} FROM key_bindings "
                       f"WHERE key_id IN ({marks})", list(key_ids)).fetchall()  # fmt: skip
-    return {
-        kid: Binding(kid, gateway, None if raw is None else bytes(raw), voucher)
-        for kid, gateway, raw, voucher in rows
-    }
+    return {row[0]: _binding(*row) for row in rows}
+
+
+def _binding(kid: str, gateway: str, raw: bytes | None, voucher: str | None, bound: float,
+             retired: float | None, reason: str | None) -> Binding:  # fmt: skip
+    return Binding(kid, gateway, None if raw is None else bytes(raw), voucher, bound, retired,
+                   reason)  # fmt: skip
