@@ -61,7 +61,7 @@ def make_driver(pair: PtyPair, tmp_path: Path, **device: Any) -> AsciiDriver:
 async def test_points_read_text_written_and_read_back(
     pty_pair: PtyPair, panel: InfoPanel, tmp_path: Path
 ) -> None:
-    driver = make_driver(pty_pair, tmp_path)
+    driver = make_driver(pty_pair, tmp_path, timeout=2.0)  # no error may show, even loaded
     readings = {r.point: r for r in await driver.read(PANEL)}
     assert {p: r.value for p, r in readings.items()} == {
         "fault": False, "temperature": 23.5, "brightness": 80, "message": "Welcome"
