@@ -117,6 +117,20 @@ MISTAKES = {
         "lighting.exceptions[0]: exception for program 'standard': date 2026-12-31 together "
         "with from/until",
     ),
+    "yearly lighting exception with a full-date end": (
+        BASE + '[[lighting.exceptions]]\nfrom = "12-08"\nuntil = 2027-01-06\n'
+        'program = "standard"\n',
+        "lighting.exceptions[0]: exception for program 'standard': from '12-08' and until "
+        "2027-01-06: a range every year needs both ends as month-days",
+    ),
+    "yearly lighting exception on no day of the year": (
+        BASE + '[[lighting.exceptions]]\nfrom = "02-30"\nuntil = "03-31"\nprogram = "standard"\n',
+        "lighting.exceptions[0].from: '02-30' is no day of the year",
+    ),
+    "lighting exception with occurrences but no weekdays": (
+        BASE + '[[lighting.exceptions]]\noccurrences = [1]\nprogram = "standard"\n',
+        "lighting.exceptions[0]: exception for program 'standard': occurrences [1] need weekdays",
+    ),
     "control socket in a missing directory": (
         BASE + '[control]\nsocket = "/nonexistent-cityedge-dir/control.sock"\n',
         "control.socket: /nonexistent-cityedge-dir does not exist",
@@ -140,6 +154,17 @@ def test_config_check_and_run_refuse_each_mistake_alike(tmp_path: Path, mistake:
     assert ran.returncode == 2, ran.stdout + ran.stderr
     assert ran.stderr == checked.stderr
     assert not (tmp_path / "state" / "outbox.db").exists()  # refused before anything ran
+
+
+def test_yearly_ranges_and_occurrences_are_fine(tmp_path: Path) -> None:
+    text = BASE + (
+        '[[lighting.exceptions]]\nfrom = "12-08"\nuntil = "01-06"\nprogram = "standard"\n'
+        '[[lighting.exceptions]]\nweekdays = ["sat"]\noccurrences = [1, -1]\n'
+        'program = "standard"\n'
+    )
+    done = cli("config", "check", str(write(tmp_path, text)))
+    assert done.returncode == 0, done.stderr
+    assert "ok" in done.stdout and done.stderr == ""
 
 
 def test_overlapping_32_bit_points_in_a_profile(tmp_path: Path) -> None:

@@ -171,6 +171,9 @@ def test_the_documented_example_loads_and_means_what_the_doc_says() -> None:
     via_roma, river_park = lit.groups
     assert program_for(lit, via_roma, dt.date(2027, 1, 6)) == "festival"
     assert program_for(lit, via_roma, dt.date(2027, 1, 7)) == "standard"
-    assert program_for(lit, via_roma, dt.date(2026, 7, 4)) == "festival"  # a summer Saturday
-    assert program_for(lit, via_roma, dt.date(2026, 9, 5)) == "standard"  # an autumn one
+    assert program_for(lit, via_roma, dt.date(2030, 12, 8)) == "festival"  # every year
+    assert program_for(lit, via_roma, dt.date(2026, 7, 4)) == "market"  # the first Saturday
+    assert program_for(lit, via_roma, dt.date(2026, 7, 11)) == "festival"  # a summer Saturday
+    assert program_for(lit, via_roma, dt.date(2026, 9, 12)) == "standard"  # an autumn one
+    assert program_for(lit, river_park, dt.date(2026, 9, 5)) == "corridor"  # not its market
     assert program_for(lit, river_park, dt.date(2026, 12, 31)) == "corridor"

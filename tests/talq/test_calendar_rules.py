@@ -1,6 +1,7 @@
 """TALQ calendar rules → lighting exceptions, rule by rule (`translate`): dates and
-open ends, weekdays within dates, ccDate expanded between the rule's dates, and the
-refusals that say why. The documents made here are validated by the lighting tables."""
+open ends, ranges every year (--MM-DD), weekdays within dates and their occurrences in
+the month, ccDate expanded between the rule's dates, and the refusals that say why.
+The documents made here are validated by the lighting tables."""
 
 from __future__ import annotations
 
@@ -66,6 +67,41 @@ def test_weekdays_within_the_rules_dates() -> None:
     assert exceptions({"condition": WEEKEND}) == [{"weekdays": ["sat", "sun"]}]
 
 
+def test_yearly_ranges_become_month_day_ranges() -> None:
+    # the festive season every year, across New Year
+    assert exceptions({"startDate": "--12-08", "endDate": "--01-06"}) == [
+        {"from": "12-08", "until": "01-06"}
+    ]
+    # one yearly bound: the other open end is its year's first or last day
+    assert exceptions({"startDate": "--06-01"}) == [{"from": "06-01", "until": "12-31"}]
+    assert exceptions({"startDate": "--01-01", "endDate": "--02-29"}) == [
+        {"from": "01-01", "until": "02-29"}
+    ]
+    # the same day every year is a one-day range, not a date
+    assert exceptions({"startDate": "--12-24", "endDate": "--12-24"}) == [
+        {"from": "12-24", "until": "12-24"}
+    ]
+    # summer weekends every year
+    assert exceptions({"startDate": "--06-01", "endDate": "--08-31", "condition": WEEKEND}) == [
+        {"from": "06-01", "until": "08-31", "weekdays": ["sat", "sun"]}
+    ]
+
+
+def test_occurrences_of_weekdays_in_the_month() -> None:
+    first_saturday = {"type": "ccDay", "days": [{"start": 6}], "occurrences": ["1"]}
+    assert exceptions({"condition": first_saturday}) == [{"weekdays": ["sat"], "occurrences": [1]}]
+    last_friday_and_second = {"type": "ccDay", "days": [{"start": 5}],
+                              "occurrences": ["L", "2"]}  # fmt: skip
+    assert exceptions({"startDate": "--04-01", "endDate": "--09-30",
+                       "condition": last_friday_and_second}) == [
+        {"from": "04-01", "until": "09-30", "weekdays": ["fri"], "occurrences": [-1, 2]}
+    ]  # fmt: skip
+    # no occurrences (or an empty list): every week
+    assert exceptions({"condition": {**first_saturday, "occurrences": []}}) == [
+        {"weekdays": ["sat"]}
+    ]
+
+
 def test_ccdate_between_full_dates() -> None:
     mid_month = {"type": "ccDate", "dates": [{"start": "---15"}, {"start": "---30",
                                                                    "end": "---31"}]}  # fmt: skip
@@ -85,8 +121,14 @@ def test_ccdate_between_full_dates() -> None:
     [
         ({"startDate": "2027-01-06", "endDate": "2026-12-08"}, "payloadError",
          "endDate 2026-12-08 is before startDate 2027-01-06"),
-        ({"startDate": "--12-08", "endDate": "--01-06"}, "serviceConstraintExceeded",
-         "'--12-08' recurs every year"),
+        ({"startDate": "--12-08", "endDate": "2027-01-06"}, "serviceConstraintExceeded",
+         "a range every year (--MM-DD) or between dates, not both (endDate '2027-01-06'"),
+        ({"startDate": "2026-12-08", "endDate": "--01-06"}, "serviceConstraintExceeded",
+         "not both (startDate '2026-12-08' is a date)"),
+        ({"startDate": "--02-30"}, "payloadError", "'--02-30' is no day of the year"),
+        ({"startDate": "--12-01", "endDate": "--12-31",
+          "condition": {"type": "ccDate", "dates": [{"start": "--12-25"}]}},
+         "serviceConstraintExceeded", "recurs for ever (or every year)"),
         ({"startDate": "2026-02-30"}, "payloadError", "'2026-02-30' is no date"),
         ({"condition": {"type": "ccDate", "dates": [{"start": "--12-25"}]}},
          "serviceConstraintExceeded", "recurs for ever"),
@@ -100,8 +142,10 @@ def test_ccdate_between_full_dates() -> None:
           "condition": {"type": "ccDate", "dates": [{"start": "---01"}]}},
          "serviceConstraintExceeded", "72 separate dates or ranges"),
         ({"condition": {"type": "ccDay", "days": []}}, "payloadError", "names no day"),
-        ({"condition": {"type": "ccDay", "days": [{"start": 1}], "occurrences": ["2"]}},
-         "serviceConstraintExceeded", "with occurrences"),
+        ({"condition": {"type": "ccDay", "days": [{"start": 1}], "occurrences": ["6"]}},
+         "payloadError", "occurrence '6': use '1' to '5' or 'L'"),
+        ({"condition": {"type": "ccWeek"}}, "serviceConstraintExceeded",
+         "condition 'ccWeek'"),
     ],
 )  # fmt: skip
 def test_what_cannot_be_run_is_refused_with_the_reason(

@@ -215,13 +215,50 @@ async def test_calendar_rules_over_date_ranges_become_ranged_exceptions(api: Api
     # what cannot be run is refused with the reason, and the running document stays
     version = lit.version
     for rule, says in (
-        ({"startDate": "--12-08", "endDate": "--01-06", "program": "festive"}, "every year"),
+        ({"startDate": "--12-08", "endDate": "2027-01-06", "program": "festive"},
+         "a range every year (--MM-DD) or between dates, not both"),
         ({"program": "xmas", "condition": {"type": "ccDate", "dates": [{"start": "--12-25"}]}},
          "within a rule's full startDate and endDate"),
-        ({"program": "weekend", "condition": {"type": "ccDay", "days": [{"start": 1}],
-                                              "occurrences": ["L"]}}, "with occurrences"),
     ):  # fmt: skip
         status, body = await api("PUT", "/calendars/seasons", {**calendar, "rules": [rule]})
         assert status == 422 and body[0]["key"] == "serviceConstraintExceeded", body
         assert says in body[0]["description"]
         assert api.site.lighting.lighting.version == version
+
+
+async def test_yearly_rules_and_occurrences_run_every_year(api: Api) -> None:
+    for pid, level in (("low", 20), ("festive", 100), ("market", 80)):
+        assert (await api("POST", "/control-programs", [program(pid, level)]))[0] == 201
+    rules = [
+        {"startDate": "--12-08", "endDate": "--01-06", "program": "festive"},
+        {"startDate": "--04-01", "endDate": "--10-31", "program": "market",
+         "condition": {"type": "ccDay", "days": [{"start": 6}], "occurrences": ["1", "L"]}},
+    ]  # fmt: skip
+    calendar = {"id": "years", "ownerCMS": CMS, "defaultProgram": "low", "rules": rules}
+    assert (await api("POST", "/calendars", [calendar]))[0] == 201
+    lamp = api.address("lamppost-002")
+    status, _ = await api("PATCH", f"/devices/{lamp}/lampActuator/calendarID",
+                          {"type": "AttributeString", "value": "years"})  # fmt: skip
+    assert status == 200
+    assert api.site.lighting is not None
+    lit = api.site.lighting.lighting
+    mine = [e.dump() for e in lit.exceptions if e.groups == ["talq-years"]]
+    assert [{k: v for k, v in e.items() if v not in (None, [])} for e in mine] == [
+        {"from": "12-08", "until": "01-06", "program": "talq-festive", "groups": ["talq-years"]},
+        {"from": "04-01", "until": "10-31", "weekdays": ["sat"], "occurrences": [1, -1],
+         "program": "talq-market", "groups": ["talq-years"]},
+    ]  # fmt: skip
+    (group,) = [g for g in lit.groups if g.name == "talq-years"]
+    for year in (2026, 2031):  # the same nights, years apart, with no new calendar
+        assert program_for(lit, group, dt.date(year, 12, 8)) == "talq-festive"
+        assert program_for(lit, group, dt.date(year + 1, 1, 6)) == "talq-festive"
+        assert program_for(lit, group, dt.date(year + 1, 1, 7)) == "talq-low"
+    assert program_for(lit, group, dt.date(2027, 5, 1)) == "talq-market"  # the first Saturday
+    assert program_for(lit, group, dt.date(2027, 5, 8)) == "talq-low"  # the second
+    assert program_for(lit, group, dt.date(2027, 5, 29)) == "talq-market"  # the last
+    assert program_for(lit, group, dt.date(2027, 11, 6)) == "talq-low"  # out of season
+    # the gateway says it runs occurrences
+    status, services = await api("GET", "/services")
+    assert status == 200, services
+    (control,) = [s for s in services if s.get("name") == "ControlService"]
+    assert control["ccDaySupport"] == "full"

@@ -11,6 +11,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from cityedge.gateway.lighting import load_lighting
 from cityedge.gateway.talq import translate
 from cityedge.gateway.talq.core import TalqCore
 from cityedge.gateway.talq.errors import TalqError
@@ -35,7 +36,8 @@ KEYS = st.sampled_from(["type", "id", "activePeriods", "astroClockTimeControls",
 TALQISH = st.recursive(
     SCALARS | st.sampled_from(["ControlProgramOne", "AstroClockActivePeriod", "LevelState",
                                "ccDay", "ccDate", "sunset", "23:00:00", "p", "2026-12-08",
-                               "2027-01-06", "--12-25", "---15"]),
+                               "2027-01-06", "--12-25", "---15", "--12-08", "--01-06",
+                               "--02-29", "--01-01", "--12-31", "L", "1", "5"]),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(KEYS, inner, max_size=6),
     max_leaves=30,
 )  # fmt: skip
@@ -61,6 +63,55 @@ def test_any_calendar_is_translated_or_refused(calendar: dict[str, Any], program
         translate.lighting_document(base, {"c": calendar}, {"p": program}, {"lamp": "c"})
     except TalqError as err:
         assert err.status in (400, 422)
+
+
+BOUNDS = st.none() | st.sampled_from(["2026-12-08", "2027-01-06", "2028-02-29", "--01-01",
+                                        "--12-31", "--12-08", "--01-06", "--02-29", "--02-30",
+                                        "--13-01", "2026-02-30", "12-08", ""])  # fmt: skip
+DAYS = st.lists(st.fixed_dictionaries({"start": st.integers(0, 8)},
+                                      optional={"end": st.integers(0, 8)}), max_size=3)  # fmt: skip
+OCCURRENCES = st.lists(st.sampled_from(["1", "2", "3", "4", "5", "L", "0", "6", "l", 1]),
+                       max_size=4)  # fmt: skip
+CONDITIONS = (
+    st.none()
+    | st.fixed_dictionaries({"type": st.just("ccDay"), "days": DAYS},
+                            optional={"occurrences": OCCURRENCES})
+    | st.fixed_dictionaries({"type": st.just("ccDate"),
+                             "dates": st.lists(st.fixed_dictionaries(
+                                 {"start": st.sampled_from(["---15", "--12-25", "--02-29"])}),
+                                 max_size=2)})
+)  # fmt: skip
+RULES = st.lists(
+    st.fixed_dictionaries({"program": st.just("p")},
+                          optional={"startDate": BOUNDS, "endDate": BOUNDS,
+                                    "condition": CONDITIONS}),
+    max_size=4,
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(rules=RULES, night=st.dates(dt.date(2020, 1, 1), dt.date(2040, 12, 31)))
+def test_any_calendar_rules_run_or_are_refused(rules: list[dict[str, Any]], night: dt.date) -> None:
+    """Rules of every shape (yearly and full dates, mixed, ccDay with occurrences, bad
+    values): refused with a TALQ error, or a document the lighting controller takes."""
+    base = {"version": 1, "programs": {"p0": {"steps": [{"at": "sunset", "level": 1}]}},
+            "groups": [{"name": "g", "devices": ["lamp"], "program": "p0"}]}  # fmt: skip
+    program = {"id": "p", "type": "ControlProgramOne",
+               "fixedTimeControls": [{"startTime": "20:00:00",
+                                      "command": {"state": {"name": "LevelState",
+                                                            "value": 40}}}]}  # fmt: skip
+    calendar = {"id": "c", "defaultProgram": "p", "rules": rules}
+    try:
+        doc = translate.lighting_document(base, {"c": calendar}, {"p": program}, {"lamp": "c"})
+    except TalqError as err:
+        assert err.status in (400, 422) and err.description
+        return
+    lit = load_lighting(doc)  # never a document the controller refuses
+    assert len(lit.exceptions) >= len(rules) - sum(
+        1 for r in rules if r.get("condition") and r["condition"]["type"] == "ccDate"
+    )
+    for exc in lit.exceptions:
+        assert exc.takes(night) in (True, False)
 
 
 class Agent:

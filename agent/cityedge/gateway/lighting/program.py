@@ -20,9 +20,13 @@ belong to D, earlier ones to the morning of D+1.
     date = "2026-12-31"                     # festival night
     program = "festival"
     [[lighting.exceptions]]                 # festive season: a range of nights, inclusive
-    from = "2026-12-08"
-    until = "2027-01-06"
+    from = "12-08"                          # month-days: every year, across New Year
+    until = "01-06"
     program = "festive"
+    [[lighting.exceptions]]                 # market night: the first Saturday of a month
+    weekdays = ["sat"]
+    occurrences = [1]
+    program = "market"
 
 The tables only: the config validates `[lighting]` with them on every gateway, so
 this module must not load astral; evaluation against the sun is in `schedule`.
@@ -32,13 +36,16 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from calendar import monthrange
 from typing import Annotated, Any
 
 from cityedge.sdk.problems import FileProblems
-from cityedge.sdk.tables import Field, Invalid, Table, check, check_table
+from cityedge.sdk.tables import Convert, Field, Invalid, Table, check, check_table
 
 TIME_SPEC = re.compile(r"^(?:(sunset|sunrise)(?:([+-])(\d{1,3}))?|([01]\d|2[0-3]):([0-5]\d))$")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+MONTH_DAY = re.compile(r"^\d\d-\d\d$")  # a range's end every year: "12-08"
+OCCURRENCES = (1, 2, 3, 4, 5, -1)  # which of its weekday in the month; -1 the last
 Level = Annotated[int, Field(ge=0, le=100)]
 
 
@@ -74,18 +81,60 @@ class Group(Table):
     baseline_watts: float = Field(default=150.0, gt=0, le=5000)
 
 
+def _bound(value: Any, context: Any) -> Any:
+    """A range's end as written: a date (`2026-12-08`), or a month-day that recurs every
+    year (`"12-08"`), kept as that text."""
+    if isinstance(value, str) and MONTH_DAY.match(value):
+        month, day = int(value[:2]), int(value[3:])
+        if not 1 <= month <= 12 or not 1 <= day <= monthrange(2000, month)[1]:  # a leap year
+            raise ValueError(f"{value!r} is no day of the year")
+        return value
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return value
+    return _iso(value)
+
+
+def _iso(value: Any) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f'expected a date (YYYY-MM-DD) or a month-day every year ("MM-DD"), got {value!r}'
+        ) from None
+
+
+Bound = Annotated[dt.date | str, Convert(_bound)]
+
+
+def month_day(day: dt.date) -> str:
+    return f"{day.month:02d}-{day.day:02d}"
+
+
+def occurrence_in_month(day: dt.date) -> tuple[int, int]:
+    """Which of its weekday in its month `day` is: counted from the start (1 to 5) and
+    from the end (-1 is the last)."""
+    days = monthrange(day.year, day.month)[1]
+    return (day.day - 1) // 7 + 1, -((days - day.day) // 7 + 1)
+
+
 class Exception_(Table):
     """A calendar exception: the nights it takes, and the program they run.
 
     `date` is one night. `from` / `until` bound a range of nights (inclusive; either
     end may be left open), alone or with `weekdays` (those weekdays within the
-    range); `weekdays` alone is every week. The night of date D is D's (it runs into
-    the morning of D+1), so a range takes the nights that start on its dates."""
+    range); `weekdays` alone is every week. Both ends may instead be month-days
+    (`"12-08"`), a range every year, which wraps over New Year when `until` comes
+    before `from`; in a year without 29 February, a yearly range from 02-29 starts on
+    1 March and one until 02-29 ends on 28 February. `occurrences` narrows `weekdays`
+    to those of the month: 1 to 5 counted from its start, -1 its last. The night of
+    date D is D's (it runs into the morning of D+1), so a range takes the nights that
+    start on its dates."""
 
     date: dt.date | None = None
-    from_: dt.date | None = Field(default=None, alias="from")  # `from` is a Python keyword
-    until: dt.date | None = None
+    from_: Bound | None = Field(default=None, alias="from")  # `from` is a Python keyword
+    until: Bound | None = None
     weekdays: list[str] = Field(default_factory=list)
+    occurrences: list[int] = Field(default_factory=list, max_length=6)
     program: str
     groups: list[str] = Field(default_factory=list)  # empty: every group that is not a corridor
 
@@ -97,33 +146,64 @@ class Exception_(Table):
             raise ValueError(f"unknown weekday(s) {bad}: use {', '.join(WEEKDAYS)}")
         return value
 
+    @check("occurrences")
+    @classmethod
+    def _occurrences(cls, value: list[int]) -> list[int]:
+        bad = [n for n in value if n not in OCCURRENCES]
+        if bad:
+            raise ValueError(
+                f"unknown occurrence(s) {bad}: use 1 to 5 (from the month's start) or -1 (its last)"
+            )
+        if len(set(value)) != len(value):
+            raise ValueError(f"occurrences {value} repeat one")
+        return value
+
     @check_table
     def _when(self) -> None:
-        if self.date is not None and (self.from_ is not None or self.until is not None):
+        name = f"exception for program {self.program!r}"
+        first, last = self.from_, self.until
+        if self.date is not None and (first is not None or last is not None):
             raise ValueError(
-                f"exception for program {self.program!r}: date {self.date} together with "
-                "from/until (an exception is one date or a range, not both)"
+                f"{name}: date {self.date} together with from/until (an exception is one "
+                "date or a range, not both)"
             )
-        if self.from_ is not None and self.until is not None and self.until < self.from_:
+        yearly = [b for b in (first, last) if isinstance(b, str)]
+        if yearly and len(yearly) != 2:
             raise ValueError(
-                f"exception for program {self.program!r}: until {self.until} is before "
-                f"from {self.from_}"
+                f"{name}: from {_shown(first)} and until {_shown(last)}: a range every year "
+                'needs both ends as month-days ("MM-DD"); a range of dates both as dates'
             )
-        if self.date is None and self.from_ is None and self.until is None and not self.weekdays:
-            raise ValueError(
-                f"exception for program {self.program!r} needs a date, a range "
-                "(from, until) or weekdays"
-            )
+        if isinstance(first, dt.date) and isinstance(last, dt.date) and last < first:
+            raise ValueError(f"{name}: until {last} is before from {first}")
+        if self.occurrences and not self.weekdays:
+            raise ValueError(f"{name}: occurrences {self.occurrences} need weekdays")
+        if self.date is None and first is None and last is None and not self.weekdays:
+            raise ValueError(f"{name} needs a date, a range (from, until) or weekdays")
 
     def takes(self, night: dt.date) -> bool:
         """Whether the night that starts on `night` is one of this exception's."""
         if self.date is not None:
             return self.date == night  # a date alone decides (weekdays are not looked at)
-        if self.from_ is not None and night < self.from_:
+        first, last = self.from_, self.until
+        if isinstance(first, str) and isinstance(last, str):
+            today = month_day(night)  # "MM-DD" compares as the calendar runs
+            inside = first <= today <= last if first <= last else today >= first or today <= last
+            if not inside:
+                return False
+        else:
+            if isinstance(first, dt.date) and night < first:
+                return False
+            if isinstance(last, dt.date) and night > last:
+                return False
+        if self.weekdays and WEEKDAYS[night.weekday()] not in self.weekdays:
             return False
-        if self.until is not None and night > self.until:
-            return False
-        return not self.weekdays or WEEKDAYS[night.weekday()] in self.weekdays
+        return not self.occurrences or not set(occurrence_in_month(night)).isdisjoint(
+            self.occurrences
+        )
+
+
+def _shown(bound: dt.date | str | None) -> str:
+    return "(open)" if bound is None else repr(bound) if isinstance(bound, str) else str(bound)
 
 
 class Lighting(Table):

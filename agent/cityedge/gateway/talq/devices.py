@@ -41,7 +41,7 @@ def services(core: TalqCore) -> list[dict[str, Any]]:
             "maximumPrograms": 64,
             "maxSwitchPointsPerProgram": 24,
             "maxActivePeriodsPerProgram": 1,
-            "ccDaySupport": "noOccurrences",
+            "ccDaySupport": "full",
             "dayOffset": 12,  # a night belongs to the date it starts on (docs/lighting.md)
             "programSecondsSupported": False,
         },

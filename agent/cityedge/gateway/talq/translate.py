@@ -12,8 +12,10 @@ document. A `ControlProgramOne` becomes a program of steps:
 A calendar becomes a lighting group per calendar with the lamps assigned to it
 (by their `calendarID`): its `defaultProgram` is the group's program; its rules, in
 order, become exceptions: `startDate` / `endDate` (full dates; absent, or the
-year's first / last day as `--MM-DD`, is an open end) a range, a `ccDay` condition
-weekdays within it, a `ccDate` condition the dates it takes between the two.
+year's first / last day as `--MM-DD`, is an open end) a range, or both `--MM-DD` a
+range every year (`12-08` to `01-06`, across New Year); a `ccDay` condition
+weekdays within it (its `occurrences` those of the month), a `ccDate` condition the
+dates it takes between two full dates.
 Lamps no calendar claims keep the groups and programs of the configured document.
 """
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from calendar import monthrange
 from typing import Any
 
 from cityedge.gateway.talq.errors import TalqError, unprocessable
@@ -208,23 +211,24 @@ def _rule_exceptions(cal_id: str, calendar: dict[str, Any], group: str) -> list[
         condition = rule.get("condition") or {}
         kind = condition.get("type")
         if not condition:
-            if first is not None and first == last:
+            if first is not None and first == last and not _yearly(first):
                 out.append({**base, "date": first})
             elif first is None and last is None:  # unconditional, for ever: every night
                 out.append({**base, "weekdays": list(WEEKDAYS)})
             else:
                 out.append({**base, **_range(first, last)})
-        elif kind == "ccDay" and not condition.get("occurrences"):
-            out.append({**base, **_range(first, last), "weekdays": _weekdays(cal_id, condition)})
+        elif kind == "ccDay":
+            days = {"weekdays": _weekdays(cal_id, condition)}
+            occurrences = _occurrences(cal_id, condition)
+            out.append({**base, **_range(first, last), **days, **occurrences})
         elif kind == "ccDate":
             out += [{**base, **span} for span in _dated(cal_id, condition, first, last)]
         else:
             raise unprocessable(
                 "serviceConstraintExceeded",
-                f"calendar {cal_id!r}: condition {kind!r}"
-                f"{' with occurrences' if kind == 'ccDay' else ''}: this gateway runs rules "
-                "for weekdays (ccDay without occurrences), for dates and date ranges, and "
-                "ccDate within a rule's full startDate and endDate",
+                f"calendar {cal_id!r}: condition {kind!r}: this gateway runs rules for "
+                "weekdays (ccDay), for dates and date ranges, and ccDate within a rule's "
+                "full startDate and endDate",
             )
     return out
 
@@ -238,13 +242,15 @@ MAX_SPANS = 64  # and into at most this many exceptions per rule
 
 
 def _bounds(cal_id: str, rule: dict[str, Any]) -> tuple[str | None, str | None]:
-    """The rule's first and last night as ISO dates, None for an open end (absent, or
-    the year's first / last day as a gMonthDay: the defaults of the data model)."""
-    bounds: list[str | None] = []
-    for key, open_value in (("startDate", OPEN_START), ("endDate", OPEN_END)):
+    """The rule's first and last night: ISO dates, None for an open end (absent, or
+    the year's first / last day as a gMonthDay: the defaults of the data model); or,
+    when either is another gMonthDay, both as month-days ("MM-DD", a range every
+    year, an open end its year's first or last day)."""
+    written: list[tuple[str, str | None, str | None]] = []  # key, full date, month-day
+    for key in ("startDate", "endDate"):
         value = rule.get(key)
-        if value is None or value == open_value:
-            bounds.append(None)
+        if value is None:
+            written.append((key, None, None))
         elif isinstance(value, str) and DATE.match(value):
             try:
                 dt.date.fromisoformat(value)
@@ -252,21 +258,37 @@ def _bounds(cal_id: str, rule: dict[str, Any]) -> tuple[str | None, str | None]:
                 raise unprocessable(
                     "payloadError", f"calendar {cal_id!r}: {key} {value!r} is no date"
                 ) from None
-            bounds.append(value)
-        elif isinstance(value, str) and GMONTHDAY.match(value):
-            raise unprocessable(
-                "serviceConstraintExceeded",
-                f"calendar {cal_id!r}: {key} {value!r} recurs every year; this gateway "
-                "runs rules between full dates (YYYY-MM-DD) or open-ended",
-            )
+            written.append((key, value, None))
+        elif isinstance(value, str) and (match := GMONTHDAY.match(value)):
+            month, day = int(match.group(1)), int(match.group(2))
+            if not 1 <= month <= 12 or not 1 <= day <= monthrange(2000, month)[1]:
+                raise unprocessable(
+                    "payloadError", f"calendar {cal_id!r}: {key} {value!r} is no day of the year"
+                )
+            written.append((key, None, value[2:]))
         else:
             raise unprocessable("payloadError", f"calendar {cal_id!r}: {key} {value!r} is no date")
-    first, last = bounds
-    if first is not None and last is not None and last < first:
+    (_, start, start_md), (_, end, end_md) = written
+    if start_md not in (None, OPEN_START[2:]) or end_md not in (None, OPEN_END[2:]):
+        dated = [(k, d) for k, d, _ in written if d is not None]
+        if dated:
+            key, full = dated[0]
+            raise unprocessable(
+                "serviceConstraintExceeded",
+                f"calendar {cal_id!r}: a rule from {rule.get('startDate')!r} to "
+                f"{rule.get('endDate')!r}: this gateway runs a range every year (--MM-DD) "
+                f"or between dates, not both ({key} {full!r} is a date)",
+            )
+        return start_md or OPEN_START[2:], end_md or OPEN_END[2:]
+    if start is not None and end is not None and end < start:
         raise unprocessable(
-            "payloadError", f"calendar {cal_id!r}: endDate {last} is before startDate {first}"
+            "payloadError", f"calendar {cal_id!r}: endDate {end} is before startDate {start}"
         )
-    return first, last
+    return start, end
+
+
+def _yearly(bound: str) -> bool:
+    return len(bound) == len("MM-DD")
 
 
 def _range(first: str | None, last: str | None) -> dict[str, str]:
@@ -286,16 +308,36 @@ def _weekdays(cal_id: str, condition: dict[str, Any]) -> list[str]:
     return sorted(days, key=WEEKDAYS.index)
 
 
+OCCURRENCES = {**{str(n): n for n in range(1, 6)}, "L": -1}  # ccDay's, as the exception's
+
+
+def _occurrences(cal_id: str, condition: dict[str, Any]) -> dict[str, list[int]]:
+    """A ccDay's `occurrences` ("1" to "5", "L" the last) as the exception's (-1 the last)."""
+    written = condition.get("occurrences") or []
+    if not isinstance(written, list):
+        raise ValueError(f"occurrences {written!r}")
+    found: list[int] = []
+    for item in written:
+        if not isinstance(item, str) or item not in OCCURRENCES:
+            raise unprocessable(
+                "payloadError",
+                f"calendar {cal_id!r}: occurrence {item!r}: use '1' to '5' or 'L' (the last)",
+            )
+        if OCCURRENCES[item] not in found:
+            found.append(OCCURRENCES[item])
+    return {"occurrences": found} if found else {}
+
+
 def _dated(
     cal_id: str, condition: dict[str, Any], first: str | None, last: str | None
 ) -> list[dict[str, str]]:
     """A ccDate condition (days of the month, `---DD`, or of the year, `--MM-DD`, each
     alone or as a span) as the dates and ranges it takes between the rule's dates."""
-    if first is None or last is None:
+    if first is None or last is None or _yearly(first):
         raise unprocessable(
             "serviceConstraintExceeded",
-            f"calendar {cal_id!r}: a ccDate condition recurs for ever; this gateway runs "
-            "it within a rule's full startDate and endDate",
+            f"calendar {cal_id!r}: a ccDate condition recurs for ever (or every year); this "
+            "gateway runs it within a rule's full startDate and endDate",
         )
     items = [_date_item(cal_id, item) for item in condition.get("dates") or []]
     if not items:
