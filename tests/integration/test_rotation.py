@@ -176,8 +176,11 @@ async def test_gateway_key_rotation_is_announced_and_followed(site: Site) -> Non
     # After rotation the gateway signs with the new key, and the command post verifies it.
     result = await site.send(site.first)
     assert result.code == ResultCode.DONE, result
-    assert any(v.message and v.message.key_id == new_id and v.message.kind == "result"
-               for v in site.post.verdicts)  # fmt: skip
+    # the console's own subscription had it; the test's post may see it a moment later
+    assert await site.post.wait_for(
+        lambda: any(v.message and v.message.key_id == new_id and v.message.kind == "result"
+                    for v in site.post.verdicts), 20,
+    )  # fmt: skip
 
 
 async def test_forged_key_announcement_is_refused(site: Site, tmp_path: Path) -> None:
@@ -208,8 +211,13 @@ async def test_bad_command_flood_yields_bounded_results_and_events(site: Site) -
             await client.publish(f"cityedge/v2/{SITE}/{GW}/cmd", bytes(payload), qos=1)
     # Commands are handled in order: once this one is answered, the flood was handled.
     marker = new_command(site.first, GW, "ping")
+    marker_digest = command_digest(seal_command(site.first, marker))
     assert (await site.send_command(site.first, marker)).code == ResultCode.DONE
-    await asyncio.sleep(1.0)  # let the last results (if any) cross the broker
+    # ...and once the test's post has the marker's result, it has everything sent before
+    # it (one gateway connection, delivered in order)
+    assert await site.post.wait_for(
+        lambda: any(r["digest"] == marker_digest for r in site.post.results), 20
+    )
     answered = [r for r in site.post.results if r["digest"] in forged_digests]
     assert all(r["command_id"] == "" for r in answered)  # a forgery never borrows an id
     flood_events = [e for e in site.post.events if e.kind == "security.bad-signature"]
