@@ -46,6 +46,7 @@ import msgpack
 
 from cityedge.central.ingest.rows import READING_COLUMNS, split_value
 from cityedge.central.ingest.sources.rabbitmq import queue_name
+from cityedge.protocol.dictionary import DICTIONARY
 from cityedge.protocol.keys import SigningKey
 from cityedge.street.engines import RabbitNode
 from cityedge.street.fleet import SimulatedGateway, publish_reliably
@@ -168,11 +169,14 @@ def rows_of(payload: bytes) -> list[tuple[Any, ...]]:
     no signature, no strict decoding, no dedupe."""
     body = msgpack.unpackb(msgpack.unpackb(payload)["body"])
     site, gw, seq, data = body["site"], body["gw"], body["seq"], body["data"]
-    t0, devices, points, groups = msgpack.unpackb(zlib.decompress(data)) if isinstance(
-        data, bytes) else data  # fmt: skip
+    if isinstance(data, bytes):  # deflated from the protocol's preset dictionary (§6.1.5)
+        data = msgpack.unpackb(zlib.decompressobj(zdict=DICTIONARY).decompress(data))
+    t0, devices, points, groups = data
     out = []
+    d, ms = -1, t0  # a group's device and dt are steps from the group before
     for group in groups:
-        device, ts = devices[group[0]], dt.datetime.fromtimestamp((t0 + group[1]) / 1000, dt.UTC)
+        d, ms = d + 1 + group[0], ms + group[1]
+        device, ts = devices[d], dt.datetime.fromtimestamp(ms / 1000, dt.UTC)
         for i in range(3, len(group), 2):
             name, unit, scale = (points[group[i]] + [None, None])[:3]
             value = group[i + 1] / 10**scale if scale else group[i + 1]

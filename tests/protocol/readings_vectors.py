@@ -18,6 +18,7 @@ from typing import Any
 import msgpack
 
 from cityedge.drivers.modbus.profile import resolve_profile
+from cityedge.protocol.dictionary import DICTIONARY
 from cityedge.protocol.entries import reading_entry
 from cityedge.protocol.keys import SigningKey
 from cityedge.protocol.sealing import MESSAGE_CONTEXT, seal
@@ -101,7 +102,10 @@ def _vector(name: str, description: str, seq: int, readings: list[Reading], comp
     body = outer["body"]
     fields = msgpack.unpackb(body)
     data = fields["data"]
-    block = msgpack.unpackb(zlib.decompress(data)) if isinstance(data, bytes) else data
+    inflated = (
+        zlib.decompressobj(zdict=DICTIONARY).decompress(data) if isinstance(data, bytes) else b""
+    )
+    block = msgpack.unpackb(inflated) if isinstance(data, bytes) else data
     return {
         "name": name,
         "description": description,

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from cityedge.protocol.commands import open_command, seal_command
 from cityedge.protocol.decoding import EnvelopeError, Reason
+from cityedge.protocol.dictionary import DICTIONARY
 from cityedge.protocol.entries import command_result, event_entry, reading_entry, result_entry
 from cityedge.protocol.keys import SigningKey
 from cityedge.protocol.opening import open_message
@@ -239,8 +240,11 @@ def test_sealed_body_is_byte_identical_to_a_library_encoding(n: int) -> None:
         k = 0 if r.value * 2 % 2 == 0 else 1
         row = groups.setdefault((devices.index(r.device), round(r.ts * 1000) - 1000), [])
         row += [points.index(k), int(r.value * 10**k)]
-    block = [1000 if n else 0, devices, [["power", "W", k] for k in points],
-             [[d, dt, 0, *row] for (d, dt), row in groups.items()]]  # fmt: skip
+    steps, last = [], (-1, 0)  # device and dt: steps from the group before
+    for (d, dt), row in groups.items():
+        steps.append([d - last[0] - 1, dt - last[1], 0, *row])
+        last = (d, dt)
+    block = [1000 if n else 0, devices, [["power", "W", k] for k in points], steps]
     expected = msgpack.packb(
         {
             "v": 2,
@@ -382,6 +386,11 @@ def good_body() -> dict[str, Any]:
     return body_of(sealed("telemetry", [reading_entry(Reading("d", "p", 1.0, 2.0))]))
 
 
+def deflated(raw: bytes, dictionary: bytes) -> bytes:
+    deflater = zlib.compressobj(6, zlib.DEFLATED, 15, 8, zlib.Z_DEFAULT_STRATEGY, dictionary)
+    return deflater.compress(raw) + deflater.flush()
+
+
 def block(*groups: list[Any], points: Any = (["p"],), devices: Any = ("d",), t0: Any = 0) -> Any:
     return [t0, list(devices), list(points), list(groups)]
 
@@ -412,13 +421,20 @@ def block(*groups: list[Any], points: Any = (["p"],), devices: Any = ("d",), t0:
         ({"data": block([0, 0, 0, 0])}, Reason.MALFORMED, r"\(groups\)|\[3\]\[0\]"),
         ({"data": block([0, 0, 0, 0, None])}, Reason.MALFORMED, r"\[3\]\[0\]\[4\] \(value\)"),
         ({"data": block([1, 0, 0, 0, 1])}, Reason.MALFORMED, r"\[3\]\[0\]\[0\] \(device\)"),
-        ({"data": block([0, -1, 0, 0, 1])}, Reason.MALFORMED, r"\[3\]\[0\]\[1\] \(dt\)"),
+        ({"data": block([0, 0, 0, 0, 1], [-2, 0, 0, 0, 1])}, Reason.MALFORMED,
+         r"\[3\]\[1\]\[0\] \(device\)"),
+        ({"data": block([0, 2**53 + 1, 0, 0, 1])}, Reason.MALFORMED, r"\[3\]\[0\]\[1\] \(dt\)"),
+        ({"data": block([0, 1.0, 0, 0, 1])}, Reason.MALFORMED, r"\[3\]\[0\]\[1\] \(dt\)"),
         ({"data": block([0, 0, 3, 0, 1])}, Reason.MALFORMED, r"\[3\]\[0\]\[2\] \(quality\)"),
         ({"data": block([0, 0, 0, 1, 1])}, Reason.MALFORMED, r"\[3\]\[0\]\[3\] \(point\)"),
         ({"data": block([0, 0, 0, 0, 1.5], points=[["p", None, 1]])}, Reason.MALFORMED,
          "is scaled"),
         ({"data": block([0, 0, 0, 0, msgpack.ExtType(5, b"x")])}, Reason.MALFORMED, "value"),
         ({"data": b"not deflate"}, Reason.MALFORMED, "not a zlib stream"),
+        ({"data": deflated(msgpack.packb(block()), b"another dictionary")}, Reason.MALFORMED,
+         "dictionary not the protocol's"),
+        ({"data": deflated(msgpack.packb(block()), DICTIONARY)[:-1]}, Reason.MALFORMED,
+         "truncated"),
         ({"data": zlib.compress(msgpack.packb(block()))[:-3]}, Reason.MALFORMED, "truncated"),
         ({"data": zlib.compress(msgpack.packb(block())) + b"x"}, Reason.MALFORMED,
          "after the zlib"),

@@ -4,8 +4,10 @@ docs/protocol.md §6.1, written out again here."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import re
 import struct
 import zlib
 from dataclasses import asdict
@@ -17,6 +19,7 @@ import msgpack
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from cityedge.protocol.dictionary import DICTIONARY
 from cityedge.protocol.key_files import load_trust
 from cityedge.protocol.opening import open_message
 from tests.protocol import readings_vectors
@@ -25,6 +28,28 @@ from tests.protocol.vectors import plain
 REGENERATE = "regenerate with: .venv/bin/python -m tests.protocol.readings_vectors --write"
 NAMES = ("street-poll", "street-poll-deflate", "value-rules")
 QUALITIES = ("good", "clock-unsynced", "substituted")
+SPEC = (Path(__file__).resolve().parents[2] / "docs" / "protocol.md").read_text()
+DICTIONARY_SECTION = SPEC[SPEC.index("#### 6.1.5") : SPEC.index("### 6.2")]
+
+
+def doc_dictionary() -> bytes:
+    """§6.1.5's preset dictionary, built from the doc: its word list, packed."""
+    words = re.search(r"```json\n(.*?)```", DICTIONARY_SECTION, re.DOTALL)
+    assert words, "§6.1.5 lists no words"
+    packed: bytes = msgpack.packb(json.loads(words.group(1)))
+    return packed
+
+
+def inflate(data: bytes) -> bytes:
+    return zlib.decompressobj(zdict=doc_dictionary()).decompress(data)
+
+
+def test_the_documented_dictionary_is_the_codes() -> None:
+    built = doc_dictionary()
+    assert built == DICTIONARY
+    assert f"{len(built):,} bytes" in DICTIONARY_SECTION
+    assert hashlib.sha256(built).hexdigest() in DICTIONARY_SECTION
+    assert f"{zlib.adler32(built):08x}" in DICTIONARY_SECTION
 
 
 def published(name: str) -> dict[str, Any]:
@@ -43,20 +68,22 @@ def test_vector_files_match_the_code() -> None:
 
 def block_of(body: bytes) -> Any:
     data = msgpack.unpackb(body)["data"]
-    return msgpack.unpackb(zlib.decompress(data)) if isinstance(data, bytes) else data
+    return msgpack.unpackb(inflate(data)) if isinstance(data, bytes) else data
 
 
 def decode_by_the_doc(body: bytes) -> list[dict[str, Any]]:
     """§6.1 read by someone else: tables, then groups of index/value pairs."""
     t0, devices, points, groups = block_of(body)
     out = []
-    for device, dt, quality, *pairs in groups:
+    device, ms = -1, t0  # device and dt are steps from the group before
+    for step, dt, quality, *pairs in groups:
+        device, ms = device + 1 + step, ms + dt
         for p, value in zip(pairs[::2], pairs[1::2], strict=True):
             name, unit, scale = (points[p] + [None, None])[:3]
             out.append({
                 "device": devices[device], "point": name,
                 "value": value if scale is None else value / 10**scale,
-                "ts": (t0 + dt) / 1000, "unit": unit, "quality": QUALITIES[quality],
+                "ts": ms / 1000, "unit": unit, "quality": QUALITIES[quality],
             })  # fmt: skip
     return out
 
@@ -97,10 +124,10 @@ def test_vectors_check_out_independently(name: str) -> None:
 def test_values_travel_as_the_rules_say(name: str) -> None:
     v = published(name)
     body = bytes.fromhex(v["body_hex"])
-    raw = zlib.decompress(msgpack.unpackb(body)["data"]) if v["compressed"] else body
+    raw = inflate(msgpack.unpackb(body)["data"]) if v["compressed"] else body
     t0, devices, points, groups = block_of(body)
     assert devices == list(dict.fromkeys(r["device"] for r in v["readings"]))
-    assert t0 == min(round(r["ts"] * 1000) for r in v["readings"])
+    assert t0 == round(v["readings"][0]["ts"] * 1000)
     by_point = iter([(points[g[j]], g[j + 1]) for g in groups for j in range(3, len(g), 2)])
     for r in v["readings"]:
         entry, carried = next(by_point)
@@ -123,7 +150,7 @@ def test_the_deflated_poll_is_the_plain_poll_deflated() -> None:
     assert plain["readings"] == deflated["readings"]
     data = msgpack.unpackb(bytes.fromhex(deflated["body_hex"]))["data"]
     plain_body = bytes.fromhex(plain["body_hex"])
-    assert plain_body.endswith(zlib.decompress(data))  # the block's bytes, exactly
+    assert plain_body.endswith(inflate(data))  # the block's bytes, exactly
     assert deflated["sizes"]["payload"] < 0.65 * plain["sizes"]["payload"]
     assert plain["sizes"]["readings"] == 17 * 17
 

@@ -1,18 +1,23 @@
 """Readings blocks: how a v2 `telemetry` message carries its readings (docs/protocol.md §6.1).
 
     block = [t0, devices, points, groups]
-    t0      int: milliseconds since the Unix epoch, the earliest reading's time
+    t0      int: milliseconds since the Unix epoch, the first group's time
     devices array of str: the device names the groups refer to, by index
     points  array of [name, unit?, scale?]: the points the groups refer to, by index
-    groups  array of [device, dt, quality, point, value, point, value, ...]
+    groups  array of [device, dt, quality, point, value, point, value, ...]; device
+            and dt are steps from the group before (device index + 1, time)
 
 One group is one poll: a run of readings of one device taken at one millisecond
-with one quality, so readings come back in the order they were sealed. A point
-entry with a `scale` k carries float values as integers m (value = m / 10^k): a
-lamppost's 230.1 V travels as 2301 in three bytes, not as a nine-byte float64.
+with one quality, so readings come back in the order they were sealed. In a report
+by exception (a few readings of many devices) the tables and the per-group fields
+dominate: steps of 0 deflate to almost nothing, and the protocol's preset
+dictionary holds the common point names. A point entry with a `scale` k carries
+float values as integers m (value = m / 10^k): a lamppost's 230.1 V travels as
+2301 in three bytes, not as a float64.
 Other floats go as float32 when float32 holds them exactly, else as float64.
 When DEFLATE makes it smaller, `data` is a bin holding the zlib stream of the
-block's MessagePack bytes instead of the block itself.
+block's MessagePack bytes, deflated from the protocol's preset dictionary
+(protocol/dictionary.py), instead of the block itself.
 
 The encoder reads the outbox's internal reading entries (`entries.reading_entry`);
 the decoder is strict and names the field that is wrong.
@@ -28,6 +33,7 @@ from typing import Any, Final, NoReturn, cast
 import msgpack
 
 from cityedge.protocol.decoding import MAX_MESSAGE_BYTES, malformed, read_array, show, unpack
+from cityedge.protocol.dictionary import DICTIONARY, DICTIONARY_ID
 from cityedge.sdk.model import Quality, Reading
 
 QUALITY_CODES: Final = (Quality.GOOD, Quality.CLOCK_UNSYNCED, Quality.SUBSTITUTED)
@@ -181,9 +187,12 @@ def encode_block(entries: Sequence[Sequence[Any]]) -> bytes:
                 last_device, last_ms, last_quality = device, ms, quality
             last_ts = ts
         group += (p, value)
-    t0 = min((row[1] for row in rows), default=0)
-    for row in rows:
-        row[1] -= t0
+    t0 = rows[0][1] if rows else 0
+    last_d, last_ms = -1, t0
+    for row in rows:  # steps from the group before: a street's run is 0, 0, 0, …
+        d, ms = row[0], row[1]
+        row[0], row[1] = d - last_d - 1, ms - last_ms
+        last_d, last_ms = d, ms
     table = [t0, list(devices), [_point_entry(k) for k in points]]
     if not narrow:
         return cast(bytes, msgpack.packb([*table, rows]))
@@ -220,7 +229,10 @@ def pack_data(block: bytes, *, compress: bool = True) -> bytes:
     smaller (`compress=False` never compresses)."""
     if not compress or len(block) < 64:  # a header's worth: deflate cannot pay
         return block
-    packed = cast(bytes, msgpack.packb(zlib.compress(block, COMPRESSION_LEVEL)))
+    deflater = zlib.compressobj(
+        COMPRESSION_LEVEL, zlib.DEFLATED, 15, 8, zlib.Z_DEFAULT_STRATEGY, DICTIONARY
+    )
+    packed = cast(bytes, msgpack.packb(deflater.compress(block) + deflater.flush()))
     return packed if len(packed) < len(block) else block
 
 
@@ -228,8 +240,12 @@ def pack_data(block: bytes, *, compress: bool = True) -> bytes:
 
 
 def inflate(data: bytes, where: str) -> Any:
-    """The block inside a compressed `data`: one whole zlib stream, at most MAX_INFLATED."""
-    inflater = zlib.decompressobj()
+    """The block inside a compressed `data`: one whole zlib stream, at most MAX_INFLATED,
+    without a preset dictionary or with the protocol's."""
+    asks = len(data) >= 6 and (data[0] << 8 | data[1]) % 31 == 0 and data[1] & 0x20  # FDICT
+    if asks and data[2:6] != DICTIONARY_ID:
+        raise malformed(f"{where}: the zlib stream asks for a dictionary not the protocol's")
+    inflater = zlib.decompressobj(zdict=DICTIONARY)
     try:
         block = inflater.decompress(data, MAX_INFLATED)
     except zlib.error as exc:
@@ -261,29 +277,30 @@ def decode_block(raw: Any, where: str = "body.data") -> list[Reading]:
     count, known = len(table), len(names)
     out: list[Reading] = []
     append = out.append
+    last_d, ms = -1, t0  # device and dt are steps from the group before
     for i, group in enumerate(groups):
         if type(group) is not list or len(group) < 5 or not len(group) & 1:
-            _refuse_group(group, t0, names, table, f"{where}[3][{i}]")
+            _refuse_group(group, last_d, ms, names, table, f"{where}[3][{i}]")
         d, dt, q = group[0], group[1], group[2]
-        if (
-            type(d) is not int or not 0 <= d < known
-            or type(dt) is not int or not 0 <= dt <= MAX_MANTISSA - t0
-            or type(q) is not int or not 0 <= q <= 2
-        ):  # fmt: skip
-            _refuse_group(group, t0, names, table, f"{where}[3][{i}]")
-        device, quality, ts = names[d], QUALITY_CODES[q], (t0 + dt) / 1000
+        if type(d) is not int or type(dt) is not int or type(q) is not int:
+            _refuse_group(group, last_d, ms, names, table, f"{where}[3][{i}]")
+        last_d += d + 1
+        ms += dt
+        if not 0 <= last_d < known or not -MAX_MANTISSA <= ms <= MAX_MANTISSA or not 0 <= q <= 2:
+            _refuse_group(group, last_d - d - 1, ms - dt, names, table, f"{where}[3][{i}]")
+        device, quality, ts = names[last_d], QUALITY_CODES[q], ms / 1000
         for j in range(3, len(group), 2):
             p, value = group[j], group[j + 1]
             if type(p) is not int or not 0 <= p < count:
-                _refuse_group(group, t0, names, table, f"{where}[3][{i}]")
+                _refuse_group(group, last_d - d - 1, ms - dt, names, table, f"{where}[3][{i}]")
             divisor = divisors[p]
             if divisor is None:
                 if type(value) not in _VALUE_TYPES:
-                    _refuse_group(group, t0, names, table, f"{where}[3][{i}]")
+                    _refuse_group(group, last_d - d - 1, ms - dt, names, table, f"{where}[3][{i}]")
             elif type(value) is int and -MAX_MANTISSA <= value <= MAX_MANTISSA:
                 value = value / divisor  # exact operands: one IEEE division
             else:
-                _refuse_group(group, t0, names, table, f"{where}[3][{i}]")
+                _refuse_group(group, last_d - d - 1, ms - dt, names, table, f"{where}[3][{i}]")
             name, unit, _ = table[p]
             append(Reading(device, name, value, ts, unit, quality))
     return out
@@ -321,7 +338,8 @@ def _points(raw: Any, where: str) -> list[tuple[str, str | None, int | None]]:
 
 def _refuse_group(
     raw: Any,
-    t0: int,
+    last_d: int,
+    ms: int,
     devices: list[str],
     points: list[tuple[str, str | None, int | None]],
     where: str,
@@ -332,12 +350,16 @@ def _refuse_group(
         shape = "[device, dt, quality, point, value, …]"
         raise malformed(f"{where}: expected {shape}, got {show(raw)}")
     d, dt, q = raw[0], raw[1], raw[2]
-    if type(d) is not int or not 0 <= d < len(devices):
+    if type(d) is not int or not 0 <= d + last_d + 1 < len(devices):
         raise malformed(
-            f"{where}[0] (device): expected an index below {len(devices)}, got {show(d)}"
+            f"{where}[0] (device): expected a step from index {last_d} + 1 to an index "
+            f"0-{len(devices) - 1}, got {show(d)}"
         )
-    if type(dt) is not int or not 0 <= dt <= MAX_MANTISSA - t0:
-        raise malformed(f"{where}[1] (dt): expected milliseconds 0..2^53 - t0, got {show(dt)}")
+    if type(dt) is not int or not -MAX_MANTISSA <= ms + dt <= MAX_MANTISSA:
+        raise malformed(
+            f"{where}[1] (dt): expected a step in milliseconds from {ms} to a time "
+            f"within ±2^53, got {show(dt)}"
+        )
     if type(q) is not int or not 0 <= q < len(QUALITY_CODES):
         raise malformed(f"{where}[2] (quality): expected 0, 1 or 2, got {show(q)}")
     for j in range(3, len(raw), 2):
