@@ -13,7 +13,7 @@ from pathlib import Path
 
 from cityedge.protocol.keys import SigningKey
 from cityedge.protocol.topics import DEFAULT_PREFIX
-from cityedge.street.broker import Broker
+from cityedge.street.broker import Broker, free_port
 from cityedge.street.fleet import publish_reliably
 from tests.central_ingest.engines import drop_database
 from tests.central_ingest.helpers import fleet
@@ -160,3 +160,17 @@ async def test_health_says_503_when_the_database_is_gone(tmp_path: Path, pg_dsn:
             assert "does not exist" in body["detail"]
         finally:
             assert worker.stop() == 0, worker.log.read_text()[-2000:]
+
+
+def test_a_worker_stopped_while_its_broker_is_away_stops_cleanly(tmp_path: Path) -> None:
+    """SIGTERM while the source cannot be reached (its reconnect loop) ends the worker
+    with status 0 and its summary; the test harness waits for the worker's handlers
+    first, so a worker stopped the moment it started is stopped, never killed (-15)."""
+    key = SigningKey.from_seed(bytes([5]) * 32)
+    worker = Worker(
+        tmp_path / "ingest.log", "--source", f"mqtt://127.0.0.1:{free_port()}",
+        "--store", f"sqlite:{tmp_path / 'central.db'}", "--trust", key.public_text(),
+    ).start()  # fmt: skip
+    assert worker.stop() == 0, worker.log.read_text()
+    log = worker.log.read_text()
+    assert "ingest running" in log and "stored 0 messages" in log, log

@@ -6,6 +6,7 @@ import asyncio
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import asyncpg
@@ -34,13 +35,17 @@ class Worker:
             )  # fmt: skip
         return self
 
+    def _running(self) -> bool:
+        """Whether this run said it is running: its signal handlers are installed."""
+        with self.log.open("rb") as log:
+            log.seek(self._from)
+            return b"ingest running" in log.read()
+
     async def ready(self, timeout: float = 30.0) -> None:
         """Wait until this run installed its signal handlers (a SIGTERM then stops it)."""
 
         async def up() -> bool:
-            with self.log.open("rb") as log:
-                log.seek(self._from)
-                return b"ingest running" in log.read()
+            return self._running()
 
         await wait_until(up, timeout, f"ingest worker ready ({self.log.name})")
 
@@ -53,6 +58,11 @@ class Worker:
         if self.proc is None:
             return None
         if self.proc.poll() is None:
+            # a SIGTERM before its handlers are installed kills it (-15) instead of
+            # stopping it: a worker started last may still be importing
+            deadline = time.monotonic() + 30
+            while not self._running() and self.proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(20)
