@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from cityedge.central.ingest.options import (
+    DEFAULT_STORE,
     EXIT_ENGINE,
     EXIT_OK,
     EXIT_USAGE,
@@ -76,7 +77,7 @@ def ingest_cli(
             envvar="CITYEDGE_INGEST_STORE",
             help="postgresql://… or sqlite:PATH (the embedded default).",
         ),
-    ] = "sqlite:cityedge-central.db",
+    ] = DEFAULT_STORE,
     trust: Annotated[
         list[str],
         typer.Option(
@@ -195,7 +196,7 @@ def export_cli(
     fmt: Annotated[str, typer.Option("--format", help="csv or json.")] = "csv",
     store: Annotated[
         str, typer.Option("--store", envvar="CITYEDGE_INGEST_STORE", help="As for ingest.")
-    ] = "sqlite:cityedge-central.db",
+    ] = DEFAULT_STORE,
     out: Annotated[
         Path | None, typer.Option("--out", "-o", help="Write here (default: stdout).")
     ] = None,

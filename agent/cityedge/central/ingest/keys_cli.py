@@ -17,7 +17,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from cityedge.central.ingest.options import EXIT_OK, EXIT_REFUSED, fail, opened_store
+from cityedge.central.ingest.options import (
+    DEFAULT_STORE,
+    EXIT_OK,
+    EXIT_REFUSED,
+    StoreOption,
+    fail,
+    opened_store,
+)
 from cityedge.protocol.keys import KEY_ID_PATTERN
 
 if TYPE_CHECKING:
@@ -30,11 +37,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-StoreOption = Annotated[
-    str,
-    typer.Option("--store", envvar="CITYEDGE_INGEST_STORE", help="As for ingest."),
-]
-DEFAULT_STORE = "sqlite:cityedge-central.db"
 FORCE_HELP = ("Retire the gateway's last trusted key too: all its messages are refused "
               "until a new key is enrolled.")  # fmt: skip
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -23,6 +23,13 @@ EXIT_OK = ExitCode.OK
 EXIT_REFUSED = ExitCode.PROBLEM  # a replay left messages refused
 EXIT_USAGE = ExitCode.BAD_INPUT
 EXIT_ENGINE = ExitCode.NO_BROKER  # the engine (broker, queue) or the store cannot be reached
+
+DEFAULT_STORE = "sqlite:cityedge-central.db"
+# `--store` of the commands that only read or mend the store (ingest documents its own)
+StoreOption = Annotated[
+    str,
+    typer.Option("--store", envvar="CITYEDGE_INGEST_STORE", help="As for ingest."),
+]
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:

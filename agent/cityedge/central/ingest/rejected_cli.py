@@ -17,9 +17,11 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from cityedge.central.ingest.options import (
+    DEFAULT_STORE,
     EXIT_ENGINE,
     EXIT_OK,
     EXIT_REFUSED,
+    StoreOption,
     opened_store,
     trust_specs,
     trusted_store,
@@ -39,15 +41,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-StoreOption = Annotated[
-    str,
-    typer.Option("--store", envvar="CITYEDGE_INGEST_STORE", help="As for ingest."),
-]
-
 
 @app.command("list")
 def list_cli(
-    store: StoreOption = "sqlite:cityedge-central.db",
+    store: StoreOption = DEFAULT_STORE,
     as_json: Annotated[bool, typer.Option("--json", help="Print the counts as JSON.")] = False,
 ) -> None:
     """Count refused messages by reason and topic: waiting, kept whole (replayable once
@@ -76,7 +73,7 @@ def replay_cli(
     trust_dir: Annotated[
         Path | None, typer.Option("--trust-dir", help="A directory of GATEWAY.pub files.")
     ] = None,
-    store: StoreOption = "sqlite:cityedge-central.db",
+    store: StoreOption = DEFAULT_STORE,
     prefix: Annotated[str, typer.Option("--prefix", help="Topic prefix.")] = DEFAULT_PREFIX,
     chunk: Annotated[
         int, typer.Option("--chunk", min=1, help="Rows per database transaction.")
